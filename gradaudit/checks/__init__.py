@@ -1,0 +1,94 @@
+"""The check catalogue.
+
+A check is data (:class:`Check`) plus a function that yields findings. Every module in
+this package that defines ``CHECKS`` is collected automatically, so a new check is one new
+module (or one more entry in an existing module's ``CHECKS``) and nothing else.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Callable, Iterable
+
+if TYPE_CHECKING:
+    from ..context import AuditContext
+    from ..report import Finding
+
+
+@dataclass(frozen=True)
+class Check:
+    """A check's stable identity and documentation."""
+
+    code: str
+    slug: str
+    status: str
+    summary: str
+    explanation: str
+    fix: str
+    example: str = ""
+    run: Callable[["AuditContext"], Iterable["Finding"]] | None = None
+
+
+ERROR = Check(
+    code="GA901",
+    slug="error",
+    status="error",
+    summary="the target could not be imported, called, or returned something other than a tensor",
+    explanation=(
+        "gradaudit could not audit the target at all: the module or attribute is missing, "
+        "the object is not callable, calling it on a float64 tensor raised, or it returned "
+        "something other than one tensor. The other targets of the run are still audited."
+    ),
+    fix="Point gradaudit at a callable that takes one tensor and returns one tensor "
+    "(an activation function, an nn.Module, or an autograd.Function subclass).",
+    example="gradaudit check mypkg.acts:missing_name",
+)
+
+
+@lru_cache(maxsize=None)
+def catalogue() -> dict[str, Check]:
+    """Every check, by code, in code order."""
+    found: dict[str, Check] = {ERROR.code: ERROR}
+    for module_info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        for check in getattr(module, "CHECKS", ()):
+            if check.code in found:
+                raise RuntimeError(f"duplicate check code {check.code}")
+            found[check.code] = check
+    return dict(sorted(found.items()))
+
+
+def lookup(name: str) -> Check:
+    """A check by code (``GA203``) or slug (``signed-zero-output``); ``KeyError`` if none."""
+    for check in catalogue().values():
+        if name.upper() == check.code or name.lower() == check.slug:
+            return check
+    raise KeyError(name)
+
+
+def expand(patterns: Iterable[str] | None) -> set[str]:
+    """Codes matched by ``patterns``: codes, code prefixes (``GA2``) or slugs.
+
+    Raises ``ValueError`` naming a pattern that matches no check.
+    """
+    codes: set[str] = set()
+    for pattern in patterns or ():
+        pattern = pattern.strip()
+        matched = {
+            code
+            for code, check in catalogue().items()
+            if code.startswith(pattern.upper()) or check.slug == pattern.lower()
+        }
+        if not pattern or not matched:
+            known = ", ".join(f"{c.code} ({c.slug})" for c in catalogue().values())
+            raise ValueError(f"unknown check {pattern!r}; known checks: {known}")
+        codes |= matched
+    return codes
+
+
+def selected(select: Iterable[str] | None, ignore: Iterable[str] | None) -> set[str]:
+    """Codes to run given select/ignore patterns (select defaults to every check)."""
+    codes = expand(select) if select else set(catalogue())
+    return codes - expand(ignore)

@@ -1,0 +1,174 @@
+"""GA101: the backward against central differences in float64 at smooth points."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+import torch
+
+from ..messages import describe_intervals, example_index, intervals, number
+from ..report import Finding
+from . import Check
+
+if TYPE_CHECKING:
+    from ..context import AuditContext
+
+EPS64 = torch.finfo(torch.float64).eps
+STEP = EPS64 ** (1.0 / 3.0)
+"""Relative step of the central differences (optimal for O(h^2) truncation)."""
+RTOL, ATOL = 1e-3, 1e-5
+CONSTANT_SHARE = 0.99
+"""Above this share of locally constant smooth points, the forward is piecewise constant and
+a non-zero backward is a straight-through estimator (GA302), not a wrong formula."""
+
+
+def numerical_derivative(ctx: "AuditContext", x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Central, forward and backward differences at ``x`` (float64) in one target call."""
+    h = STEP * torch.clamp(x.abs(), min=1.0)
+    plus, minus = x + h, x - h
+    half_plus, half_minus = x + h / 2, x - h / 2
+    values = ctx.values64(torch.cat([plus, minus, half_plus, half_minus])).reshape(4, -1)
+    yp, ym, yhp, yhm = values
+    central = (yp - ym) / (plus - minus)
+    central_half = (yhp - yhm) / (half_plus - half_minus)
+    forward = (yp - y) / (plus - x)
+    backward = (y - ym) / (x - minus)
+    magnitude = torch.maximum(torch.maximum(y.abs(), yp.abs()), ym.abs())
+    rounding = 8 * EPS64 * magnitude / h
+    locally_constant = (yp == y) & (ym == y)
+    return {
+        "h": h, "plus": plus, "minus": minus, "central": central, "central_half": central_half, "forward": forward,
+        "backward": backward, "rounding": rounding, "constant": locally_constant,
+    }
+
+
+def smooth_points(ctx: "AuditContext", x: torch.Tensor, numeric: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Points where both one-sided differences agree, central differences with steps h and
+    h/2 agree (Richardson), and no kink or jump is within reach."""
+    forward, backward = numeric["forward"], numeric["backward"]
+    central, half = numeric["central"], numeric["central_half"]
+    agree = (forward - backward).abs() <= 0.05 * torch.maximum(forward.abs(), backward.abs()) + 1e-4 + 4 * numeric["rounding"]
+    agree &= (central - half).abs() <= 1e-3 * half.abs() + 1e-6 + 8 * numeric["rounding"]
+    finite = torch.isfinite(central) & torch.isfinite(half) & torch.isfinite(forward) & torch.isfinite(backward)
+    mask = agree & finite & ~ctx.near_kink(x, numeric["h"])
+    if ctx.options.domain is not None:
+        lo, hi = ctx.options.domain
+        mask &= (numeric["minus"] >= lo) & (numeric["plus"] <= hi)
+    return mask
+
+
+def compare(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
+    """The GA101 comparison over the float64 probe set, or None when it cannot be made."""
+    ev = ctx.evaluate(torch.float64)
+    if ev.y is None or ev.grad is None:
+        return None
+    x, y, analytic = ev.x, ev.y, ev.grad
+    numeric = numerical_derivative(ctx, x, y)
+    smooth = smooth_points(ctx, x, numeric) & torch.isfinite(analytic) & torch.isfinite(y)
+    central = numeric["central"]
+    error = (analytic - central).abs()
+    tolerance = ATOL + RTOL * central.abs() + 16 * numeric["rounding"] + 0.01 * (numeric["forward"] - numeric["backward"]).abs()
+    wrong = smooth & (error > tolerance)
+    return {"x": x, "analytic": analytic, "central": central, "error": error, "smooth": smooth,
+            "wrong": wrong, "constant": numeric["constant"]}
+
+
+def straight_through(result: dict[str, torch.Tensor]) -> bool:
+    """Whether the forward is piecewise constant and every mismatch is a non-zero backward there."""
+    smooth = result["smooth"]
+    constant = result["constant"] & smooth
+    if int(smooth.sum()) == 0:
+        return False
+    share = float(constant.sum()) / float(smooth.sum())
+    return share >= CONSTANT_SHARE and bool((result["wrong"] <= constant).all())
+
+
+def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
+    ev = ctx.evaluate(torch.float64)
+    location = ctx.target.source("backward")
+    if ev.grad_error:
+        yield Finding("GA101", "fail", f"no usable gradient: {ev.grad_error}.", dtype="float64", location=location)
+        return
+    if not ctx.elementwise:
+        yield from _gradcheck(ctx, location)
+        return
+    result = ctx.memo("gradient.compare", lambda: compare(ctx))
+    if result is None:
+        return
+    wrong = result["wrong"]
+    count, total = int(wrong.sum()), int(result["smooth"].sum())
+    if count == 0 or straight_through(result):
+        return
+    x = result["x"]
+    relative = result["error"] / (1 + result["central"].abs())
+    worst = int(torch.argmax(torch.where(wrong, relative, torch.zeros_like(relative))))
+    shown = example_index(x, wrong)
+    sample = torch.nonzero(wrong).flatten()
+    picks = [shown, worst] + [int(i) for i in sample[torch.linspace(0, sample.numel() - 1, min(3, sample.numel())).long()]]
+    examples = []
+    for i in dict.fromkeys(picks):
+        examples.append({"input": float(x[i]), "gradient": float(result["analytic"][i]),
+                         "numerical": float(result["central"][i])})
+    status = "info" if ctx.options.surrogate else "fail"
+    where = describe_intervals(x[result["smooth"]], wrong[result["smooth"]])
+    message = (
+        f"backward disagrees with central differences at {count} of {total} smooth float64 points "
+        f"({where}); e.g. at x = {number(float(x[shown]))} the backward gives "
+        f"{number(float(result['analytic'][shown]))} and central differences give "
+        f"{number(float(result['central'][shown]))} (error {float(result['error'][shown]):.3g}; "
+        f"largest relative error {float(relative[worst]):.3g} at x = {number(float(x[worst]))}). "
+    )
+    if ctx.options.surrogate:
+        message += "The target is declared a surrogate / straight-through gradient, so this is expected."
+    else:
+        message += (
+            "Fix the backward formula for these inputs (differentiate the forward again, branch by "
+            "branch), or declare surrogate=True if the gradient is a deliberate surrogate."
+        )
+    yield Finding("GA101", status, message, dtype="float64", examples=examples, location=location,
+                  details={"intervals": intervals(x[result["smooth"]], wrong[result["smooth"]]),
+                           "points_checked": total, "points_wrong": count})
+
+
+def _gradcheck(ctx: "AuditContext", location: dict | None) -> Iterator[Finding]:
+    """Non-elementwise targets: torch.autograd.gradcheck on a small seeded input."""
+    generator = torch.Generator().manual_seed(ctx.options.seed)
+    x = (torch.randn(4, 6, generator=generator, dtype=torch.float64) * 2).requires_grad_(True)
+    if ctx.options.domain is not None:
+        lo, hi = ctx.options.domain
+        x = x.detach().clamp(lo, hi).requires_grad_(True)
+    try:
+        torch.autograd.gradcheck(lambda t: ctx.call(t), (x,), eps=1e-6, atol=1e-5, rtol=1e-3)
+    except torch.autograd.gradcheck.GradcheckError as exc:
+        status = "info" if ctx.options.surrogate else "fail"
+        first = str(exc).strip().splitlines()[0]
+        yield Finding("GA101", status,
+                      f"the target is not elementwise, so torch.autograd.gradcheck ran on a seeded "
+                      f"4x6 float64 input and failed: {first}. Fix the backward formula.",
+                      dtype="float64", location=location)
+    except Exception as exc:  # the target itself failed on this input
+        yield Finding("GA101", "fail",
+                      f"torch.autograd.gradcheck on a seeded 4x6 float64 input could not run: "
+                      f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}.",
+                      dtype="float64", location=location)
+
+
+CHECKS = [
+    Check(
+        code="GA101",
+        slug="gradient",
+        status="fail",
+        summary="backward disagrees with central differences in float64 at smooth points",
+        explanation=(
+            "At every float64 probe point away from kinks and jumps, the backward (vector-Jacobian "
+            "product with ones) is compared with central differences (step eps^(1/3)*max(1,|x|)); a "
+            "point counts as smooth only when its forward and backward one-sided differences agree. "
+            "Elementwise targets (verified by perturbation) are checked at every point in O(n); other "
+            "targets fall back to torch.autograd.gradcheck on a small input. Declared surrogate / "
+            "straight-through gradients are reported as info."
+        ),
+        fix="Correct the backward formula for the failing inputs, or declare the gradient a "
+        "surrogate (surrogate=True, --surrogate) if it is deliberate.",
+        example="backward returns 0 for x > 20 where softplus's derivative is 1",
+        run=run_gradient,
+    )
+]

@@ -1,0 +1,230 @@
+"""GA301/GA302: the gradient at kinks, and jumps with a finite gradient."""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Iterator
+
+import torch
+
+from ..context import CallError, dtype_name
+from ..messages import number
+from ..report import Finding
+from . import Check
+from .gradient import compare, straight_through
+
+if TYPE_CHECKING:
+    from ..context import AuditContext
+    from ..kinks import Kink
+
+PLACES = (0, 1, 7, 8, 15, 16, 17, 31, 32, 63, 64, 100, 128, 255, 256)
+"""Positions of the kink inside a 257-element tensor: vector bodies and scalar tails."""
+
+
+def gradients_at(ctx: "AuditContext", value: float, dtype: torch.dtype, fn=None) -> dict[str, float]:
+    """The implemented gradient at ``value`` alone and at several places in a larger tensor."""
+    point = torch.tensor(value, dtype=torch.float64).to(dtype)
+    alone = ctx.grads64(point.reshape(1), 1.0, dtype) if fn is None else fn(point.reshape(1))
+    big = (point.to(torch.float64) + torch.linspace(-0.5, 0.5, 257, dtype=torch.float64)).to(dtype)
+    big[list(PLACES)] = point
+    inside = ctx.grads64(big, 1.0, dtype) if fn is None else fn(big)
+    values = inside[list(PLACES)].to(torch.float64)
+    result = {"alone": float(alone[0])}
+    distinct = sorted(set(values.tolist()), key=lambda v: (v != result["alone"], v))
+    result["in_tensor"] = distinct[0] if len(distinct) == 1 else float("nan")
+    if len(distinct) > 1:
+        result["in_tensor_values"] = distinct
+    return result
+
+
+def convention(g: float, left: float, right: float, tol: float) -> str:
+    if abs(g - left) <= tol and abs(g - right) <= tol:
+        return "both one-sided derivatives"
+    if abs(g - left) <= tol:
+        return "the left derivative"
+    if abs(g - right) <= tol:
+        return "the right derivative"
+    if abs(g - (left + right) / 2) <= tol:
+        return "the mean of the one-sided derivatives"
+    if abs(g) <= tol:
+        return "zero (between the one-sided derivatives)"
+    return "a value between the one-sided derivatives"
+
+
+def judge(ctx: "AuditContext", kink: "Kink") -> tuple[str, str, dict[str, Any]]:
+    """Status, message and details for one kink."""
+    left, right = kink.left, kink.right
+    lo, hi = min(left, right), max(left, right)
+    implemented: dict[str, Any] = {}
+    problems: list[str] = []
+    for dtype in ctx.options.dtypes:
+        name = dtype_name(dtype)
+        if float(torch.tensor(kink.location, dtype=torch.float64).to(dtype)) != kink.location:
+            continue  # the kink is not representable in this dtype
+        tol = (1e-6 if dtype == torch.float64 else 8 * torch.finfo(dtype).eps) * (1 + abs(left) + abs(right))
+        try:
+            measured = gradients_at(ctx, kink.location, dtype)
+        except CallError as exc:
+            problems.append(f"in {name} the backward at the kink failed: {exc}")
+            continue
+        implemented[name] = measured
+        for where in ("alone", "in_tensor"):
+            g = measured[where]
+            if "in_tensor_values" in measured and where == "in_tensor":
+                problems.append(f"in {name} the gradient at the kink depends on its position in the "
+                                f"tensor: {', '.join(number(v) for v in measured['in_tensor_values'])}")
+                continue
+            if not math.isfinite(g):
+                problems.append(f"in {name} the gradient at x = {number(kink.location)} is {number(g)}")
+            elif not (lo - tol <= g <= hi + tol):
+                problems.append(f"in {name} the gradient at x = {number(kink.location)} is {number(g)} "
+                                f"({where}), outside [{number(lo)}, {number(hi)}]")
+    details: dict[str, Any] = {
+        "location": kink.location, "kind": kink.kind, "left": left, "right": right,
+        "declared": kink.declared, "implemented": implemented,
+    }
+    if kink.location == 0:
+        details.update(_zero_sides(ctx))
+    g64 = implemented.get("float64", {}).get("alone", math.nan)
+    details["convention"] = convention(g64, left, right, 1e-6 * (1 + abs(left) + abs(right))) if math.isfinite(g64) else None
+    problems = list(dict.fromkeys(problems))
+    if problems:
+        details["verdict"] = "fail"
+        message = (
+            f"kink at x = {number(kink.location)} (left derivative {number(left)}, right {number(right)}): "
+            + "; ".join(problems[:3])
+            + ". A gradient at a kink must be finite and lie between the one-sided derivatives "
+            "(PyTorch picks one of them, e.g. relu'(0) = 0). Fix the backward's branch for x == "
+            f"{number(kink.location)} (check <= versus <, and divisions by |x|)."
+        )
+        return "fail", message, details
+    details["verdict"] = "pass"
+    message = (
+        f"kink at x = {number(kink.location)}: left derivative {number(left)}, right {number(right)}; "
+        f"the gradient there is {number(g64)} = {details['convention']}."
+    )
+    return "info", message, details
+
+
+def _zero_sides(ctx: "AuditContext") -> dict[str, Any]:
+    signed = torch.tensor([-0.0, 0.0], dtype=torch.float64)
+    values = ctx.values64(signed)
+    grads = ctx.grads64(signed)
+    return {"f(-0.0)": number(float(values[0])), "f(+0.0)": number(float(values[1])),
+            "grad(-0.0)": number(float(grads[0])), "grad(+0.0)": number(float(grads[1]))}
+
+
+def run_kink(ctx: "AuditContext") -> Iterator[Finding]:
+    if not ctx.elementwise:
+        return
+    location = ctx.target.source("backward")
+    for kink in ctx.kinks:
+        if kink.kind != "kink":
+            continue
+        status, message, details = judge(ctx, kink)
+        yield Finding("GA301", status, message, dtype="float64", location=location, details=details,
+                      examples=[{"input": kink.location, "gradient": number(details["implemented"].get("float64", {}).get("alone", math.nan))}])
+        if status == "info" and ctx.options.reference is not None:
+            yield from _reference_convention(ctx, kink, details, location)
+
+
+def _reference_convention(ctx: "AuditContext", kink: "Kink", details: dict[str, Any], location) -> Iterator[Finding]:
+    reference = ctx.options.reference
+    assert reference is not None
+    fn = reference.callable_for(torch.float64)
+    leaf = torch.tensor([kink.location], dtype=torch.float64, requires_grad=True)
+    try:
+        (ref_grad,) = torch.autograd.grad(fn(leaf.clone()).sum(), leaf)
+    except Exception as exc:
+        yield Finding("GA301", "info", f"the reference {reference.name} has no gradient at x = "
+                      f"{number(kink.location)} ({type(exc).__name__}).", details=details)
+        return
+    ours = details["implemented"].get("float64", {}).get("alone", math.nan)
+    theirs = float(ref_grad[0])
+    details["reference"] = theirs
+    if abs(ours - theirs) > 1e-6 * (1 + abs(theirs)):
+        yield Finding(
+            "GA301", "info",
+            f"convention differs from the reference at the kink x = {number(kink.location)}: yours is "
+            f"{number(ours)} ({details['convention']}); torch {torch.__version__.split('+')[0]}'s "
+            f"{reference.name} gives {number(theirs)}. Both lie between the one-sided derivatives, so "
+            f"this is a convention, not a defect.",
+            dtype="float64", location=location, details=dict(details, reference=theirs))
+
+
+def run_discontinuity(ctx: "AuditContext") -> Iterator[Finding]:
+    if not ctx.elementwise:
+        return
+    status = "info" if ctx.options.surrogate else "warn"
+    note = (" The target is declared a surrogate / straight-through gradient, so this is expected."
+            if ctx.options.surrogate else
+            " If this is a deliberate straight-through or surrogate gradient, declare it with "
+            "surrogate=True (--surrogate); otherwise the backward is wrong.")
+    location = ctx.target.source("backward")
+    for kink in ctx.kinks:
+        if kink.kind != "jump":
+            continue
+        try:
+            g = gradients_at(ctx, kink.location, torch.float64)["alone"]
+        except CallError:
+            continue
+        details = {"location": kink.location, "kind": "jump", "left": kink.left_value,
+                   "right": kink.right_value, "implemented": {"float64": {"alone": g}}}
+        if math.isfinite(g) and g != 0:
+            details["verdict"] = status
+            yield Finding("GA302", status,
+                          f"the forward jumps from {number(kink.left_value)} to {number(kink.right_value)} at "
+                          f"x = {number(kink.location)}, yet the backward reports a finite gradient "
+                          f"{number(g)} there.{note}", dtype="float64", location=location, details=details)
+        else:
+            details["verdict"] = "pass"
+            yield Finding("GA302", "info",
+                          f"the forward jumps from {number(kink.left_value)} to {number(kink.right_value)} at "
+                          f"x = {number(kink.location)}; the gradient there is {number(g)}.",
+                          dtype="float64", location=location, details=details)
+    result = ctx.memo("gradient.compare", lambda: compare(ctx))
+    if result is not None and bool(result["wrong"].any()) and straight_through(result):
+        wrong = result["wrong"]
+        i = int(torch.nonzero(wrong)[0])
+        yield Finding("GA302", status,
+                      f"the forward is piecewise constant (its central differences are 0 at "
+                      f"{int(wrong.sum())} smooth points where the backward is non-zero, e.g. "
+                      f"{number(float(result['analytic'][i]))} at x = {number(float(result['x'][i]))}): "
+                      f"the backward is a straight-through estimator.{note}",
+                      dtype="float64", location=location, details={"points": int(wrong.sum())})
+
+
+CHECKS = [
+    Check(
+        code="GA301",
+        slug="kink",
+        status="fail / info",
+        summary="at a kink the gradient is non-finite or outside the one-sided derivatives (fail); "
+        "a convention different from the reference (info)",
+        explanation=(
+            "Kinks (points where the one-sided derivatives differ: relu at 0, relu6 at 0 and 6, "
+            "hardswish at +-3) are declared with kinks=[...] or discovered on the float64 grid by "
+            "bracketing and bisection. At each, the implemented gradient is measured alone and inside "
+            "a larger tensor, in every audited dtype. PyTorch's rule for non-differentiable points "
+            "allows any value between the one-sided derivatives; outside that, or non-finite, fails."
+        ),
+        fix="Make the backward's branch at the kink return one of the one-sided derivatives.",
+        example="a ReLU whose backward returns 2 at exactly x == 0",
+        run=run_kink,
+    ),
+    Check(
+        code="GA302",
+        slug="discontinuity",
+        status="warn / info",
+        summary="the forward jumps, or is piecewise constant, while the backward is finite and non-zero "
+        "(an undeclared straight-through estimator)",
+        explanation=(
+            "A forward with jumps (Heaviside, round, sign) has no useful derivative; a finite non-zero "
+            "gradient there is a surrogate. That is fine when intended (straight-through estimators, "
+            "spiking networks) and must be declared with surrogate=True, which turns this and GA101 "
+            "into info."
+        ),
+        fix="Declare the surrogate (surrogate=True / --surrogate) or make the forward continuous.",
+        example="(x > 0).float() forward with identity backward",
+        run=run_discontinuity,
+    ),
+]

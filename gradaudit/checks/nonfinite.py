@@ -1,0 +1,133 @@
+"""GA201/GA202: NaN or inf outputs and gradients at finite inputs inside the domain."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+import torch
+
+from ..context import dtype_name
+from ..messages import describe_intervals, example_index, intervals, number
+from ..report import Finding
+from . import Check
+
+if TYPE_CHECKING:
+    from ..context import AuditContext, Evaluation
+
+HEADROOM = 64.0
+"""Inputs within this factor of the dtype's max may overflow in any formula that scales them
+(x * relu6(x + 3) / 6 needs a factor 6): reported as info, not as a defect."""
+DOMAIN_HINT = "If the target is undefined there, declare it: domain=(lo, hi) or --domain LO HI."
+
+
+def defects(x: torch.Tensor, dtype: torch.dtype, values: torch.Tensor, exact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fail mask, info mask) of non-finite ``values`` given the float64 ``exact`` values.
+
+    Below float64, a non-finite value is a defect where the float64 value is finite and fits
+    in ``dtype``. In float64 itself, NaN is a defect and inf is information (an overflow or a
+    pole cannot be told apart without more precision). Inputs within ``HEADROOM`` of the
+    dtype's max only give information.
+    """
+    nonfinite = ~torch.isfinite(values)
+    top = (x.to(torch.float64).abs() * HEADROOM >= torch.finfo(dtype).max) & torch.isinf(values)
+    if dtype == torch.float64:
+        fail = nonfinite & torch.isnan(values) & ~top
+        return fail, nonfinite & ~fail
+    fits = torch.isfinite(exact) & (exact.abs() <= torch.finfo(dtype).max)
+    fail = nonfinite & fits & ~top
+    return fail, nonfinite & fits & top
+
+
+def _report(code: str, noun: str, ev: "Evaluation", fail: torch.Tensor, info: torch.Tensor,
+            exact: torch.Tensor, location: dict | None, fix: str) -> Iterator[Finding]:
+    name = dtype_name(ev.dtype)
+    x = ev.x
+    values = ev.y if code == "GA201" else ev.grad
+    assert values is not None
+    for mask, status in ((fail, "fail"), (info, "info")):
+        count = int(mask.sum())
+        if count == 0:
+            continue
+        i = example_index(x, mask)
+        where = describe_intervals(x, mask)
+        if status == "info":
+            how = (" (an overflow or a pole, or a formula without headroom near the dtype's max; "
+                   "not judged)")
+        elif ev.dtype == torch.float64:
+            how = ""
+        else:
+            how = f" where the float64 value is finite and fits in {name} (e.g. {number(float(exact[i]))})"
+        message = (
+            f"{noun} is {number(float(values[i]))} in {name} at {count} finite input(s)"
+            f"{how}: {where}; e.g. x = {number(float(x[i]))}. "
+        )
+        message += fix if status == "fail" else "Shown for information."
+        yield Finding(code, status, message, dtype=name, location=location,
+                      examples=[{"input": float(x[i]), noun.split()[0]: number(float(values[i]))}],
+                      details={"intervals": intervals(x, mask), "count": count})
+
+
+def run_output(ctx: "AuditContext") -> Iterator[Finding]:
+    for dtype in ctx.options.dtypes:
+        ev = ctx.evaluate(dtype)
+        if ev.y is None or ev.y.shape != ev.x.shape:
+            continue
+        exact = ctx.reference64(dtype).y
+        if exact is None:
+            continue
+        fail, info = defects(ev.x, dtype, ev.y, exact)
+        fix = (
+            "Compute in a stable form (log1p, expm1, softplus, logaddexp, clamp before exp) so "
+            "intermediate values do not overflow. " + DOMAIN_HINT
+        )
+        yield from _report("GA201", "output", ev, fail, info, exact, ctx.target.source("forward"), fix)
+
+
+def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
+    for dtype in ctx.options.dtypes:
+        ev = ctx.evaluate(dtype)
+        if ev.y is None or ev.grad is None or ev.grad.shape != ev.x.shape or ev.y.shape != ev.x.shape:
+            continue
+        reference = ctx.reference64(dtype)
+        exact = reference.grad if reference.grad is not None else torch.full_like(ev.x, float("nan"), dtype=torch.float64)
+        fail, info = defects(ev.x, dtype, ev.grad, exact)
+        finite_output = torch.isfinite(ev.y)
+        fix = (
+            "A NaN gradient at a finite output usually comes from torch.where or masking over a "
+            "branch whose own gradient is NaN or inf (sqrt, log, 1/x of out-of-range values): "
+            "0 * inf = NaN. Make the branch safe before selecting, e.g. "
+            "torch.where(x > 0, torch.sqrt(x.clamp(min=tiny)), 0), or fix the backward. " + DOMAIN_HINT
+        )
+        yield from _report("GA202", "gradient", ev, fail & finite_output, info & finite_output, exact,
+                           ctx.target.source("backward"), fix)
+
+
+CHECKS = [
+    Check(
+        code="GA201",
+        slug="nonfinite-output",
+        status="fail",
+        summary="NaN/inf output for a finite input where the float64 value is finite and representable",
+        explanation=(
+            "Every probe input is finite. Below float64 an output that is NaN or inf where the float64 "
+            "value at the same input is finite and fits in the dtype is a defect (an intermediate "
+            "overflowed). In float64 NaN is a defect, inf is shown as info."
+        ),
+        fix="Use stable formulations (log1p, expm1, softplus, clamp before exp) or declare domain=.",
+        example="log(1 + exp(x)) is inf in float32 for x > 88",
+        run=run_output,
+    ),
+    Check(
+        code="GA202",
+        slug="nonfinite-gradient",
+        status="fail",
+        summary="NaN/inf gradient at a finite input with a finite output (e.g. the torch.where trap)",
+        explanation=(
+            "Same rule as GA201, for the vector-Jacobian product with ones. The classic case is "
+            "torch.where(x > 0, torch.sqrt(x), 0): the unused branch's gradient is NaN for x <= 0, and "
+            "0 * NaN = NaN flows back."
+        ),
+        fix="Make every branch safe before torch.where selects (clamp the input of sqrt/log).",
+        example="torch.where(x > 0, torch.sqrt(x), torch.zeros_like(x))",
+        run=run_gradient,
+    ),
+]

@@ -1,0 +1,237 @@
+"""GA203/GA204: -0.0 that the target (or its backward) *creates*.
+
+A created -0.0 is classified (see DESIGN.md):
+  spurious  (warn) the exact value is zero, e.g. ``x * mask``: the sign means nothing;
+  underflow (info) the true value is a tiny negative number that rounded to zero;
+  propagated (info) ``f(-0.0) == -0.0``, as tanh and relu on CPU.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Iterator
+
+import torch
+
+from ..context import dtype_name
+from ..messages import describe_intervals, example_index, intervals, number, runs
+from ..report import Finding
+from . import Check
+
+if TYPE_CHECKING:
+    from ..context import AuditContext
+
+GENTLE_DECAY = 1e3
+"""Past the edge of an underflow region values grow by at most this factor over a small step."""
+BISECTION_STEPS = 80
+
+FIX_OUTPUT = (
+    "Return real zeros: torch.where(mask, x, torch.zeros_like(x)) or x.clamp(min=0) instead of "
+    "multiplying by a mask, or add + 0.0 to the result, which turns -0.0 into +0.0."
+)
+FIX_GRADIENT = (
+    "In backward, select instead of multiplying by a mask: "
+    "torch.where(mask, grad_output, torch.zeros_like(grad_output)), or add + 0.0 to the gradient."
+)
+
+
+def is_negative_zero(t: torch.Tensor) -> torch.Tensor:
+    return (t == 0) & torch.signbit(t)
+
+
+MAX_RUNS = 32
+"""Runs of undecided zeros examined at their edges; more than this are taken as spurious."""
+
+
+def _edge_decays(value_fn: Callable[[torch.Tensor], torch.Tensor], zero_x: float, other_x: float) -> bool:
+    """Whether the zero region at ``zero_x`` is reached through gently decaying values.
+
+    Bisect from the zero point towards ``other_x`` (non-zero value) to the last non-zero
+    input ``edge``. The zero is a rounding of a tiny true value when the bracket does not
+    cross x = 0 and the values decay gently into the zero (exponential tails, as silu or
+    1 - tanh^2) instead of reaching it at a root with a non-zero slope (hardswish at -3).
+    """
+    if (zero_x < 0) != (other_x < 0) or zero_x == 0 or other_x == 0:
+        return False
+    zero = torch.tensor([zero_x], dtype=torch.float64)
+    edge = torch.tensor([other_x], dtype=torch.float64)
+    for _ in range(BISECTION_STEPS):
+        middle = (zero + edge) / 2
+        if bool(middle == zero) or bool(middle == edge):
+            break
+        if bool(value_fn(middle)[0] == 0):
+            zero = middle
+        else:
+            edge = middle
+    e = float(edge[0])
+    if abs(e) < 1.0:
+        far = e * 2.0 if abs(e) > abs(float(zero[0])) else e / 2.0
+    else:
+        far = e + 1e-3 * abs(e) * (1.0 if e > float(zero[0]) else -1.0)
+    values = value_fn(torch.tensor([e, far], dtype=torch.float64))
+    at_edge, beyond = float(values[0]), float(values[1])
+    if at_edge == 0 or not beyond == beyond:
+        return False
+    return abs(beyond) <= GENTLE_DECAY * abs(at_edge)
+
+
+def _is_isolated_root(value_fn: Callable[[torch.Tensor], torch.Tensor], lo: float, hi: float) -> bool:
+    """Zeros confined to ``[lo, hi]`` (a point, or -0.0 and +0.0) between non-zero values of
+    opposite sign, as a derivative at a smooth minimum: their sign carries no meaning."""
+    delta = 1e-6 * max(1.0, abs(lo), abs(hi))
+    if hi - lo > delta:
+        return False
+    left, right = value_fn(torch.tensor([lo - delta, hi + delta], dtype=torch.float64)).tolist()
+    return left != 0 and right != 0 and (left < 0) != (right < 0)
+
+
+def classify(
+    x: torch.Tensor,
+    created: torch.Tensor,
+    exact: torch.Tensor,
+    value_fn: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> dict[str, torch.Tensor]:
+    """Masks ``spurious``, ``underflow`` and ``rounding`` over the created -0.0 elements.
+
+    ``exact`` holds the float64 values at the same inputs. Negative there: an underflow
+    (the sign is right). Positive: a rounding that lost a tiny positive value (cancellation,
+    as gelu's backward in float32). Zero there too: each run of such inputs is examined in
+    float64 with ``value_fn``; a lone root is dropped, a zero region reached through gently
+    decaying values is an underflow (negative side) or rounding (positive side), and any
+    other zero region is exactly zero: spurious.
+    """
+    underflow = created & (exact < 0)
+    rounding = created & (exact > 0)
+    undecided = created & (exact == 0)
+    dropped = torch.zeros_like(created)
+    if value_fn is not None and bool(undecided.any()):
+        x64 = x.to(torch.float64)
+        for start, end in runs(undecided)[:MAX_RUNS]:
+            if _is_isolated_root(value_fn, float(x64[start]), float(x64[end])):
+                dropped[start : end + 1] = True
+                continue
+            for edge, neighbour in ((start, start - 1), (end, end + 1)):
+                if not 0 <= neighbour < x.numel():
+                    continue
+                value = float(exact[neighbour])
+                if value == 0 or value != value:
+                    continue
+                if _edge_decays(value_fn, float(x64[edge]), float(x64[neighbour])):
+                    target = underflow if value < 0 else rounding
+                    target[start : end + 1] |= undecided[start : end + 1]
+                    break
+    spurious = created & ~underflow & ~rounding & ~dropped
+    return {"spurious": spurious, "underflow": underflow, "rounding": rounding}
+
+
+def _zero_findings(code: str, what: str, fix: str, per_dtype: list[tuple[torch.dtype, torch.Tensor, torch.Tensor, torch.Tensor, str]],
+                   location: dict | None) -> Iterator[Finding]:
+    """One finding per classification, showing the first dtype (float32 preferred) and naming the rest."""
+    for kind, status in (("spurious", "warn"), ("underflow", "info"), ("rounding", "info"), ("propagated", "info")):
+        hits = [(d, x, m, ex) for d, x, m, ex, k in per_dtype if k == kind and bool(m.any())]
+        if not hits:
+            continue
+        hits.sort(key=lambda h: (h[0] != torch.float32,))
+        dtype, x, mask, extra = hits[0]
+        others = [n for n in dict.fromkeys(dtype_name(h[0]) for h in hits[1:]) if n != dtype_name(hits[0][0])]
+        count = int(mask.sum())
+        i = example_index(x, mask)
+        where = describe_intervals(x, mask)
+        name = dtype_name(dtype)
+        also = f" (also in {', '.join(others)})" if others else ""
+        example_input = number(float(x[i]))
+        if kind == "spurious":
+            message = (
+                f"{what} creates -0.0 in {name}{also} at {count} of {x.numel()} inputs: {where}; "
+                f"e.g. x = {example_input} gives -0.0{extra}, where the exact value is +0 (the function "
+                f"is exactly zero there). -0.0 == 0.0, so allclose and gradcheck cannot see it, but "
+                f"atan2, 1/x, copysign and sign tests can. {fix}"
+            )
+        elif kind == "underflow":
+            message = (
+                f"{what} returns -0.0 in {name}{also} at {count} inputs ({where}), e.g. x = "
+                f"{example_input}{extra}, where the true value is a tiny negative number that rounds "
+                f"to zero: the sign is correct."
+            )
+        elif kind == "rounding":
+            message = (
+                f"{what} returns -0.0 in {name}{also} at {count} inputs ({where}), e.g. x = "
+                f"{example_input}{extra}, where the true value is a tiny positive number lost to "
+                f"rounding or cancellation; the zero's sign is arbitrary there."
+            )
+        else:
+            message = f"{what} maps -0.0 to -0.0 in {name}{also}: the input's sign is propagated, as torch.tanh does."
+        yield Finding(code, status, message, dtype=name, location=location,
+                      examples=[{"input": float(x[i]), "output": "-0.0"}],
+                      details={"kind": kind, "intervals": intervals(x, mask), "count": count,
+                               "dtypes": list(dict.fromkeys(dtype_name(h[0]) for h in hits))})
+
+
+def run_output(ctx: "AuditContext") -> Iterator[Finding]:
+    per_dtype = []
+    value_fn = ctx.values64 if ctx.elementwise else None
+    for dtype in ctx.options.dtypes:
+        ev = ctx.evaluate(dtype)
+        if ev.y is None or ev.y.shape != ev.x.shape:
+            continue
+        exact = ctx.reference64(dtype).y
+        if exact is None:
+            continue
+        negative_zero = is_negative_zero(ev.y)
+        input_negative_zero = is_negative_zero(ev.x)
+        created = negative_zero & ~input_negative_zero
+        masks = classify(ev.x, created, exact, value_fn)
+        masks["propagated"] = negative_zero & input_negative_zero
+        per_dtype += [(dtype, ev.x, mask, "", kind) for kind, mask in masks.items()]
+    yield from _zero_findings("GA203", "the forward", FIX_OUTPUT, per_dtype, ctx.target.source("forward"))
+
+
+def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
+    per_dtype = []
+    for dtype in ctx.options.dtypes:
+        ev = ctx.evaluate(dtype)
+        if ev.grad_error or not ev.grads or ev.grads[1.0].shape != ev.x.shape:
+            continue
+        reference = ctx.reference64(dtype)
+        for sign in (1.0, -1.0):
+            grad = ev.grads[sign]
+            exact = reference.grads.get(sign)
+            if exact is None:
+                continue
+            created = is_negative_zero(grad)
+            value_fn = (lambda p, s=sign: ctx.grads64(p, s)) if ctx.elementwise else None
+            masks = classify(ev.x, created, exact, value_fn)
+            extra = f" for grad_output {number(sign)}"
+            per_dtype += [(dtype, ev.x, mask, extra, kind) for kind, mask in masks.items()]
+    yield from _zero_findings("GA204", "the backward", FIX_GRADIENT, per_dtype, ctx.target.source("backward"))
+
+
+CHECKS = [
+    Check(
+        code="GA203",
+        slug="signed-zero-output",
+        status="warn / info",
+        summary="the target creates -0.0 outputs (spurious: warn; underflow or propagated: info)",
+        explanation=(
+            "An output is a created -0.0 when it is -0.0 and its input is not. x * (x > 0).float() "
+            "returns -0.0 for every negative x because a negative number times 0 is -0.0. -0.0 == 0.0, "
+            "so allclose, assert_close and gradcheck never notice, but atan2, 1/x, copysign, divmod "
+            "and sign tests do. Zeros whose exact value is a tiny negative number (silu(-100.) in "
+            "float32) are correct underflows, and f(-0.0) == -0.0 is propagation: both are info."
+        ),
+        fix=FIX_OUTPUT,
+        example="x * (x > 0).float() at x = -1.0 gives -0.0",
+        run=run_output,
+    ),
+    Check(
+        code="GA204",
+        slug="signed-zero-gradient",
+        status="warn / info",
+        summary="the backward creates -0.0 gradients (probed with grad_outputs of both signs)",
+        explanation=(
+            "The backward is run with grad_output +1 and -1. A gradient of -0.0 is spurious when the "
+            "exact gradient is zero, typically grad_output * mask with a negative grad_output."
+        ),
+        fix=FIX_GRADIENT,
+        example="grad_output * (x > 0).float() with grad_output = -1 at x = -1.0 gives -0.0",
+        run=run_gradient,
+    ),
+]

@@ -1,0 +1,262 @@
+"""The audit context: options, the target's callables, and cached evaluations.
+
+Every check reads the same cached forward and backward results, so adding a check adds
+no evaluation of the probe set unless it needs a new kind of input.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .inputs import DEFAULT_SIZE, probe_values
+from .targets import Target, TargetError
+
+DTYPE_NAMES = {
+    "float64": torch.float64,
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+DEFAULT_DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def parse_dtype(value: str | torch.dtype) -> torch.dtype:
+    """A floating dtype from ``float32``/``torch.float32``/a dtype; ``ValueError`` otherwise."""
+    if isinstance(value, torch.dtype):
+        if value in DTYPE_NAMES.values():
+            return value
+        raise ValueError(f"unsupported dtype {value}; choose from {', '.join(DTYPE_NAMES)}")
+    name = str(value).replace("torch.", "").strip()
+    aliases = {"double": "float64", "float": "float32", "half": "float16", "bf16": "bfloat16"}
+    name = aliases.get(name, name)
+    if name not in DTYPE_NAMES:
+        raise ValueError(f"unsupported dtype {value!r}; choose from {', '.join(DTYPE_NAMES)}")
+    return DTYPE_NAMES[name]
+
+
+@dataclass
+class Options:
+    """Validated audit options (see :func:`gradaudit.audit`)."""
+
+    kinks: tuple[float, ...] = ()
+    domain: tuple[float, float] | None = None
+    dtypes: tuple[torch.dtype, ...] = tuple(DTYPE_NAMES[n] for n in DEFAULT_DTYPES)
+    size: int = DEFAULT_SIZE
+    seed: int = 0
+    codes: frozenset[str] = frozenset()
+    surrogate: bool = False
+    reference: Target | None = None
+    devices: tuple[str, ...] = ("cpu",)
+
+
+@dataclass
+class Evaluation:
+    """Forward and backward of the target over the probe inputs in one dtype.
+
+    ``grads[s]`` is the vector-Jacobian product with a grad_output of all ``s`` (+1.0 and
+    -1.0), so signed zeros created by the backward show up for both signs.
+    """
+
+    dtype: torch.dtype
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+    grads: dict[float, torch.Tensor] = field(default_factory=dict)
+    error: str | None = None
+    grad_error: str | None = None
+
+    @property
+    def grad(self) -> torch.Tensor | None:
+        return self.grads.get(1.0)
+
+
+class CallError(Exception):
+    """Calling the target failed; the message names the dtype and the exception."""
+
+
+def describe_exception(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+class AuditContext:
+    """Shared state of one target's audit."""
+
+    def __init__(self, target: Target, options: Options) -> None:
+        self.target = target
+        self.options = options
+        self._callables: dict[tuple[torch.dtype, str], Callable[[torch.Tensor], Any]] = {}
+        self._evaluations: dict[tuple[torch.dtype, torch.dtype], Evaluation] = {}
+        self._memo: dict[str, Any] = {}
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """Compute a value shared by several checks once per audit."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    # -- calling the target -------------------------------------------------------------
+    def callable_for(self, dtype: torch.dtype, device: str = "cpu") -> Callable[[torch.Tensor], Any]:
+        key = (dtype, device)
+        if key not in self._callables:
+            self._callables[key] = self.target.callable_for(dtype, device)
+        return self._callables[key]
+
+    def call(self, x: torch.Tensor, *, dtype: torch.dtype | None = None, reseed: bool = True) -> torch.Tensor:
+        """Call the target (cast to ``dtype``) on ``x`` and check that it returns a tensor.
+
+        The global RNG is reseeded first, so stochastic targets give the same draws for the
+        same input shape; the caller's RNG state is restored by :func:`gradaudit.audit`.
+        """
+        fn = self.callable_for(dtype or x.dtype, x.device.type if x.device.type != "meta" else "cpu")
+        if reseed:
+            torch.manual_seed(self.options.seed)
+        try:
+            out = fn(x)
+        except TargetError:
+            raise
+        except Exception as exc:
+            raise CallError(
+                f"calling it on a {dtype_name(x.dtype)} tensor of shape {tuple(x.shape)} raised "
+                f"{describe_exception(exc)}"
+            ) from exc
+        if not isinstance(out, torch.Tensor):
+            raise CallError(
+                f"it returned {type(out).__name__}, not a tensor. gradaudit audits callables that "
+                f"map one tensor to one tensor; wrap the target, e.g. lambda x: f(x)[0]"
+            )
+        return out
+
+    # -- structure ------------------------------------------------------------------------
+    @functools.cached_property
+    def elementwise(self) -> bool:
+        """Whether output i depends on input i alone (verified by perturbing a few elements)."""
+        ev = self.evaluate(torch.float64)
+        if ev.y is None or ev.y.shape != ev.x.shape:
+            return False
+        generator = torch.Generator().manual_seed(self.options.seed + 1)
+        n = ev.x.numel()
+        for _ in range(2):
+            chosen = torch.randperm(n, generator=generator)[: max(3, n // 100)]
+            perturbed = ev.x.clone()
+            perturbed[chosen] = perturbed[chosen] * 0.75 + 0.3
+            if self.options.domain is not None:
+                perturbed = perturbed.clamp(*self.options.domain)
+            with torch.no_grad():
+                try:
+                    y2 = self.call(perturbed)
+                except CallError:
+                    return False
+            if y2.shape != ev.y.shape:
+                return False
+            same = (y2 == ev.y) | (torch.isnan(y2) & torch.isnan(ev.y))
+            outside = torch.ones(n, dtype=torch.bool)
+            outside[chosen] = False
+            if not bool(same[outside].all()):
+                return False
+        return True
+
+    # -- evaluations ------------------------------------------------------------------------
+    def probe(self, dtype: torch.dtype) -> torch.Tensor:
+        """The sorted probe inputs for ``dtype``."""
+        return probe_values(
+            dtype,
+            domain=self.options.domain,
+            size=self.options.size,
+            seed=self.options.seed,
+            kinks=self.options.kinks,
+        )
+
+    def evaluate(self, dtype: torch.dtype) -> Evaluation:
+        """Forward and both-sign backward over ``dtype``'s probe inputs (cached)."""
+        key = (dtype, dtype)
+        if key not in self._evaluations:
+            self._evaluations[key] = self._run(self.probe(dtype), dtype)
+        return self._evaluations[key]
+
+    def reference64(self, dtype: torch.dtype) -> Evaluation:
+        """The float64 target at ``dtype``'s probe inputs (the exact values, as near as we can)."""
+        if dtype == torch.float64:
+            return self.evaluate(dtype)
+        key = (dtype, torch.float64)
+        if key not in self._evaluations:
+            self._evaluations[key] = self._run(self.evaluate(dtype).x.to(torch.float64), torch.float64)
+        return self._evaluations[key]
+
+    def _run(self, x: torch.Tensor, dtype: torch.dtype) -> Evaluation:
+        ev = Evaluation(dtype=dtype, x=x)
+        leaf = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            try:
+                out = self.call(leaf.clone(), dtype=dtype)
+            except CallError as exc:
+                ev.error = str(exc)
+                return ev
+            ev.y = out.detach().clone()
+            if not out.requires_grad:
+                ev.grad_error = (
+                    "its output does not require grad, so nothing flows back to the input "
+                    "(the target detaches, or returns a non-differentiable result)"
+                )
+                return ev
+            for sign in (1.0, -1.0):
+                try:
+                    (grad,) = torch.autograd.grad(
+                        out, leaf, torch.full_like(out, sign), retain_graph=sign > 0, allow_unused=True
+                    )
+                except Exception as exc:
+                    ev.grad_error = f"backward raised {describe_exception(exc)}"
+                    return ev
+                if grad is None:
+                    ev.grad_error = "the input receives no gradient (it is unused by the graph)"
+                    return ev
+                ev.grads[sign] = grad.detach()
+        return ev
+
+    # -- float64 point evaluations used by numerics, kinks and zero classification ---------------
+    def values64(self, points: torch.Tensor) -> torch.Tensor:
+        """The float64 target at arbitrary float64 points (elementwise targets only)."""
+        with torch.no_grad():
+            return self.call(points.to(torch.float64)).detach()
+
+    def grads64(self, points: torch.Tensor, sign: float = 1.0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """Vector-Jacobian product with grad_output ``sign`` at ``points`` in ``dtype``."""
+        leaf = points.to(dtype).detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            out = self.call(leaf.clone(), dtype=dtype)
+            (grad,) = torch.autograd.grad(out, leaf, torch.full_like(out, sign), allow_unused=True)
+        if grad is None:
+            return torch.zeros_like(leaf)
+        return grad.detach()
+
+    # -- kinks -------------------------------------------------------------------------------
+    @functools.cached_property
+    def kinks(self) -> list[Any]:
+        """Declared and discovered kinks and jumps (see :mod:`gradaudit.kinks`)."""
+        from .kinks import find_kinks
+
+        return find_kinks(self)
+
+    def near_kink(self, x: torch.Tensor, halfwidth: torch.Tensor) -> torch.Tensor:
+        """Mask of points whose interval ``x ± halfwidth`` touches a kink or jump."""
+        mask = torch.zeros_like(x, dtype=torch.bool)
+        for kink in self.kinks:
+            reach = halfwidth * 2 + 1e-9 * max(1.0, abs(kink.location))
+            mask |= (x - kink.location).abs() <= reach
+        return mask
+
+
+def finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def as_tuple(values: Sequence[Any] | None) -> tuple[Any, ...]:
+    return tuple(values) if values is not None else ()

@@ -1,0 +1,115 @@
+"""The probe inputs: a structured, deterministic set of scalars per dtype and domain."""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+DENSE_STEP = 1.0 / 64.0
+"""Spacing of the dense grid over [-10, 10]; it holds every integer and half exactly."""
+DENSE_LIMIT = 10.0
+LOG_POINTS_PER_DECADE = 3
+DEFAULT_SIZE = 2048
+"""Default number of seeded random samples added to the structured grid."""
+
+
+def dense_grid(domain: tuple[float, float] | None = None) -> np.ndarray:
+    """The uniform grid over [-10, 10] (clipped to ``domain``), ascending, no -0.0."""
+    steps = int(round(DENSE_LIMIT / DENSE_STEP))
+    grid = np.arange(-steps, steps + 1, dtype=np.float64) * DENSE_STEP
+    return _clip(grid, domain)
+
+
+def _clip(values: np.ndarray, domain: tuple[float, float] | None) -> np.ndarray:
+    if domain is None:
+        return values
+    lo, hi = domain
+    return values[(values >= lo) & (values <= hi)]
+
+
+def tail_grid() -> np.ndarray:
+    """Positive tail magnitudes past the dense grid: every integer from 10 to 100 and 32
+    log-spaced points per decade from 100 to 10^4 (thresholds such as softplus's 20 sit here)."""
+    return np.concatenate([np.arange(10.0, 101.0), np.logspace(2, 4, 65)])
+
+
+def log_magnitudes(dtype: torch.dtype) -> np.ndarray:
+    """Magnitudes from the dtype's smallest subnormal to just below its max: the two ends,
+    the smallest normal, and ``LOG_POINTS_PER_DECADE`` points per decade on round exponents."""
+    info = torch.finfo(dtype)
+    tiny = float(info.smallest_normal) * float(info.eps)  # smallest subnormal
+    top = float(info.max) * 0.99
+    lo, hi = math.ceil(math.log10(tiny)), math.floor(math.log10(top))
+    count = (hi - lo) * LOG_POINTS_PER_DECADE + 1
+    decades = np.logspace(lo, hi, count)
+    return np.concatenate([[tiny, float(info.smallest_normal), top], decades[decades < top]])
+
+
+def kink_neighbours(kinks: Iterable[float], dtype: torch.dtype) -> np.ndarray:
+    """Each kink, its neighbouring representable values, and points a little further out."""
+    points: list[float] = []
+    for kink in kinks:
+        k = torch.tensor(float(kink), dtype=dtype)
+        points.append(float(k))
+        for direction in (-math.inf, math.inf):
+            points.append(float(torch.nextafter(k, torch.tensor(direction, dtype=dtype))))
+        scale = max(1.0, abs(float(kink)))
+        for offset in (1e-6, 1e-3, 1e-1):
+            points += [float(kink) - offset * scale, float(kink) + offset * scale]
+    return np.asarray(points, dtype=np.float64)
+
+
+def random_samples(size: int, seed: int, domain: tuple[float, float] | None) -> np.ndarray:
+    """``size`` seeded samples: normal with scale 1 and 4 alternately, or uniform over a finite domain."""
+    generator = torch.Generator().manual_seed(seed)
+    if size <= 0:
+        return np.zeros(0)
+    if domain is not None and math.isfinite(domain[0]) and math.isfinite(domain[1]):
+        lo, hi = domain
+        return (lo + (hi - lo) * torch.rand(size, generator=generator, dtype=torch.float64)).numpy()
+    normal = torch.randn(size, generator=generator, dtype=torch.float64)
+    normal[1::2] *= 4.0
+    return normal.numpy()
+
+
+def probe_values(
+    dtype: torch.dtype,
+    *,
+    domain: tuple[float, float] | None = None,
+    size: int = DEFAULT_SIZE,
+    seed: int = 0,
+    kinks: Sequence[float] = (),
+) -> torch.Tensor:
+    """The sorted, de-duplicated probe inputs for ``dtype`` (finite values, both zeros).
+
+    Values are produced in float64 and rounded once to ``dtype``; ascending order, with
+    -0.0 directly before +0.0.
+    """
+    magnitudes = log_magnitudes(dtype)
+    parts = [
+        dense_grid(),
+        tail_grid(),
+        -tail_grid(),
+        magnitudes,
+        -magnitudes,
+        random_samples(size, seed, domain),
+        kink_neighbours(kinks, dtype),
+    ]
+    if domain is not None:
+        parts.append(np.asarray([v for v in domain if math.isfinite(v)], dtype=np.float64))
+    values = _clip(np.concatenate(parts), domain)
+    rounded = torch.from_numpy(values).to(dtype)
+    rounded = rounded[torch.isfinite(rounded)]
+    unique = torch.unique(rounded.to(torch.float64))  # sorted; merges -0.0 into 0.0
+    has_zero = bool((unique == 0).any())
+    if has_zero:
+        position = int(torch.nonzero(unique == 0)[0])
+        unique = torch.cat([unique[:position], torch.tensor([-0.0], dtype=torch.float64), unique[position:]])
+        unique[position + 1] = 0.0
+    return unique.to(dtype)
+
+
+SPECIAL_VALUES = (-math.inf, math.inf, math.nan)
+"""Probed separately: how a target propagates these is information, not a defect."""

@@ -1,0 +1,169 @@
+"""Kink and jump discovery: bracket on the float64 dense grid, then bisect.
+
+A *kink* is a point where the one-sided derivatives differ (ReLU at 0); a *jump* is a
+point where the one-sided limits of the forward differ (Heaviside at 0). Discovery costs
+one pass over the grid that the audit has already evaluated, plus a fixed number of
+small batched evaluations per candidate: O(grid), not O(grid^2).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from .inputs import DENSE_LIMIT, DENSE_STEP
+
+if TYPE_CHECKING:
+    from .context import AuditContext
+
+BISECTION_STEPS = 64
+SLOPE_JUMP = 1e-2
+"""Relative size of a change of slope that marks a kink candidate."""
+
+
+@dataclass
+class Kink:
+    """A non-differentiable point of an elementwise target."""
+
+    location: float
+    kind: str  # "kink" or "jump"
+    left: float  # one-sided derivative from the left (kinks) or left limit (jumps)
+    right: float
+    declared: bool = False
+    left_value: float = math.nan
+    right_value: float = math.nan
+
+
+def _dense_section(ctx: "AuditContext") -> tuple[torch.Tensor, torch.Tensor]:
+    ev = ctx.evaluate(torch.float64)
+    x, y = ev.x, ev.y
+    assert y is not None
+    scaled = x / DENSE_STEP
+    dense = (x.abs() <= DENSE_LIMIT) & (scaled == scaled.round()) & ~((x == 0) & torch.signbit(x))
+    return x[dense], y[dense]
+
+
+def candidate_brackets(x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
+    """Brackets ``[a, b]`` on a uniform grid where the slope changes abruptly."""
+    if x.numel() < 5:
+        return []
+    step = torch.diff(x)
+    slopes = torch.diff(y) / step
+    finite = torch.isfinite(slopes)
+    # second differences of the slopes: ~f'''(x) h^2 when smooth, ~|R - L| next to a kink
+    curvature_change = torch.diff(slopes, n=2)
+    scale = torch.maximum(torch.maximum(slopes[:-2].abs(), slopes[1:-1].abs()), slopes[2:].abs())
+    all_finite = finite[:-2] & finite[1:-1] & finite[2:]
+    flagged_mask = (all_finite & (curvature_change.abs() > SLOPE_JUMP * (scale + 1e-3))) | (
+        ~all_finite & torch.isfinite(y[1:-2])
+    )
+    flagged = torch.nonzero(flagged_mask).flatten().tolist()
+    brackets: list[tuple[float, float]] = []
+    for i in flagged:
+        # curvature_change[i] spans x[i] .. x[i+3]; the kink lies inside
+        a, b = float(x[i]), float(x[min(i + 3, x.numel() - 1)])
+        if brackets and a <= brackets[-1][1]:
+            brackets[-1] = (brackets[-1][0], b)
+        else:
+            brackets.append((a, b))
+    return brackets
+
+
+def _bisect(ctx: "AuditContext", brackets: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Halve every bracket at once around the largest change of slope.
+
+    With the points a, q1, m, q3, b and the four secant slopes between them, the kink lies
+    where consecutive slopes differ most: keep [a, m], [q1, q3] or [m, b] accordingly. A
+    kink exactly at a sample point stays inside the kept half.
+    """
+    a = torch.tensor([p[0] for p in brackets], dtype=torch.float64)
+    b = torch.tensor([p[1] for p in brackets], dtype=torch.float64)
+    for _ in range(BISECTION_STEPS):
+        m = (a + b) / 2
+        q1, q3 = (a + m) / 2, (m + b) / 2
+        points = torch.stack([a, q1, m, q3, b])
+        values = ctx.values64(points.flatten()).reshape(5, -1)
+        slopes = torch.diff(values, dim=0) / torch.diff(points, dim=0)
+        change = torch.diff(slopes, dim=0).abs()
+        change = torch.where(torch.isnan(change), torch.full_like(change, math.inf), change)
+        choice = torch.argmax(change, dim=0)
+        a, b = torch.stack([a, q1, m])[choice, torch.arange(a.numel())], torch.stack([m, q3, b])[choice, torch.arange(a.numel())]
+        if bool(((b - a) <= 1e-13 * torch.clamp(a.abs(), min=1.0)).all()):
+            break
+    return list(zip(a.tolist(), b.tolist()))
+
+
+def snap(lo: float, hi: float) -> float:
+    """The shortest decimal inside ``[lo, hi]`` widened a little, else the midpoint."""
+    centre = (lo + hi) / 2
+    width = max(hi - lo, 1e-12 * max(1.0, abs(centre)))
+    for digits in range(0, 13):
+        candidate = round(centre, digits)
+        if abs(candidate - centre) <= 2 * width:
+            return float(candidate)
+    return centre
+
+
+def one_sided(ctx: "AuditContext", points: list[float]) -> list[tuple[float, float, float, float]]:
+    """Left/right derivative (second-order one-sided differences) and left/right limit
+    at each point, anchored a hair to each side so that f(point) itself is never used."""
+    c = torch.tensor(points, dtype=torch.float64)
+    delta = 1e-6 * torch.clamp(c.abs(), min=1.0)
+    anchor_left = c - 1e-6 * delta
+    anchor_right = c + 1e-6 * delta
+    grid = torch.stack(
+        [anchor_left, anchor_left - delta, anchor_left - 2 * delta,
+         anchor_right, anchor_right + delta, anchor_right + 2 * delta]
+    )
+    l0, l1, l2, r0, r1, r2 = ctx.values64(grid.flatten()).reshape(grid.shape)
+    left = (3 * l0 - 4 * l1 + l2) / (anchor_left - grid[2])
+    right = (-3 * r0 + 4 * r1 - r2) / (grid[5] - anchor_right)
+    return list(zip(left.tolist(), right.tolist(), l0.tolist(), r0.tolist()))
+
+
+def classify(ctx: "AuditContext", location: float, declared: bool) -> Kink | None:
+    """Measure a candidate point; None when it turns out smooth."""
+    (left, right, left_value, right_value), = one_sided(ctx, [location])
+    scale = 1.0 + abs(left_value) + abs(right_value)
+    if not (math.isfinite(left_value) and math.isfinite(right_value)):
+        kind = "jump"
+    elif abs(left_value - right_value) > 1e-4 * scale:
+        kind = "jump"
+    elif math.isfinite(left) and math.isfinite(right) and abs(left - right) > 1e-3 * (1 + abs(left) + abs(right)):
+        kind = "kink"
+    elif not (math.isfinite(left) and math.isfinite(right)):
+        kind = "kink"
+    else:
+        if not declared:
+            return None
+        kind = "kink"
+    return Kink(location, kind, left, right, declared, left_value, right_value)
+
+
+def find_kinks(ctx: "AuditContext") -> list[Kink]:
+    """Declared kinks plus those discovered on the float64 dense grid, sorted."""
+    if not ctx.elementwise:
+        return [k for k in (classify(ctx, float(v), True) for v in ctx.options.kinks) if k]
+    x, y = _dense_section(ctx)
+    brackets = candidate_brackets(x, y)
+    found: list[float] = []
+    if brackets:
+        for lo, hi in _bisect(ctx, brackets):
+            found.append(snap(lo, hi) + 0.0)  # + 0.0: never report a kink at -0.0
+    kinks: list[Kink] = []
+    declared = [float(v) for v in ctx.options.kinks]
+    for value in declared:
+        kink = classify(ctx, value, True)
+        if kink:
+            kinks.append(kink)
+    for value in found:
+        if any(abs(value - d) <= 1e-6 * max(1.0, abs(d)) for d in declared):
+            continue
+        if any(abs(value - k.location) <= 1e-9 * max(1.0, abs(value)) for k in kinks):
+            continue
+        kink = classify(ctx, value, False)
+        if kink:
+            kinks.append(kink)
+    return sorted(kinks, key=lambda k: k.location)
