@@ -71,6 +71,7 @@ class Evaluation:
     grads: dict[float, torch.Tensor] = field(default_factory=dict)
     error: str | None = None
     grad_error: str | None = None
+    exception: BaseException | None = None
 
     @property
     def grad(self) -> torch.Tensor | None:
@@ -199,6 +200,7 @@ class AuditContext:
                 out = self.call(leaf.clone(), dtype=dtype)
             except CallError as exc:
                 ev.error = str(exc)
+                ev.exception = exc.__cause__ or exc
                 return ev
             ev.y = out.detach().clone()
             if not out.requires_grad:

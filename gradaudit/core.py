@@ -156,7 +156,7 @@ def _run_checks(target: Target, options: Options) -> Report:
                   "target, restrict its inputs with domain=(lo, hi) / --domain, or audit a wrapper "
                   "that takes one tensor." if "raised" in first.error else "")
         return error_report(target.name, f"{target.name}: {first.error}.{advice}",
-                            details=_traceback_details())
+                            details=_traceback_details(first.exception))
     for code, check in catalogue().items():
         if check.run is None or code not in options.codes:
             continue

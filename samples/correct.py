@@ -2,6 +2,8 @@
 import torch
 import torch.nn.functional as F
 
+import gradaudit
+
 
 class SiLUFunction(torch.autograd.Function):
     """SiLU with a hand-written, correct backward."""
@@ -18,16 +20,19 @@ class SiLUFunction(torch.autograd.Function):
         return grad_output * s * (1 + x * (1 - s))
 
 
+@gradaudit.activation
 def where_relu(x):
     """ReLU that selects real zeros: no -0.0."""
     return torch.where(x > 0, x, torch.zeros_like(x))
 
 
+@gradaudit.activation
 def stable_softplus(x):
     """Softplus that never overflows: log(exp(0) + exp(x)) through logaddexp."""
     return torch.logaddexp(x, torch.zeros_like(x))
 
 
+@gradaudit.activation
 def safe_sqrt_relu(x):
     """sqrt(relu(x)) with the torch.where trap avoided: the sqrt branch only sees safe inputs."""
     positive = x > 0
@@ -46,5 +51,6 @@ class Swish(torch.nn.Module):
         return x * torch.sigmoid(self.beta * x)
 
 
+@gradaudit.activation
 def leaky(x):
     return F.leaky_relu(x, 0.1)

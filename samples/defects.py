@@ -1,6 +1,8 @@
 """Activations with the defects gradaudit exists to find. Each says what is wrong."""
 import torch
 
+import gradaudit
+
 
 class HardswishWrongAbove3(torch.autograd.Function):
     """Hardswish whose backward uses the middle branch's slope for x > 3 as well.
@@ -37,6 +39,7 @@ class SoftplusThresholdBug(torch.autograd.Function):
         return grad_output * slope
 
 
+@gradaudit.activation
 def abs_softplus(x):
     """The textbook stable softplus, max(x, 0) + log1p(exp(-|x|)). The function is smooth at 0,
     but autograd differentiates the pieces: clamp passes 1 and abs passes 0 at x == 0, so the
@@ -44,11 +47,13 @@ def abs_softplus(x):
     return x.clamp(min=0) + torch.log1p(torch.exp(-x.abs()))
 
 
+@gradaudit.activation
 def where_sqrt(x):
     """The torch.where trap: the unused sqrt branch has a NaN gradient for x <= 0."""
     return torch.where(x > 0, torch.sqrt(x), torch.zeros_like(x))
 
 
+@gradaudit.activation
 def neg_relu(x):
     """-relu(-x): a min(x, 0) that returns -0.0 for every positive input."""
     return -torch.relu(-x)
@@ -68,6 +73,7 @@ class MaskGradReLU(torch.autograd.Function):
         return g * (x > 0).to(g.dtype)
 
 
+@gradaudit.activation
 def naive_softplus(x):
     """log(1 + exp(x)): exp overflows for x > 88 in float32 (and x > 11 in float16)."""
     return torch.log(1 + torch.exp(x))
@@ -112,16 +118,3 @@ class HeavisideSTE(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         return g.clone()
-
-
-def returns_tuple(x):
-    """Not an activation: returns a tuple."""
-    return x, x
-
-
-def raises(x):
-    """Crashes on every call."""
-    raise ValueError("this activation is broken")
-
-
-NOT_CALLABLE = 42

@@ -1,6 +1,8 @@
 """The motivating case: two ReLUs that train identically, one of which returns -0.0."""
 import torch
 
+import gradaudit
+
 
 class MyReLU(torch.autograd.Function):
     """ReLU with a hand-written backward: clamp forward, masked clone backward."""
@@ -18,6 +20,7 @@ class MyReLU(torch.autograd.Function):
         return grad_input
 
 
+@gradaudit.activation
 def no_back(x):
     """ReLU by masking: same values and gradients, but -0.0 for every negative input."""
     return x * (x > 0).float()
