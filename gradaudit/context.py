@@ -119,7 +119,10 @@ class AuditContext:
         """
         fn = self.callable_for(dtype or x.dtype, x.device.type if x.device.type != "meta" else "cpu")
         if reseed:
-            torch.manual_seed(self.options.seed)
+            # the CPU generator only: torch.manual_seed also records a CUDA stack trace per call
+            torch.default_generator.manual_seed(self.options.seed)
+            if x.device.type == "cuda":
+                torch.cuda.manual_seed(self.options.seed)
         try:
             out = fn(x)
         except TargetError:
@@ -146,7 +149,7 @@ class AuditContext:
         generator = torch.Generator().manual_seed(self.options.seed + 1)
         n = ev.x.numel()
         for _ in range(2):
-            chosen = torch.randperm(n, generator=generator)[: max(3, n // 100)]
+            chosen = torch.randint(0, n, (max(3, min(n // 100, 1000)),), generator=generator)
             perturbed = ev.x.clone()
             perturbed[chosen] = perturbed[chosen] * 0.75 + 0.3
             if self.options.domain is not None:
@@ -191,6 +194,18 @@ class AuditContext:
         if key not in self._evaluations:
             self._evaluations[key] = self._run(self.evaluate(dtype).x.to(torch.float64), torch.float64)
         return self._evaluations[key]
+
+    def exact_at(self, dtype: torch.dtype, mask: torch.Tensor) -> Evaluation:
+        """The float64 target (forward and both-sign backward) at the ``mask``ed inputs of
+        ``dtype``'s probe: the exact values, as near as we can. Elementwise targets are
+        evaluated at those inputs alone, so the cost follows the number of flagged inputs."""
+        if dtype == torch.float64 or not self.elementwise:
+            full = self.reference64(dtype)
+            subset = Evaluation(dtype=torch.float64, x=full.x[mask], error=full.error, grad_error=full.grad_error)
+            subset.y = full.y[mask] if full.y is not None else None
+            subset.grads = {sign: grad[mask] for sign, grad in full.grads.items()}
+            return subset
+        return self._run(self.evaluate(dtype).x[mask].to(torch.float64), torch.float64)
 
     def _run(self, x: torch.Tensor, dtype: torch.dtype) -> Evaluation:
         ev = Evaluation(dtype=dtype, x=x)

@@ -29,6 +29,9 @@ def preserved_torch_state() -> Iterator[None]:
         torch.set_default_dtype(default_dtype)
         torch.set_grad_enabled(grad_enabled)
         torch.autograd.set_detect_anomaly(anomaly, check_nan=anomaly_nan)
-        torch.use_deterministic_algorithms(deterministic, warn_only=deterministic_warn_only)
+        if (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) != (
+            deterministic, deterministic_warn_only
+        ):  # only when changed: the call imports torch._inductor (a second on first use)
+            torch.use_deterministic_algorithms(deterministic, warn_only=deterministic_warn_only)
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)

@@ -37,6 +37,18 @@ def defects(x: torch.Tensor, dtype: torch.dtype, values: torch.Tensor, exact: to
     return fail, nonfinite & fits & top
 
 
+def exact_values(ctx: "AuditContext", dtype: torch.dtype, mask: torch.Tensor, pick) -> torch.Tensor | None:
+    """Float64 values (NaN where not needed) at the ``mask``ed inputs of ``dtype``'s probe."""
+    exact = torch.full(mask.shape, float("nan"), dtype=torch.float64)
+    if not bool(mask.any()):
+        return exact
+    values = pick(ctx.exact_at(dtype, mask))
+    if values is None:
+        return None
+    exact[mask] = values
+    return exact
+
+
 def _report(code: str, noun: str, ev: "Evaluation", fail: torch.Tensor, info: torch.Tensor,
             exact: torch.Tensor, location: dict | None, fix: str) -> Iterator[Finding]:
     name = dtype_name(ev.dtype)
@@ -71,7 +83,7 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         ev = ctx.evaluate(dtype)
         if ev.y is None or ev.y.shape != ev.x.shape:
             continue
-        exact = ctx.reference64(dtype).y
+        exact = exact_values(ctx, dtype, ~torch.isfinite(ev.y), lambda e: e.y)
         if exact is None:
             continue
         fail, info = defects(ev.x, dtype, ev.y, exact)
@@ -87,8 +99,9 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         ev = ctx.evaluate(dtype)
         if ev.y is None or ev.grad is None or ev.grad.shape != ev.x.shape or ev.y.shape != ev.x.shape:
             continue
-        reference = ctx.reference64(dtype)
-        exact = reference.grad if reference.grad is not None else torch.full_like(ev.x, float("nan"), dtype=torch.float64)
+        exact = exact_values(ctx, dtype, ~torch.isfinite(ev.grad), lambda e: e.grad)
+        if exact is None:
+            exact = torch.full_like(ev.x, float("nan"), dtype=torch.float64)
         fail, info = defects(ev.x, dtype, ev.grad, exact)
         finite_output = torch.isfinite(ev.y)
         fix = (

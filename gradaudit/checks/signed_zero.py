@@ -91,7 +91,7 @@ def classify(
 ) -> dict[str, torch.Tensor]:
     """Masks ``spurious``, ``underflow`` and ``rounding`` over the created -0.0 elements.
 
-    ``exact`` holds the float64 values at the same inputs. Negative there: an underflow
+    ``exact`` holds the float64 values at the created inputs. Negative there: an underflow
     (the sign is right). Positive: a rounding that lost a tiny positive value (cancellation,
     as gelu's backward in float32). Zero there too: each run of such inputs is examined in
     float64 with ``value_fn``; a lone root is dropped, a zero region reached through gently
@@ -111,7 +111,7 @@ def classify(
             for edge, neighbour in ((start, start - 1), (end, end + 1)):
                 if not 0 <= neighbour < x.numel():
                     continue
-                value = float(exact[neighbour])
+                value = float(value_fn(x64[neighbour : neighbour + 1])[0])
                 if value == 0 or value != value:
                     continue
                 if _edge_decays(value_fn, float(x64[edge]), float(x64[neighbour])):
@@ -172,12 +172,15 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         ev = ctx.evaluate(dtype)
         if ev.y is None or ev.y.shape != ev.x.shape:
             continue
-        exact = ctx.reference64(dtype).y
-        if exact is None:
-            continue
         negative_zero = is_negative_zero(ev.y)
         input_negative_zero = is_negative_zero(ev.x)
         created = negative_zero & ~input_negative_zero
+        exact = torch.zeros_like(ev.x, dtype=torch.float64)
+        if bool(created.any()):
+            subset = ctx.exact_at(dtype, created)
+            if subset.y is None:
+                continue
+            exact[created] = subset.y
         masks = classify(ev.x, created, exact, value_fn)
         masks["propagated"] = negative_zero & input_negative_zero
         per_dtype += [(dtype, ev.x, mask, "", kind) for kind, mask in masks.items()]
@@ -190,13 +193,15 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         ev = ctx.evaluate(dtype)
         if ev.grad_error or not ev.grads or ev.grads[1.0].shape != ev.x.shape:
             continue
-        reference = ctx.reference64(dtype)
         for sign in (1.0, -1.0):
             grad = ev.grads[sign]
-            exact = reference.grads.get(sign)
-            if exact is None:
-                continue
             created = is_negative_zero(grad)
+            exact = torch.zeros_like(ev.x, dtype=torch.float64)
+            if bool(created.any()):
+                subset = ctx.exact_at(dtype, created).grads.get(sign)
+                if subset is None:
+                    continue
+                exact[created] = subset
             value_fn = (lambda p, s=sign: ctx.grads64(p, s)) if ctx.elementwise else None
             masks = classify(ev.x, created, exact, value_fn)
             extra = f" for grad_output {number(sign)}"

@@ -1,0 +1,194 @@
+"""Benchmark: gradaudit against torch.autograd.gradcheck and a plain forward+backward pass.
+
+Run ``python -m gradaudit.bench`` (``--quick`` for a smaller run). Everything is measured in
+one process on one machine, and reported as ratios, so the numbers compare across machines.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tabulate import tabulate
+
+from .core import audit
+
+
+def best_time(fn: Callable[[], object], repeat: int = 3) -> float:
+    """The fastest of ``repeat`` runs, in seconds (the least disturbed by other work)."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def pass_time(n: int, dtype: torch.dtype) -> float:
+    """One forward and backward of F.silu at ``n`` elements."""
+    x = torch.randn(n, dtype=dtype).requires_grad_(True)
+
+    def once() -> None:
+        y = F.silu(x)
+        torch.autograd.grad(y, x, torch.ones_like(y))
+
+    once()
+    return best_time(once, repeat=5)
+
+
+class _WrongAt(torch.autograd.Function):
+    """SiLU whose backward is wrong where ``_WrongAt.mask(x)`` holds."""
+
+    mask: Callable[[torch.Tensor], torch.Tensor] = staticmethod(lambda x: torch.zeros_like(x, dtype=torch.bool))
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return F.silu(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        s = torch.sigmoid(x)
+        grad = g * s * (1 + x * (1 - s))
+        return torch.where(_WrongAt.mask(x), grad + 0.1 * g, grad)
+
+
+def wrong_single_element(seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A backward wrong at one element position, chosen by ``seed``."""
+
+    def mask(x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(x, dtype=torch.bool)
+        out.view(-1)[(seed * 7919) % x.numel()] = True
+        return out
+
+    return mask
+
+
+def wrong_above_three(seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: x > 3
+
+
+DEFECTS = {"wrong at one element": wrong_single_element, "wrong only for x > 3": wrong_above_three}
+
+
+def gradaudit_detects(mask: Callable, n: int, seed: int) -> bool:
+    _WrongAt.mask = staticmethod(mask)
+    report = audit(_WrongAt, size=n, seed=seed, select=["GA101"], dtypes=["float64"])
+    return "GA101" in report.codes("fail")
+
+
+def gradcheck_detects(mask: Callable, n: int, seed: int, fast: bool) -> bool:
+    _WrongAt.mask = staticmethod(mask)
+    x = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(seed), requires_grad=True)
+    return not torch.autograd.gradcheck(_WrongAt.apply, (x,), fast_mode=fast, raise_exception=False)
+
+
+def gradcheck_time(n: int, fast: bool) -> float:
+    x = torch.randn(n, dtype=torch.float64, requires_grad=True)
+    return best_time(lambda: torch.autograd.gradcheck(F.silu, (x,), fast_mode=fast), repeat=1 if not fast else 3)
+
+
+def peak_rss_ratio(n: int) -> tuple[float, float]:
+    """Extra peak RSS of ``audit(F.silu, size=n)`` over an import of torch, in MiB and as a
+    multiple of one float64 input of ``n`` elements (run in a fresh process)."""
+    code = (
+        "import resource, torch, torch.nn.functional as F, gradaudit;"
+        "gradaudit.audit(F.silu, size=1000);"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        f"gradaudit.audit(F.silu, size={n});"
+        "print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=_env()).stdout.split()
+    extra_mib = (int(out[1]) - int(out[0])) / 1024.0
+    return extra_mib, extra_mib * 2**20 / (8 * n)
+
+
+def _env() -> dict[str, str]:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def cli_overhead(target: str) -> tuple[float, float]:
+    """Wall time of ``gradaudit check TARGET`` and of ``python -c 'import torch'``."""
+    def wall(args: list[str]) -> float:
+        return best_time(lambda: subprocess.run(args, capture_output=True, env=_env(), check=False), repeat=3)
+
+    cli = wall([sys.executable, "-m", "gradaudit", "check", target])
+    bare = wall([sys.executable, "-c", "import torch"])
+    return cli, bare
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer seeds")
+    args = parser.parse_args(argv)
+    sizes = [1000, 10000, 100000] if args.quick else [1000, 10000, 100000, 1000000]
+    seeds = range(3 if args.quick else 10)
+    torch.manual_seed(0)
+    audit(F.silu)  # warm-up: imports, allocator, kernels
+
+    print(f"gradaudit benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, F.silu\n")
+    rows, base = [], {}
+    for n in sizes:
+        full = best_time(lambda: audit(F.silu, size=n), repeat=3 if n < 10**6 else 2)
+        grad_only = best_time(lambda: audit(F.silu, size=n, select=["GA101"]), repeat=3 if n < 10**6 else 2)
+        p32, p64 = pass_time(n, torch.float32), pass_time(n, torch.float64)
+        base[n] = (full, grad_only, p32)
+        rows.append([f"{n:.0e}", f"{full:.3f}", f"{grad_only:.3f}", f"{p32 * 1e3:.3f}", f"{p64 * 1e3:.3f}",
+                     f"{full / p32:.0f}", f"{grad_only / p32:.0f}"])
+    print(tabulate(rows, headers=["n", "audit s", "GA101 only s", "f32 pass ms", "f64 pass ms",
+                                  "audit / f32 pass", "GA101 / f32 pass"]))
+    first, last = sizes[0], sizes[-1]
+    p_last = base[last][2]
+    marginal = (base[last][0] - base[first][0]) / p_last
+    marginal_grad = (base[last][1] - base[first][1]) / p_last
+    print(f"\nfixed cost (audit at n = {first:.0e}): {base[first][0]:.3f} s  (target <= 1 s)")
+    print(f"marginal cost {first:.0e} -> {last:.0e}: {marginal:.1f} float32 passes of n = {last:.0e} (target <= 30)")
+    print(f"GA101 marginal cost: {marginal_grad:.1f} passes (target <= 10)")
+    if len(sizes) >= 2:
+        a, b = sizes[-2], sizes[-1]
+        growth = (base[b][0] - base[first][0]) / max(base[a][0] - base[first][0], 1e-9)
+        print(f"growth of the marginal cost {a:.0e} -> {b:.0e}: x{growth:.1f} for x{b // a} inputs (target: <= linear)")
+
+    print("\ngradcheck on the same function (float64):")
+    rows = []
+    for n in [1000, 4000] + [m for m in sizes if m > 4000]:
+        slow = gradcheck_time(n, fast=False) if n <= 4000 else None
+        fast = gradcheck_time(n, fast=True)
+        ours = best_time(lambda: audit(F.silu, size=n, select=["GA101"], dtypes=["float64"]), repeat=3)
+        rows.append([f"{n:.0e}", f"{ours:.3f}", f"{slow:.3f}" if slow else "-", f"{slow / ours:.1f}" if slow else "-",
+                     f"{fast:.4f}", f"{fast / ours:.2f}"])
+    print(tabulate(rows, headers=["n", "gradaudit GA101 s", "gradcheck slow s", "slow / gradaudit",
+                                  "gradcheck fast s", "fast / gradaudit"]))
+
+    print(f"\ndetection over {len(seeds)} seeds (detected / runs):")
+    rows = []
+    for name, defect in DEFECTS.items():
+        for n in sizes:
+            ours = sum(gradaudit_detects(defect(s), n, s) for s in seeds)
+            fast = sum(gradcheck_detects(defect(s), n, s, fast=True) for s in seeds) if n <= 100000 else None
+            slow = sum(gradcheck_detects(defect(s), n, s, fast=False) for s in seeds) if n <= 1000 else None
+            rows.append([name, f"{n:.0e}", f"{ours}/{len(seeds)}",
+                         f"{fast}/{len(seeds)}" if fast is not None else "-",
+                         f"{slow}/{len(seeds)}" if slow is not None else "-"])
+    print(tabulate(rows, headers=["defect", "n", "gradaudit", "gradcheck fast", "gradcheck slow"]))
+
+    cli, bare = cli_overhead("samples/seed_relu.py:MyReLU")
+    print(f"\nCLI: gradaudit check samples/seed_relu.py:MyReLU {cli:.2f} s; python -c 'import torch' {bare:.2f} s; "
+          f"added {cli - bare:.2f} s (target <= 1 s)")
+    extra, multiple = peak_rss_ratio(last)
+    print(f"memory: peak RSS of audit(F.silu, size={last:.0e}) is {extra:.0f} MiB above the baseline, "
+          f"{multiple:.0f}x one float64 input of that size")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
