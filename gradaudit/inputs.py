@@ -85,6 +85,19 @@ def random_samples(size: int, seed: int, domain: tuple[float, float] | None) -> 
     return runs
 
 
+def _unused_value(unique: torch.Tensor, dtype: torch.dtype, anchor: float, lo: float, hi: float) -> torch.Tensor | None:
+    """A value of ``dtype`` inside [lo, hi] near ``anchor`` that ``unique`` does not hold yet."""
+    value = torch.tensor(anchor, dtype=dtype)
+    for direction in (math.inf, -math.inf):
+        step = value
+        for _ in range(64):
+            step = torch.nextafter(step, torch.tensor(direction, dtype=dtype))
+            candidate = float(step)
+            if lo <= candidate <= hi and math.isfinite(candidate) and not bool((unique == candidate).any()):
+                return torch.tensor([candidate], dtype=torch.float64)
+    return None
+
+
 @functools.lru_cache(maxsize=4)
 def merged_random_samples(size: int, seed: int, domain: tuple[float, float] | None) -> np.ndarray:
     """The random samples as one sorted run, shared by every dtype of an audit (read-only)."""
@@ -123,6 +136,13 @@ def probe_values(
     if zero.numel():
         position = int(zero[0])
         unique = torch.cat([unique[:position], torch.tensor([-0.0], dtype=torch.float64), unique[position:]])
+    if unique.numel() % 2:  # an even count, so pairing targets (glu) accept the probe
+        lo, hi = domain if domain is not None else (-math.inf, math.inf)
+        anchor = min(max(math.pi, lo), hi) if math.isfinite(min(max(math.pi, lo), hi)) else 0.0
+        value = _unused_value(unique, dtype, anchor, lo, hi)
+        if value is not None:
+            position = int(torch.searchsorted(unique, value))
+            unique = torch.cat([unique[:position], value, unique[position:]])
     return unique.to(dtype)
 
 

@@ -226,9 +226,13 @@ def resolve_attribute(container: Any, attribute: str, target: str) -> Any:
 def resolve(spec: str) -> list[Target]:
     """The targets a command-line target string names.
 
-    ``mod:attr`` and ``file.py:attr`` name one target; a bare module or file is searched
-    with :func:`discover`.
+    ``mod:attr`` and ``file.py:attr`` name one target; ``@group`` names a target group
+    (see :mod:`gradaudit.groups`); a bare module or file is searched with :func:`discover`.
     """
+    if spec.startswith("@"):
+        from .groups import resolve_group
+
+        return resolve_group(spec[1:])
     if ":" in spec and not (len(spec) > 1 and spec[1] == ":" and spec[0].isalpha() and "\\" in spec):
         module_part, attribute = spec.rsplit(":", 1)
         if not module_part or not attribute:

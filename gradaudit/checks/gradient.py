@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterator
 
 import torch
+from torch.autograd.gradcheck import GradcheckError
 
 from ..messages import describe_intervals, example_index, intervals, number
 from ..report import Finding
@@ -132,22 +133,22 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
 def _gradcheck(ctx: "AuditContext", location: dict | None) -> Iterator[Finding]:
     """Non-elementwise targets: torch.autograd.gradcheck on a small seeded input."""
     generator = torch.Generator().manual_seed(ctx.options.seed)
-    x = (torch.randn(4, 6, generator=generator, dtype=torch.float64) * 2).requires_grad_(True)
+    x = (torch.randn(24, generator=generator, dtype=torch.float64) * 2).requires_grad_(True)
     if ctx.options.domain is not None:
         lo, hi = ctx.options.domain
         x = x.detach().clamp(lo, hi).requires_grad_(True)
     try:
         torch.autograd.gradcheck(lambda t: ctx.call(t), (x,), eps=1e-6, atol=1e-5, rtol=1e-3)
-    except torch.autograd.gradcheck.GradcheckError as exc:
+    except GradcheckError as exc:
         status = "info" if ctx.options.surrogate else "fail"
         first = str(exc).strip().splitlines()[0]
         yield Finding("GA101", status,
                       f"the target is not elementwise, so torch.autograd.gradcheck ran on a seeded "
-                      f"4x6 float64 input and failed: {first}. Fix the backward formula.",
+                      f"24-element float64 input and failed: {first}. Fix the backward formula.",
                       dtype="float64", location=location)
     except Exception as exc:  # the target itself failed on this input
         yield Finding("GA101", "fail",
-                      f"torch.autograd.gradcheck on a seeded 4x6 float64 input could not run: "
+                      f"torch.autograd.gradcheck on a seeded 24-element float64 input could not run: "
                       f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}.",
                       dtype="float64", location=location)
 

@@ -19,7 +19,8 @@ HEADROOM = 64.0
 DOMAIN_HINT = "If the target is undefined there, declare it: domain=(lo, hi) or --domain LO HI."
 
 
-def defects(x: torch.Tensor, dtype: torch.dtype, values: torch.Tensor, exact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def defects(x: torch.Tensor, dtype: torch.dtype, values: torch.Tensor, exact: torch.Tensor,
+            elementwise: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(fail mask, info mask) of non-finite ``values`` given the float64 ``exact`` values.
 
     Below float64, a non-finite value is a defect where the float64 value is finite and fits
@@ -28,7 +29,10 @@ def defects(x: torch.Tensor, dtype: torch.dtype, values: torch.Tensor, exact: to
     dtype's max only give information.
     """
     nonfinite = ~torch.isfinite(values)
-    top = (x.to(torch.float64).abs() * HEADROOM >= torch.finfo(dtype).max) & torch.isinf(values)
+    magnitude = x.to(torch.float64).abs()
+    if not elementwise:  # every output depends on every input: the largest one sets the headroom
+        magnitude = magnitude.max().expand(values.shape) if magnitude.numel() else magnitude
+    top = (magnitude * HEADROOM >= torch.finfo(dtype).max) & torch.isinf(values)
     if dtype == torch.float64:
         fail = nonfinite & torch.isnan(values) & ~top
         return fail, nonfinite & ~fail
@@ -86,7 +90,7 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         exact = exact_values(ctx, dtype, ~torch.isfinite(ev.y), lambda e: e.y)
         if exact is None:
             continue
-        fail, info = defects(ev.x, dtype, ev.y, exact)
+        fail, info = defects(ev.x, dtype, ev.y, exact, ctx.elementwise)
         fix = (
             "Compute in a stable form (log1p, expm1, softplus, logaddexp, clamp before exp) so "
             "intermediate values do not overflow. " + DOMAIN_HINT
@@ -102,7 +106,7 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         exact = exact_values(ctx, dtype, ~torch.isfinite(ev.grad), lambda e: e.grad)
         if exact is None:
             exact = torch.full_like(ev.x, float("nan"), dtype=torch.float64)
-        fail, info = defects(ev.x, dtype, ev.grad, exact)
+        fail, info = defects(ev.x, dtype, ev.grad, exact, ctx.elementwise)
         finite_output = torch.isfinite(ev.y)
         fix = (
             "A NaN gradient at a finite output usually comes from torch.where or masking over a "

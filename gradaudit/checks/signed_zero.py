@@ -102,6 +102,9 @@ def classify(
     rounding = created & (exact > 0)
     undecided = created & (exact == 0)
     dropped = torch.zeros_like(created)
+    if value_fn is None:  # not elementwise: zero regions cannot be examined input by input
+        return {"spurious": torch.zeros_like(created), "underflow": underflow, "rounding": rounding,
+                "undetermined": undecided}
     if value_fn is not None and bool(undecided.any()):
         x64 = x.to(torch.float64)
         for start, end in runs(undecided)[:MAX_RUNS]:
@@ -125,7 +128,8 @@ def classify(
 def _zero_findings(code: str, what: str, fix: str, per_dtype: list[tuple[torch.dtype, torch.Tensor, torch.Tensor, torch.Tensor, str]],
                    location: dict | None) -> Iterator[Finding]:
     """One finding per classification, showing the first dtype (float32 preferred) and naming the rest."""
-    for kind, status in (("spurious", "warn"), ("underflow", "info"), ("rounding", "info"), ("propagated", "info")):
+    for kind, status in (("spurious", "warn"), ("underflow", "info"), ("rounding", "info"),
+                         ("undetermined", "info"), ("propagated", "info")):
         hits = [(d, x, m, ex) for d, x, m, ex, k in per_dtype if k == kind and bool(m.any())]
         if not hits:
             continue
@@ -150,6 +154,12 @@ def _zero_findings(code: str, what: str, fix: str, per_dtype: list[tuple[torch.d
                 f"{what} returns -0.0 in {name}{also} at {count} inputs ({where}), e.g. x = "
                 f"{example_input}{extra}, where the true value is a tiny negative number that rounds "
                 f"to zero: the sign is correct."
+            )
+        elif kind == "undetermined":
+            message = (
+                f"{what} returns -0.0 in {name}{also} at {count} inputs ({where}) where the float64 "
+                f"value is zero too; the target is not elementwise, so gradaudit cannot tell an exact "
+                f"zero from an underflow. Shown for information."
             )
         elif kind == "rounding":
             message = (
@@ -188,6 +198,8 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
 
 
 def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
+    if not ctx.elementwise:
+        return  # a vjp element mixes many grad_output elements: "created" has no meaning
     per_dtype = []
     for dtype in ctx.options.dtypes:
         ev = ctx.evaluate(dtype)
