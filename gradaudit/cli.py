@@ -131,3 +131,36 @@ def explain(name: str | None) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@main.command()
+@click.argument("target")
+@audit_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True, help="Image file (.png, .svg, .pdf).")
+def plot(target: str, output: str, **options: Any) -> None:
+    """Plot TARGET: f, its analytic and numerical derivatives, kinks, -0.0 regions, non-finite points."""
+    from . import core
+    from .plot import PlotUnavailable, plot_target
+    from .targets import TargetError, resolve
+
+    try:
+        built = core.build_options(
+            kinks=options["kinks"] or None, domain=options["domain"], dtypes=_split(options["dtypes"]),
+            size=options["size"], seed=options["seed"], select=_split(options["select"]),
+            ignore=_split(options["ignore"]), surrogate=bool(options["surrogate"]),
+            reference=options["reference"], device=_split(options["devices"]),
+        )
+        targets = resolve(target)
+    except (ValueError, TargetError) as exc:
+        raise click.UsageError(str(exc)) from None
+    if len(targets) != 1:
+        raise click.UsageError(f"{target}: plot takes exactly one target; it names {len(targets)}")
+    try:
+        drawn = plot_target(targets[0], built, output)
+    except PlotUnavailable as exc:
+        raise click.UsageError(str(exc)) from None
+    except Exception as exc:  # the target failed while plotting
+        click.echo(f"error: {target}: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    kinks = ", ".join(f"{k:g}" for k in drawn["kinks"]) or "none"
+    click.echo(f"wrote {output}: {target} is {drawn['status']}; kinks at {kinks}")
