@@ -177,6 +177,9 @@ def _run_checks(target: Target, options: Options) -> Report:
                 f"{type(exc).__name__}: {exc}. This is a gradaudit bug; please report it with "
                 f"the output of -v. Other checks still ran.",
                 details={"traceback": traceback.format_exc()}))
+    from .blame import blame_findings
+
+    blame_findings(context, report.findings)  # after every check, on copies: adds lines, changes no verdict
     return report
 
 

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 
+from ..blame import offending_inputs
 from ..context import dtype_name
 from ..messages import describe_intervals, example_index, intervals, number
 from ..report import Finding
@@ -79,7 +80,9 @@ def _report(code: str, noun: str, ev: "Evaluation", fail: torch.Tensor, info: to
         message += fix if status == "fail" else "Shown for information."
         yield Finding(code, status, message, dtype=name, location=location,
                       examples=[{"input": float(x[i]), noun.split()[0]: number(float(values[i]))}],
-                      details={"intervals": intervals(x, mask), "count": count})
+                      details={"intervals": intervals(x, mask), "count": count,
+                               "inputs": offending_inputs(x, mask, i),
+                               **({"grad_output": 1.0} if code == "GA202" else {})})
 
 
 def run_output(ctx: "AuditContext") -> Iterator[Finding]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 
+from ..blame import offending_inputs
 from ..context import dtype_name
 from ..messages import describe_intervals, example_index, intervals, number, runs
 from ..report import Finding
@@ -125,16 +126,16 @@ def classify(
     return {"spurious": spurious, "underflow": underflow, "rounding": rounding}
 
 
-def _zero_findings(code: str, what: str, fix: str, per_dtype: list[tuple[torch.dtype, torch.Tensor, torch.Tensor, torch.Tensor, str]],
+def _zero_findings(code: str, what: str, fix: str, per_dtype: list[tuple[torch.dtype, torch.Tensor, torch.Tensor, str, str, float | None]],
                    location: dict | None) -> Iterator[Finding]:
     """One finding per classification, showing the first dtype (float32 preferred) and naming the rest."""
     for kind, status in (("spurious", "warn"), ("underflow", "info"), ("rounding", "info"),
                          ("undetermined", "info"), ("propagated", "info")):
-        hits = [(d, x, m, ex) for d, x, m, ex, k in per_dtype if k == kind and bool(m.any())]
+        hits = [(d, x, m, ex, s) for d, x, m, ex, k, s in per_dtype if k == kind and bool(m.any())]
         if not hits:
             continue
         hits.sort(key=lambda h: (h[0] != torch.float32,))
-        dtype, x, mask, extra = hits[0]
+        dtype, x, mask, extra, sign = hits[0]
         others = [n for n in dict.fromkeys(dtype_name(h[0]) for h in hits[1:]) if n != dtype_name(hits[0][0])]
         count = int(mask.sum())
         i = example_index(x, mask)
@@ -172,7 +173,9 @@ def _zero_findings(code: str, what: str, fix: str, per_dtype: list[tuple[torch.d
         yield Finding(code, status, message, dtype=name, location=location,
                       examples=[{"input": float(x[i]), "output": "-0.0"}],
                       details={"kind": kind, "intervals": intervals(x, mask), "count": count,
-                               "dtypes": list(dict.fromkeys(dtype_name(h[0]) for h in hits))})
+                               "dtypes": list(dict.fromkeys(dtype_name(h[0]) for h in hits)),
+                               "inputs": offending_inputs(x, mask, i),
+                               **({"grad_output": sign} if sign is not None else {})})
 
 
 def run_output(ctx: "AuditContext") -> Iterator[Finding]:
@@ -193,7 +196,7 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
             exact[created] = subset.y
         masks = classify(ev.x, created, exact, value_fn)
         masks["propagated"] = negative_zero & input_negative_zero
-        per_dtype += [(dtype, ev.x, mask, "", kind) for kind, mask in masks.items()]
+        per_dtype += [(dtype, ev.x, mask, "", kind, None) for kind, mask in masks.items()]
     yield from _zero_findings("GA203", "the forward", FIX_OUTPUT, per_dtype, ctx.target.source("forward"))
 
 
@@ -217,7 +220,7 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
             value_fn = (lambda p, s=sign: ctx.grads64(p, s)) if ctx.elementwise else None
             masks = classify(ev.x, created, exact, value_fn)
             extra = f" for grad_output {number(sign)}"
-            per_dtype += [(dtype, ev.x, mask, extra, kind) for kind, mask in masks.items()]
+            per_dtype += [(dtype, ev.x, mask, extra, kind, sign) for kind, mask in masks.items()]
     yield from _zero_findings("GA204", "the backward", FIX_GRADIENT, per_dtype, ctx.target.source("backward"))
 
 

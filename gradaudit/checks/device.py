@@ -1,0 +1,247 @@
+"""GA405: tensors created on a fixed device; CPU-vs-GPU differences.
+
+On every machine the target runs forward and backward on ``meta`` tensors under a
+dispatch mode that watches every kernel: a non-scalar tensor that comes out on another
+device (``torch.zeros(x.shape)``, ``torch.tensor([...])``, ``.cpu()``) is a tensor created
+on a fixed device, which on a GPU raises or copies from the host on every call (warn). 0-dim
+CPU tensors mix legally with any device and are not reported; a target that simply cannot
+run on ``meta`` (a kernel without a meta implementation, ``.item()``, data-dependent
+Python branches) is not reported either, since nothing is known about its devices.
+
+For every CUDA device in ``Options.devices`` the probe inputs run there too: a crash is a
+fail, values or gradients outside the dtype's tolerance of CPU's are a fail, and zeros
+whose sign differs from CPU's are info.
+"""
+from __future__ import annotations
+
+import re
+import sys
+import traceback
+from typing import TYPE_CHECKING, Any, Iterator
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from ..blame import Site, op_name, user_site
+from ..context import describe_exception, dtype_name
+from ..messages import describe_intervals, example_index, intervals, number
+from ..report import Finding
+from . import Check
+
+if TYPE_CHECKING:
+    from ..context import AuditContext
+
+META_SIZE = 8
+"""Length of the meta probe: any non-scalar shape does; meta tensors hold no data."""
+META_DTYPE = torch.float32
+DEVICE_MISMATCH = re.compile(
+    r"not on the expected device|same device|at least two devices|device type .* does not match|"
+    r"expected device|Expected .* on device", re.IGNORECASE)
+"""Messages of the errors that mixing devices raises (as opposed to a missing meta kernel)."""
+TOLERANCES = {
+    torch.float64: (1e-7, 1e-7),
+    torch.float32: (1.3e-6, 1e-5),
+    torch.float16: (2e-3, 1e-5),
+    torch.bfloat16: (1.6e-2, 1e-5),
+}
+"""(rtol, atol) per dtype for CPU-vs-GPU values: torch.testing's defaults, float16 widened to 2 ulp."""
+FIX_FIXED_DEVICE = (
+    "Create tensors on the input's device: torch.zeros_like(x), x.new_zeros(shape), "
+    "x.new_tensor(values) or device=x.device (0-dim constants such as torch.tensor(2.0) are fine)."
+)
+
+
+class _DeviceWatch(TorchDispatchMode):
+    """Record the first kernel whose non-scalar output is not on ``expected``."""
+
+    def __init__(self, expected: str) -> None:
+        super().__init__()
+        self.expected = expected
+        self.culprit: tuple[str, Site | None, torch.Tensor] | None = None
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if self.culprit is None:
+            for tensor in tree_flatten(out)[0]:
+                if isinstance(tensor, torch.Tensor) and tensor.dim() > 0 and tensor.device.type != self.expected:
+                    self.culprit = (op_name(func), user_site(sys._getframe(1)), tensor)
+                    break
+        return out
+
+
+def _exception_site(exc: BaseException) -> Site | None:
+    """The innermost frame of ``exc``'s traceback that is the user's code."""
+    tb = exc.__traceback__
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        site = user_site(frame)
+        if site is not None:
+            return site
+    return None
+
+
+def run_meta(ctx: "AuditContext") -> Iterator[Finding]:
+    """Forward and backward on meta tensors; report a non-scalar tensor on another device."""
+    fn = ctx.target.callable_for(META_DTYPE, "meta")  # a fresh copy, parameters on meta
+    leaf = torch.empty(META_SIZE, dtype=META_DTYPE, device="meta", requires_grad=True)
+    watch = _DeviceWatch("meta")
+    error: BaseException | None = None
+    try:
+        with torch.enable_grad(), watch:
+            out = fn(leaf.clone())
+            if isinstance(out, torch.Tensor) and out.requires_grad:
+                torch.autograd.grad(out, leaf, torch.ones_like(out), allow_unused=True)
+    except Exception as exc:  # the target's own error, judged below
+        error = exc
+    mismatch = error is not None and bool(DEVICE_MISMATCH.search(str(error)))
+    if watch.culprit is None and not mismatch:
+        return  # no device defect seen (or meta is simply unsupported: nothing is known)
+    raised = f" (the call then raised {describe_exception(error)})" if error is not None else ""
+    if watch.culprit is not None:
+        op, site, tensor = watch.culprit
+        what = f"`{site.source}` at {site.path}:{site.line}" if site else f"the op {op}"
+        message = (
+            f"{what} creates a {tensor.device.type} tensor of shape {tuple(tensor.shape)} (op {op}) while "
+            f"the input is on meta{raised}. It has no device=, so on a GPU it raises or copies from the "
+            f"host on every call. {FIX_FIXED_DEVICE}"
+        )
+    else:
+        site = _exception_site(error)  # type: ignore[arg-type]
+        what = f"`{site.source}` at {site.path}:{site.line}" if site else "the target"
+        raised_text = describe_exception(error).rstrip("!.")  # type: ignore[arg-type]
+        message = (f"{what} mixes devices: with a meta input it raised {raised_text}. It uses a "
+                   f"non-scalar tensor that lives on a fixed device (made outside the call, e.g. at "
+                   f"import time): move it to the input's device (.to(x.device)) or register it as "
+                   f"a buffer of the module. {FIX_FIXED_DEVICE}")
+    location = site.location() if site else ctx.target.source("forward")
+    yield Finding("GA405", "warn", message, dtype=dtype_name(META_DTYPE), location=location,
+                  details={"device": "meta", **({"source": site.source} if site else {})})
+
+
+# -- CUDA ----------------------------------------------------------------------------------------
+def compare(cpu: torch.Tensor, other: torch.Tensor, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Masks over the elements: ``mismatch`` (outside tolerance, or a different NaN/inf
+    pattern), ``cpu_only`` / ``other_only`` (that device alone returns -0.0 where both are zero)."""
+    rtol, atol = TOLERANCES[dtype]
+    a, b = cpu.to(torch.float64), other.detach().cpu().to(torch.float64)
+    both_finite = torch.isfinite(a) & torch.isfinite(b)
+    close = (a - b).abs() <= atol + rtol * a.abs()
+    same_special = (torch.isnan(a) & torch.isnan(b)) | (torch.isinf(a) & (a == b))
+    mismatch = ~torch.where(both_finite, close, same_special)
+    zeros = (a == 0) & (b == 0)
+    return {"mismatch": mismatch,
+            "cpu_only": zeros & torch.signbit(a) & ~torch.signbit(b),
+            "other_only": zeros & torch.signbit(b) & ~torch.signbit(a)}
+
+
+def _run_on(ctx: "AuditContext", device: str, x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, dict[float, torch.Tensor]]:
+    """Forward and both-sign backward of the target on ``device`` (raises what the target raises)."""
+    fn = ctx.callable_for(dtype, device)
+    leaf = x.to(device).detach().clone().requires_grad_(True)
+    torch.manual_seed(ctx.options.seed)
+    with torch.enable_grad():
+        out = fn(leaf.clone())
+        grads: dict[float, torch.Tensor] = {}
+        if isinstance(out, torch.Tensor) and out.requires_grad:
+            for sign in (1.0, -1.0):
+                (grad,) = torch.autograd.grad(out, leaf, torch.full_like(out, sign), retain_graph=sign > 0,
+                                              allow_unused=True)
+                if grad is not None:
+                    grads[sign] = grad
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"it returned {type(out).__name__} on {device}")
+    return out.detach(), grads
+
+
+def _differences(ctx: "AuditContext", device: str, dtype: torch.dtype) -> Iterator[Finding]:
+    cpu = ctx.evaluate(dtype)
+    if cpu.y is None:
+        return
+    name = dtype_name(dtype)
+    try:
+        y, grads = _run_on(ctx, device, cpu.x, dtype)
+    except Exception as exc:
+        site = _exception_site(exc)
+        at = f" at {site}" if site else ""
+        yield Finding("GA405", "fail",
+                      f"the target runs on CPU but crashes on {device} in {name}{at}: {describe_exception(exc)}. "
+                      f"A tensor created on a fixed device or a CPU-only operation is the usual cause. "
+                      f"{FIX_FIXED_DEVICE}",
+                      dtype=name, location=site.location() if site else ctx.target.source("forward"),
+                      details={"device": device, "traceback": "".join(traceback.format_exception(exc))})
+        return
+    # values are judged on the output and the +1 gradient (the -1 one is its negation);
+    # zero signs on both gradients, since a mask times a negative grad_output makes -0.0
+    pairs = [("output", cpu.y, y, "", True)]
+    pairs += [("gradient", cpu.grads[s], grads[s], f" for grad_output {number(s)}", s > 0)
+              for s in (1.0, -1.0) if s in cpu.grads and s in grads]
+    for noun, on_cpu, on_device, extra, judge_values in pairs:
+        if on_cpu.shape != on_device.shape:
+            yield Finding("GA405", "fail", f"the {noun} has shape {tuple(on_device.shape)} on {device} but "
+                          f"{tuple(on_cpu.shape)} on CPU in {name}.", dtype=name, details={"device": device})
+            continue
+        masks = compare(on_cpu, on_device, dtype)
+        x = cpu.x
+        if judge_values and bool(masks["mismatch"].any()):
+            mask = masks["mismatch"]
+            i = example_index(x, mask)
+            rtol, atol = TOLERANCES[dtype]
+            yield Finding(
+                "GA405", "fail",
+                f"the {noun} on {device} differs from CPU in {name} at {int(mask.sum())} of {x.numel()} "
+                f"inputs ({describe_intervals(x, mask)}): e.g. x = {number(float(x[i]))} gives "
+                f"{number(float(on_device[i]))} on {device} and {number(float(on_cpu[i]))} on CPU "
+                f"(tolerance rtol={rtol:g}, atol={atol:g}). Look for device-dependent code paths, "
+                f"precision or unguarded overflow.",
+                dtype=name, location=ctx.target.source("forward" if noun == "output" else "backward"),
+                examples=[{"input": float(x[i]), "cpu": number(float(on_cpu[i])), device: number(float(on_device[i]))}],
+                details={"device": device, "intervals": intervals(x, mask), "count": int(mask.sum())})
+        for key, creator, other in (("cpu_only", "CPU", device), ("other_only", device, "CPU")):
+            mask = masks[key]
+            if not bool(mask.any()):
+                continue
+            i = example_index(x, mask)
+            yield Finding(
+                "GA405", "info",
+                f"{creator} creates -0.0 and {other} does not: the {noun}{extra} in {name} is -0.0 on "
+                f"{creator} and +0.0 on {other} at {int(mask.sum())} inputs ({describe_intervals(x, mask)}), "
+                f"e.g. x = {number(float(x[i]))}. Values compare equal; only sign-sensitive code "
+                f"(atan2, 1/x, copysign) sees it.",
+                dtype=name, examples=[{"input": float(x[i]), "cpu": number(float(on_cpu[i])),
+                                       device: number(float(on_device[i]))}],
+                details={"device": device, "intervals": intervals(x, mask), "count": int(mask.sum())})
+
+
+def run(ctx: "AuditContext") -> Iterator[Finding]:
+    yield from run_meta(ctx)
+    for device in ctx.options.devices:
+        if device == "cpu":
+            continue
+        for dtype in ctx.options.dtypes:
+            yield from _differences(ctx, device, dtype)
+
+
+CHECKS = [
+    Check(
+        code="GA405",
+        slug="device",
+        status="warn / fail",
+        summary="creates tensors on a fixed device (meta probe: warn); on a GPU crashes or differs from CPU (fail)",
+        explanation=(
+            "Every audit runs the target forward and backward on meta tensors: a non-scalar tensor "
+            "that comes out on another device was created without device= (torch.zeros(x.shape), "
+            "torch.tensor([...])) and on a GPU raises or copies from the host on every call (warn). "
+            "0-dim constants mix legally with any device and targets without meta kernels are not "
+            "judged. With --device cuda (or auto) the probe inputs also run on the GPU: a crash or "
+            "values/gradients outside the dtype's tolerance of CPU's fail; zeros whose sign differs "
+            "from CPU's (relu(-0.0), clamp) are info."
+        ),
+        fix=FIX_FIXED_DEVICE,
+        example="torch.where(x > 0, x, torch.zeros(x.shape))",
+        run=run,
+    ),
+]
