@@ -203,6 +203,7 @@ def test_audit_leaves_torch_state_as_found():
     assert before == after
 
 
+@pytest.mark.filterwarnings("ignore:Error detected")
 def test_audit_restores_flags_changed_by_the_target():
     def meddling(x):
         torch.set_default_dtype(torch.float64)
