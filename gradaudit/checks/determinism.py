@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 
 from ..context import describe_exception
-from ..messages import number
+from ..messages import example_index, number
 from ..report import Finding
 from ..small_inputs import clause, forward_is_random, identical, known_grad_output, small_input, two_forwards
 from . import Check
@@ -33,13 +33,17 @@ STOCHASTIC_NOTE = (
 
 
 def _differences(first: torch.Tensor, second: torch.Tensor, x: torch.Tensor) -> tuple[int, str]:
-    """How many elements differ, and the first as words."""
+    """How many elements differ, and the most readable one as words."""
     same = identical(first, second)
     count = int((~same).sum())
     if count == 0:
         return 0, ""
-    i = int(torch.nonzero(~same.reshape(-1)).flatten()[0])
-    at = f" at x = {number(float(x.reshape(-1)[i]))}" if first.shape == x.shape else ""
+    if first.shape == x.shape:
+        i = example_index(x.reshape(-1), ~same.reshape(-1))
+        at = f" at x = {number(float(x.reshape(-1)[i]))}"
+    else:
+        i = int(torch.nonzero(~same.reshape(-1)).flatten()[0])
+        at = f" at output element {i}"
     return count, (f"{number(float(first.reshape(-1)[i]))} then {number(float(second.reshape(-1)[i]))}{at}")
 
 

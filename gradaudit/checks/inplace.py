@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 
-from ..messages import number
+from ..messages import example_index, number
 from ..report import Finding
 from ..small_inputs import identical, known_grad_output, small_input
 from . import Check
@@ -39,7 +39,7 @@ def _change(before: torch.Tensor, after: torch.Tensor, version_before: int, vers
         return None
     words = f"{noun}._version went from {version_before} to {version_after}"
     if changed:
-        i = int(torch.nonzero(~same.reshape(-1)).flatten()[0])
+        i = example_index(before.reshape(-1), ~same.reshape(-1))
         words += (f" and {changed} of {same.numel()} values changed (e.g. {number(float(before.reshape(-1)[i]))} "
                   f"became {number(float(after.detach().reshape(-1)[i]))})")
     else:
