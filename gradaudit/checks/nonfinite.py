@@ -50,7 +50,7 @@ def exact_values(ctx: "AuditContext", dtype: torch.dtype, mask: torch.Tensor, pi
     values = pick(ctx.exact_at(dtype, mask))
     if values is None:
         return None
-    exact[mask] = values
+    exact[mask] = values.to(torch.float64)
     return exact
 
 

@@ -193,7 +193,7 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
             subset = ctx.exact_at(dtype, created)
             if subset.y is None:
                 continue
-            exact[created] = subset.y
+            exact[created] = subset.y.to(torch.float64)
         masks = classify(ev.x, created, exact, value_fn)
         masks["propagated"] = negative_zero & input_negative_zero
         per_dtype += [(dtype, ev.x, mask, "", kind, None) for kind, mask in masks.items()]
@@ -216,7 +216,7 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
                 subset = ctx.exact_at(dtype, created).grads.get(sign)
                 if subset is None:
                     continue
-                exact[created] = subset
+                exact[created] = subset.to(torch.float64)
             value_fn = (lambda p, s=sign: ctx.grads64(p, s)) if ctx.elementwise else None
             masks = classify(ev.x, created, exact, value_fn)
             extra = f" for grad_output {number(sign)}"

@@ -1,0 +1,233 @@
+"""GA403: dtypes and low precision.
+
+Per audited dtype: the target must run, and return its input's dtype. In float16 and
+bfloat16 it is compared with the same formula in float32 at the same (rounded) inputs, so
+only what the low precision itself breaks is reported: overflow in exp-based formulas,
+cancellation. Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` a float32 input must
+still give finite values close to the plain float32 result.
+
+The gradient's dtype is not checked: autograd casts whatever the backward returns to the
+input's dtype before it reaches the caller.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+import torch
+
+from ..context import CallError, describe_exception, dtype_name
+from ..messages import describe_intervals, example_index, intervals, number
+from ..report import Finding
+from ..small_inputs import clause, close
+from .nonfinite import HEADROOM
+from . import Check
+
+if TYPE_CHECKING:
+    from ..context import AuditContext
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+TOLERANCE_UNITS = 16
+"""Allowed error, in units of the low dtype's eps, relative to the value plus ``|x|``: a few
+roundings of the intermediates of a formula such as ``x * sigmoid(x)`` fit comfortably."""
+FIX_PRECISION = (
+    "Use a stable formulation (torch.sigmoid / F.silu instead of 1 / (1 + exp(-x)), logaddexp, "
+    "clamp the argument of exp), or compute internally in float32 and cast the result back "
+    "with .to(x.dtype), as torch's own kernels do."
+)
+
+
+def run_dtype(ctx: "AuditContext") -> Iterator[Finding]:
+    location = ctx.target.source("forward")
+    base = ctx.evaluate(torch.float64)
+    for dtype in ctx.options.dtypes:
+        ev = ctx.evaluate(dtype)
+        name = dtype_name(dtype)
+        if ev.error is not None:
+            error = _dtype_error(ctx, dtype)
+            if error is not None:
+                yield Finding("GA403", "warn",
+                              f"the target does not run in {name}: {clause(error)}. Callers training in mixed "
+                              f"precision hit this; compute in a supported dtype and cast back, or "
+                              f"restrict the audit with dtypes=[...] if {name} is out of scope.",
+                              dtype=name, location=location)
+            continue
+        assert ev.y is not None
+        if ev.y.dtype != dtype:
+            yield Finding("GA403", "warn",
+                          f"the output is {dtype_name(ev.y.dtype)} for a {name} input: the target changes "
+                          f"the dtype (a hard-coded .float(), torch.float32 constant or a tensor created "
+                          f"without dtype=x.dtype), so downstream layers silently run in another precision. "
+                          f"Return the input's dtype: create tensors with dtype=x.dtype and cast the "
+                          f"result back with .to(x.dtype).",
+                          dtype=name, location=location,
+                          examples=[{"input_dtype": name, "output_dtype": dtype_name(ev.y.dtype)}])
+        if ev.grad_error is not None and base.grad_error is None:
+            yield Finding("GA403", "warn",
+                          f"the backward fails in {name} only: {ev.grad_error}. Compute the backward in "
+                          f"a supported dtype and cast the gradient back.",
+                          dtype=name, location=ctx.target.source("backward"))
+        if dtype in LOW_PRECISION:
+            yield from _low_precision(ctx, dtype)
+    if torch.bfloat16 in ctx.options.dtypes and torch.float32 in ctx.options.dtypes:
+        yield from _autocast(ctx)
+
+
+def _dtype_error(ctx: "AuditContext", dtype: torch.dtype) -> str | None:
+    """Why the target fails in ``dtype``, or None when the failure is the probe's shape, not the
+    dtype: the float64 probe values (a shape that works in float64) cast to ``dtype`` run."""
+    try:
+        with torch.no_grad():
+            ctx.call(ctx.evaluate(torch.float64).x.to(dtype), dtype=dtype)
+    except CallError as exc:
+        return str(exc)
+    return None
+
+
+def _compare(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Masks ``nonfinite`` and ``far`` of ``low`` against ``high`` (same inputs ``x``), where
+    ``high`` is finite and representable in ``dtype`` and ``x`` is not at the dtype's edge."""
+    info = torch.finfo(dtype)
+    judged = torch.isfinite(high) & (high.abs() <= info.max)
+    judged &= x.to(torch.float64).abs() * HEADROOM < info.max
+    nonfinite = judged & ~torch.isfinite(low)
+    far = judged & torch.isfinite(low) & ~close(low, high, x, info.eps, TOLERANCE_UNITS, signed_zeros=False)
+    return {"nonfinite": nonfinite, "far": far}
+
+
+def _low_precision(ctx: "AuditContext", dtype: torch.dtype) -> Iterator[Finding]:
+    ev = ctx.evaluate(dtype)
+    reference = ctx.evaluate_in(dtype, torch.float32)
+    name = dtype_name(dtype)
+    if ev.y is None or reference.y is None or ev.y.shape != reference.y.shape:
+        return
+    pairs = [("output", ev.y, reference.y, "forward")]
+    if ev.grad is not None and reference.grad is not None:
+        pairs.append(("gradient", ev.grad, reference.grad, "backward"))
+    for noun, low, high, role in pairs:
+        if low.shape != ev.x.shape:
+            x = torch.ones_like(low, dtype=torch.float64)  # not elementwise: judge by value only
+        else:
+            x = ev.x
+        masks = _compare(x, low, high, dtype)
+        bad = masks["nonfinite"] | masks["far"]
+        if not bool(bad.any()):
+            continue
+        flat_x = x.reshape(-1)
+        flat_bad = bad.reshape(-1)
+        i = example_index(flat_x, flat_bad)
+        got, want = float(low.reshape(-1)[i]), float(high.reshape(-1)[i])
+        parts = []
+        if int(masks["nonfinite"].sum()):
+            parts.append(f"non-finite at {int(masks['nonfinite'].sum())}")
+        if int(masks["far"].sum()):
+            parts.append(f"off by more than {TOLERANCE_UNITS} eps at {int(masks['far'].sum())}")
+        where = describe_intervals(flat_x, flat_bad) if low.shape == ev.x.shape else "see examples"
+        message = (
+            f"in {name} the {noun} is {' and '.join(parts)} of {low.numel()} inputs where the same "
+            f"formula in float32 at the same inputs is finite and fits in {name}: {where}; e.g. "
+            f"x = {number(float(flat_x[i]))} gives {number(got)} in {name} and {number(want)} in "
+            f"float32. {FIX_PRECISION}"
+        )
+        yield Finding("GA403", "warn", message, dtype=name, location=ctx.target.source(role),
+                      examples=[{"input": float(flat_x[i]), noun: number(got), "float32": number(want)}],
+                      details={"intervals": intervals(flat_x, flat_bad) if low.shape == ev.x.shape else [],
+                               "nonfinite": int(masks["nonfinite"].sum()), "far": int(masks["far"].sum())})
+
+
+def _autocast(ctx: "AuditContext") -> Iterator[Finding]:
+    """The float32 probe under CPU autocast to bfloat16 against plain float32.
+
+    Autocast may round inputs to bfloat16 (prelu, matmul), so a value also passes when it
+    matches float32 at the bfloat16-rounded input; inputs within bfloat16 rounding of a kink
+    are not judged.
+    """
+    plain = ctx.evaluate(torch.float32)
+    if plain.y is None:
+        return
+    try:
+        out, grad = _run_autocast(ctx, plain.x)
+    except (CallError, RuntimeError) as exc:
+        text = str(exc) if isinstance(exc, CallError) else f"backward raised {describe_exception(exc)}"
+        yield Finding("GA403", "warn",
+                      f"under torch.autocast('cpu', dtype=torch.bfloat16) the target fails: {clause(text)}. In "
+                      f"an autograd.Function, decorate forward with @torch.amp.custom_fwd(device_type="
+                      f"'cpu') and backward with @torch.amp.custom_bwd(device_type='cpu'), or cast "
+                      f"inputs to one dtype before mixing them.",
+                      dtype="float32", location=ctx.target.source("forward"), details={"autocast": "bfloat16"})
+        return
+    rounded: dict[str, torch.Tensor | None] = {}
+    pairs = [("output", out, plain.y)]
+    if grad is not None and plain.grad is not None:
+        pairs.append(("gradient", grad, plain.grad))
+    for noun, value, reference in pairs:
+        if value.shape != reference.shape:
+            continue
+        elementwise = value.shape == plain.x.shape and ctx.elementwise
+        x = plain.x if elementwise else torch.ones_like(reference, dtype=torch.float64)
+        masks = _compare(x, value.to(torch.float32), reference, torch.bfloat16)
+        bad = masks["nonfinite"] | masks["far"]
+        if elementwise:
+            bad &= ~ctx.near_kink(plain.x.to(torch.float64), plain.x.to(torch.float64).abs() * torch.finfo(torch.bfloat16).eps)
+        if bool(bad.any()) and elementwise:
+            if not rounded:
+                rounded.update(zip(("output", "gradient"), _plain_at_rounded(ctx, plain.x)))
+            alternative = rounded.get(noun)
+            if alternative is not None:
+                bad &= ~close(value, alternative, x, torch.finfo(torch.bfloat16).eps, TOLERANCE_UNITS, signed_zeros=False)
+        if not bool(bad.any()):
+            continue
+        flat_x, flat_bad = x.reshape(-1), bad.reshape(-1)
+        i = example_index(flat_x, flat_bad)
+        got, want = float(value.reshape(-1)[i]), float(reference.reshape(-1)[i])
+        yield Finding("GA403", "warn",
+                      f"under torch.autocast('cpu', dtype=torch.bfloat16) the {noun} differs from plain "
+                      f"float32 beyond bfloat16 precision or is non-finite at {int(bad.sum())} of "
+                      f"{bad.numel()} float32 inputs; e.g. x = {number(float(flat_x[i]))} gives "
+                      f"{number(got)} instead of {number(want)}. {FIX_PRECISION}",
+                      dtype="float32", location=ctx.target.source("forward"),
+                      examples=[{"input": float(flat_x[i]), noun: number(got), "float32": number(want)}],
+                      details={"autocast": "bfloat16"})
+
+
+def _run_autocast(ctx: "AuditContext", x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Output and gradient (grad_output of ones; backward outside autocast, as recommended)."""
+    leaf = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = ctx.call(leaf.clone(), dtype=torch.float32)
+        grad = None
+        if out.requires_grad:
+            (grad,) = torch.autograd.grad(out, leaf, torch.ones_like(out), allow_unused=True)
+    return out.detach(), None if grad is None else grad.detach()
+
+
+def _plain_at_rounded(ctx: "AuditContext", x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Plain float32 output and gradient at ``x`` rounded to bfloat16."""
+    leaf = x.to(torch.bfloat16).to(torch.float32).requires_grad_(True)
+    with torch.enable_grad():
+        out = ctx.call(leaf.clone(), dtype=torch.float32)
+        grad = None
+        if out.requires_grad:
+            (grad,) = torch.autograd.grad(out, leaf, torch.ones_like(out), allow_unused=True)
+    return out.detach(), None if grad is None else grad.detach()
+
+
+CHECKS = [
+    Check(
+        code="GA403",
+        slug="dtype",
+        status="warn",
+        summary="output dtype differs from the input's; float16/bfloat16 non-finite or far off where float32 is fine",
+        explanation=(
+            "For every audited dtype the target must run and return the input's dtype. In float16 and "
+            "bfloat16 its outputs and gradients are compared with the same target in float32 at the "
+            "same rounded inputs, allowing 16 eps of the low dtype relative to the value plus |x|: "
+            "what remains is what the low precision breaks, such as exp(-x) overflowing in "
+            "x / (1 + exp(-x)). The float32 probe is also run under torch.autocast('cpu', "
+            "dtype=torch.bfloat16) and compared with plain float32."
+        ),
+        fix=FIX_PRECISION,
+        example="x / (1 + torch.exp(-x)) has a NaN gradient in float16 for x < -11",
+        run=run_dtype,
+    )
+]

@@ -1,0 +1,148 @@
+"""GA103: forward-mode AD (``torch.func.jvp``) against the backward.
+
+For an elementwise target the Jacobian is diagonal, so the jvp with a tangent of ones and
+the vjp with a grad_output of ones are the same vector: they are compared at every float64
+probe point except exactly at kinks, where conventions may legitimately differ. Other
+targets compare J v from jvp with the Jacobian built by backward on a small input.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import torch
+
+from ..context import CallError, describe_exception
+from ..messages import describe_intervals, example_index, intervals, number
+from ..report import Finding
+from ..small_inputs import clause, small_matrix
+from . import Check
+
+if TYPE_CHECKING:
+    from ..context import AuditContext
+
+RTOL, ATOL = 1e-6, 1e-9
+"""Two analytic derivatives of the same float64 formula: they agree to rounding."""
+
+
+def own_method(obj: Any, name: str) -> Any:
+    """``obj.name`` when an ``autograd.Function`` subclass defines it, not torch's base class."""
+    if not (isinstance(obj, type) and issubclass(obj, torch.autograd.Function)):
+        return None
+    for klass in obj.__mro__:
+        if klass in (torch.autograd.Function,) or klass.__module__.startswith("torch."):
+            return None
+        if name in vars(klass):
+            return getattr(obj, name)
+    return None
+
+
+def transform_error(exc: BaseException) -> str:
+    """The exception a torch.func transform raised, without gradaudit's call wrapper."""
+    if isinstance(exc, CallError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return describe_exception(exc)
+
+
+def run_forward_ad(ctx: "AuditContext") -> Iterator[Finding]:
+    ev = ctx.evaluate(torch.float64)
+    if ev.grad is None or ev.y is None or ev.y.dtype != torch.float64:
+        return  # no usable backward to compare with (GA101 says why), or not float64 (GA403)
+    location = ctx.target.source("forward")
+    call: Callable[[torch.Tensor], torch.Tensor] = lambda t: ctx.call(t)
+    if ctx.elementwise:
+        x = ev.x
+        try:
+            _, tangent = torch.func.jvp(call, (x.clone(),), (torch.ones_like(x),))  # in-place targets
+        except Exception as exc:
+            yield _unsupported(ctx, transform_error(exc), location)
+            return
+        backward = ev.grad
+        at_kink = ctx.near_kink(x, torch.zeros_like(x))
+    else:
+        x = small_matrix(ctx)
+        direction = torch.randn(x.shape, generator=torch.Generator().manual_seed(ctx.options.seed + 3),
+                                dtype=torch.float64)
+        try:
+            _, tangent = torch.func.jvp(call, (x.clone(),), (direction,))
+        except Exception as exc:
+            yield _unsupported(ctx, transform_error(exc), location)
+            return
+        jacobian = torch.autograd.functional.jacobian(call, x)
+        backward = (jacobian.reshape(tangent.numel(), x.numel()) @ direction.reshape(-1)).reshape(tangent.shape)
+        at_kink = torch.zeros_like(tangent, dtype=torch.bool)
+    tangent = tangent.detach()
+    judged = torch.isfinite(tangent) & torch.isfinite(backward) & ~at_kink
+    wrong = judged & ((tangent - backward).abs() > ATOL + RTOL * backward.abs())
+    count = int(wrong.sum())
+    if count == 0:
+        return
+    jvp_location = ctx.target.source("jvp") if own_method(ctx.target.obj, "jvp") else location
+    if ctx.elementwise:
+        i = example_index(x, wrong)
+        where = describe_intervals(x[judged], wrong[judged])
+        example = (f"at x = {number(float(x[i]))} jvp gives {number(float(tangent[i]))} and backward "
+                   f"{number(float(backward[i]))}")
+        examples = [{"input": float(x[i]), "jvp": float(tangent[i]), "backward": float(backward[i])}]
+        extra = {"intervals": intervals(x[judged], wrong[judged])}
+    else:
+        i = int(torch.nonzero(wrong.reshape(-1)).flatten()[0])
+        where = "on a seeded 4x6 input with a random tangent"
+        example = (f"output element {i}: jvp gives {number(float(tangent.reshape(-1)[i]))} and the Jacobian "
+                   f"from backward {number(float(backward.reshape(-1)[i]))}")
+        examples = [{"element": i, "jvp": float(tangent.reshape(-1)[i]), "backward": float(backward.reshape(-1)[i])}]
+        extra = {}
+    yield Finding(
+        "GA103", "fail",
+        f"forward-mode AD disagrees with the backward at {count} of {int(judged.sum())} float64 points "
+        f"({where}); e.g. {example}. torch.func.jvp, jacfwd and torch.autograd.forward_ad users get "
+        f"these derivatives. Fix the jvp formula (it must equal the backward's derivative applied "
+        f"to the tangent), or the backward if that one is wrong (see GA101).",
+        dtype="float64", location=jvp_location, examples=examples,
+        details={"points_checked": int(judged.sum()), "points_wrong": count, **extra})
+
+
+def _unsupported(ctx: "AuditContext", error: str, location: dict | None) -> Finding:
+    obj = ctx.target.obj
+    missing: list[str] = []
+    if isinstance(obj, type) and issubclass(obj, torch.autograd.Function):
+        if own_method(obj, "setup_context") is None:
+            missing = ["setup_context", "jvp"] if own_method(obj, "jvp") is None else ["setup_context"]
+            advice = ("Add a setup_context staticmethod (forward without ctx; save tensors in "
+                      "setup_context) and a jvp staticmethod that returns the derivative applied to "
+                      "the tangent, with what it needs saved by ctx.save_for_forward.")
+        elif own_method(obj, "jvp") is None:
+            missing = ["jvp"]
+            advice = ("Add a jvp staticmethod that returns the derivative applied to the tangent, "
+                      "with what it needs saved by ctx.save_for_forward in setup_context.")
+        else:
+            advice = ("Fix the jvp staticmethod: tensors it needs must be saved with "
+                      "ctx.save_for_forward (ctx.saved_tensors is for backward only).")
+    else:
+        advice = ("An operation inside has no forward-AD formula; build the target from operations "
+                  "that support it, or wrap the custom part in an autograd.Function with a jvp.")
+    return Finding(
+        "GA103", "info",
+        f"forward-mode AD is not supported: torch.func.jvp raises {clause(error)}. jacfwd, jvp and "
+        f"torch.autograd.forward_ad users cannot use this target. {advice}",
+        dtype="float64", location=location, details={"missing": missing})
+
+
+CHECKS = [
+    Check(
+        code="GA103",
+        slug="forward-ad",
+        status="fail / info",
+        summary="jvp disagrees with backward (fail); unsupported (info)",
+        explanation=(
+            "torch.func.jvp with a tangent of ones is compared with the backward (vector-Jacobian "
+            "product with ones) at every float64 probe point of an elementwise target, except exactly "
+            "at kinks; other targets compare J v with the Jacobian built by backward on a small input. "
+            "An autograd.Function without setup_context and a jvp staticmethod cannot be used under "
+            "forward-mode AD: info, naming what to add."
+        ),
+        fix="Give the autograd.Function a setup_context and a jvp staticmethod (saving with "
+        "ctx.save_for_forward), and make jvp agree with backward.",
+        example="a jvp that returns tangent * sigmoid(x) for silu, forgetting the x * s * (1 - s) term",
+        run=run_forward_ad,
+    )
+]

@@ -1,0 +1,183 @@
+"""GA102: the double backward against central differences of the backward.
+
+The gradgradcheck equivalent at smooth float64 points. For elementwise targets it is
+vectorised: the double backward of the vector-Jacobian product (grad_outputs that require
+grad, as gradgradcheck uses) is f''(x) at every probe point, and central differences of the
+first derivative give it numerically. A double backward that raises is explicit (info); one
+that silently returns something else, typically zero because the backward detached its
+saved tensors, is warn.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+import torch
+from torch.autograd.gradcheck import GradcheckError
+
+from ..context import describe_exception
+from ..messages import describe_intervals, example_index, intervals, number
+from ..report import Finding
+from ..small_inputs import clause, small_matrix
+from . import Check
+from .gradient import EPS64, STEP, compare, smooth_points
+
+if TYPE_CHECKING:
+    from ..context import AuditContext
+
+RTOL, ATOL = 1e-2, 1e-4
+"""Looser than GA101's: the numerical value differentiates the backward, which carries its own
+rounding; the defects this check exists for (a zero or a missing term) are far larger."""
+
+FIX_WRONG = (
+    "Write the backward with differentiable torch operations on the saved tensors (no "
+    ".detach(), .data, torch.no_grad() or NumPy), so that autograd can differentiate it; if "
+    "second derivatives are not meant to be supported, decorate backward with "
+    "@torch.autograd.function.once_differentiable so that they raise instead."
+)
+FIX_UNSUPPORTED = (
+    "Needed only for gradient penalties, Hessian-vector products and meta-learning: write the "
+    "backward with differentiable torch operations (and drop @once_differentiable), or wrap a "
+    "formula whose pieces autograd can differentiate twice."
+)
+
+
+class DoubleBackwardError(Exception):
+    """The double backward raised; the message describes the exception."""
+
+
+def double_backward(ctx: "AuditContext", x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """``(d/dx of the vjp with ones, connected)`` at ``x`` (float64, elementwise targets).
+
+    ``connected`` is False when the first gradient has no graph back to ``x`` at all; the
+    second derivative autograd then gives is zero. Raises :class:`DoubleBackwardError`.
+    """
+    leaf = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = ctx.call(leaf.clone())
+        grad_output = torch.ones_like(out, requires_grad=True)
+        try:
+            (grad,) = torch.autograd.grad(out, leaf, grad_output, create_graph=True, allow_unused=True)
+            if grad is None or not grad.requires_grad:
+                return torch.zeros_like(leaf), False
+            second, by_grad_output = torch.autograd.grad(
+                grad, (leaf, grad_output), torch.ones_like(grad), retain_graph=True, allow_unused=True)
+            if second is None and by_grad_output is None:
+                # a graph that reaches neither: @once_differentiable's error node hangs on a
+                # detached copy of the gradient; running it raises its explicit error
+                torch.autograd.backward(grad, torch.ones_like(grad))
+        except Exception as exc:
+            raise DoubleBackwardError(describe_exception(exc)) from exc
+    if second is None:
+        return torch.zeros_like(leaf), False
+    return second.detach(), True
+
+
+def derivative_differences(ctx: "AuditContext", x: torch.Tensor, first: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Central, half-step, forward and backward differences of the backward at ``x``."""
+    h = STEP * torch.clamp(x.abs(), min=1.0)
+    plus, minus = x + h, x - h
+    half_plus, half_minus = x + h / 2, x - h / 2
+    grads = ctx.grads64(torch.cat([plus, minus, half_plus, half_minus])).reshape(4, -1)
+    gp, gm, ghp, ghm = grads
+    magnitude = torch.maximum(torch.maximum(first.abs(), gp.abs()), gm.abs())
+    return {
+        "h": h, "plus": plus, "minus": minus,
+        "central": (gp - gm) / (plus - minus),
+        "central_half": (ghp - ghm) / (half_plus - half_minus),
+        "forward": (gp - first) / (plus - x),
+        "backward": (first - gm) / (x - minus),
+        "rounding": 8 * EPS64 * magnitude / h,
+    }
+
+
+def run_second_order(ctx: "AuditContext") -> Iterator[Finding]:
+    ev = ctx.evaluate(torch.float64)
+    if ev.grad is None or ev.y is None or ev.y.dtype != torch.float64:
+        return  # no first derivative (GA101 says why), or not computed in float64 (GA403)
+    location = ctx.target.source("backward")
+    if not ctx.elementwise:
+        yield from _gradgradcheck(ctx, location)
+        return
+    x = ev.x
+    try:
+        second, connected = double_backward(ctx, x)
+    except DoubleBackwardError as exc:
+        yield _unsupported(str(exc), location)
+        return
+    numeric = derivative_differences(ctx, x, ev.grad)
+    # a non-finite second derivative at extreme inputs is an overflow (x * x in gelu), not a
+    # wrong formula
+    smooth = smooth_points(ctx, x, numeric) & torch.isfinite(ev.grad) & torch.isfinite(second)
+    first_order = ctx.memo("gradient.compare", lambda: compare(ctx))
+    if first_order is not None:  # where the backward disagrees with the forward, GA101 reports it
+        smooth &= first_order["smooth"] & ~first_order["wrong"]
+    central = numeric["central"]
+    error = (second - central).abs()
+    tolerance = ATOL + RTOL * central.abs() + 16 * numeric["rounding"] + 0.01 * (numeric["forward"] - numeric["backward"]).abs()
+    wrong = smooth & ~(error <= tolerance)
+    count, total = int(wrong.sum()), int(smooth.sum())
+    if count == 0:
+        return
+    i = example_index(x, wrong)
+    detached = not connected or bool((second[smooth] == 0).all())
+    cause = (
+        " The double backward is zero everywhere: the backward is not differentiable as written "
+        "(it detaches what it computes with), so create_graph=True users silently get 0."
+        if detached else ""
+    )
+    yield Finding(
+        "GA102", "warn",
+        f"the double backward disagrees with central differences of the backward at {count} of "
+        f"{total} smooth float64 points ({describe_intervals(x[smooth], wrong[smooth])}); e.g. at "
+        f"x = {number(float(x[i]))} it gives {number(float(second[i]))} where the backward's slope "
+        f"is {number(float(central[i]))}.{cause} {FIX_WRONG}",
+        dtype="float64", location=location,
+        examples=[{"input": float(x[i]), "second_derivative": float(second[i]), "numerical": float(central[i])}],
+        details={"intervals": intervals(x[smooth], wrong[smooth]), "points_checked": total,
+                 "points_wrong": count, "detached": detached})
+
+
+def _unsupported(error: str, location: dict | None) -> Finding:
+    return Finding(
+        "GA102", "info",
+        f"double backward is not supported: differentiating the backward raises {clause(error)}. That is "
+        f"explicit, so nobody gets wrong second derivatives. {FIX_UNSUPPORTED}",
+        dtype="float64", location=location)
+
+
+def _gradgradcheck(ctx: "AuditContext", location: dict | None) -> Iterator[Finding]:
+    """Non-elementwise targets: torch.autograd.gradgradcheck on a seeded 4x6 input."""
+    x = small_matrix(ctx).requires_grad_(True)
+    try:
+        torch.autograd.gradgradcheck(lambda t: ctx.call(t), (x,), eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=True)
+    except GradcheckError as exc:
+        first = str(exc).strip().splitlines()[0]
+        yield Finding(
+            "GA102", "warn",
+            f"the target is not elementwise, so torch.autograd.gradgradcheck ran on a seeded 4x6 "
+            f"float64 input, and the double backward is wrong: {clause(first)}. {FIX_WRONG}",
+            dtype="float64", location=location)
+    except Exception as exc:
+        yield _unsupported(describe_exception(exc), location)
+
+
+CHECKS = [
+    Check(
+        code="GA102",
+        slug="second-order",
+        status="warn / info",
+        summary="double backward silently wrong (warn); explicitly unsupported, i.e. raises (info)",
+        explanation=(
+            "The equivalent of torch.autograd.gradgradcheck at smooth points: the backward is run "
+            "with create_graph=True and differentiated again, and compared with central differences "
+            "of the backward itself (elementwise targets: every smooth float64 probe point in O(n); "
+            "others: gradgradcheck on a small input). A backward that detaches its saved tensors "
+            "gives a zero second derivative without any error: warn. A double backward that raises "
+            "(@once_differentiable, or 'derivative for aten::hardsigmoid_backward is not "
+            "implemented') is explicit: info."
+        ),
+        fix=FIX_WRONG,
+        example="backward computes with x.detach(): d/dx of the gradient is silently 0",
+        run=run_second_order,
+    )
+]

@@ -1,0 +1,104 @@
+"""GA401: the forward mutates its input, or the backward mutates grad_output.
+
+Both are invisible to gradcheck, which never looks at its inputs or grad_outputs again
+(pytorch/pytorch#81417). Each is found with one pass over a small input.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+import torch
+
+from ..messages import example_index, number
+from ..report import Finding
+from ..small_inputs import identical, known_grad_output, small_input
+from . import Check
+
+if TYPE_CHECKING:
+    from ..context import AuditContext
+
+FIX_FORWARD = (
+    "Compute out of place (torch.relu(x) or x.clamp(min=0) instead of x.relu_(), or clone "
+    "first: x = x.clone()). In an autograd.Function that must work in place, call "
+    "ctx.mark_dirty(x) and return x, so autograd knows; if mutating the caller's tensor is "
+    "deliberate (nn.ReLU(inplace=True)), ignore GA401 for this target."
+)
+FIX_BACKWARD = (
+    "Do not write into grad_output: start from grad_output.clone(), or compute out of place, "
+    "e.g. torch.where(mask, grad_output, torch.zeros_like(grad_output)). autograd may hand the "
+    "same grad_output to other backward functions, and callers of torch.autograd.grad keep "
+    "using the tensor they passed."
+)
+
+
+def _change(before: torch.Tensor, after: torch.Tensor, version_before: int, version_after: int, noun: str) -> str | None:
+    """Words for how ``after`` differs from ``before``, or None when it does not."""
+    same = identical(before, after.detach())
+    changed = int((~same).sum())
+    if changed == 0 and version_after == version_before:
+        return None
+    words = f"{noun}._version went from {version_before} to {version_after}"
+    if changed:
+        i = example_index(before.reshape(-1), ~same.reshape(-1))
+        words += (f" and {changed} of {same.numel()} values changed (e.g. {number(float(before.reshape(-1)[i]))} "
+                  f"became {number(float(after.detach().reshape(-1)[i]))})")
+    else:
+        words += " (the values happen to be unchanged, but autograd now rejects every saved use of it)"
+    return words
+
+
+def run_inplace(ctx: "AuditContext") -> Iterator[Finding]:
+    values = small_input(ctx, torch.float64)
+    leaf = values.clone().requires_grad_(True)
+    with torch.enable_grad():
+        x = leaf * 1.0  # a non-leaf, as a network passes activations
+        x_before, x_version = x.detach().clone(), x._version
+        out = ctx.call(x)
+        change = _change(x_before, x, x_version, x._version, "x")
+        if change is not None:
+            yield Finding(
+                "GA401", "fail",
+                f"the forward modifies its input in place: called on a float64 tensor that requires "
+                f"grad (a non-leaf, as in a network), {change}. The caller's tensor is overwritten, "
+                f"and anything else that saved it for backward computes wrong gradients or raises. "
+                f"{FIX_FORWARD}",
+                dtype="float64", location=ctx.target.source("forward"),
+                details={"version_before": x_version, "version_after": x._version},
+            )
+        if not out.requires_grad:
+            return
+        grad_output = known_grad_output(out, ctx.options.seed)
+        g_before, g_version = grad_output.clone(), grad_output._version
+        try:
+            torch.autograd.grad(out, leaf, grad_output, allow_unused=True)
+        except Exception:  # a failing backward is GA101's finding
+            return
+    change = _change(g_before, grad_output, g_version, grad_output._version, "grad_output")
+    if change is not None:
+        yield Finding(
+            "GA401", "fail",
+            f"the backward modifies grad_output in place: after torch.autograd.grad(y, x, "
+            f"grad_output) on a float64 input, {change}. {FIX_BACKWARD}",
+            dtype="float64", location=ctx.target.source("backward"),
+            details={"version_before": g_version, "version_after": grad_output._version},
+        )
+
+
+CHECKS = [
+    Check(
+        code="GA401",
+        slug="inplace",
+        status="fail",
+        summary="the forward mutates its input, or the backward mutates grad_output",
+        explanation=(
+            "The target is called on a non-leaf float64 tensor that requires grad, as a network "
+            "passes activations; its values and its _version counter must be unchanged afterwards. "
+            "Then a known grad_output (values of both signs, not +-1) is passed through "
+            "torch.autograd.grad; it too must be unchanged. gradcheck never looks at either again, "
+            "so it misses both (pytorch/pytorch#81417)."
+        ),
+        fix=FIX_FORWARD + " " + FIX_BACKWARD,
+        example="forward calls x.relu_(); backward does grad_output[x < 0] = 0",
+        run=run_inplace,
+    )
+]

@@ -1,0 +1,139 @@
+"""GA104: usable under ``torch.func.vmap`` and ``torch.func.grad``.
+
+On a small float64 input: vmap over a batch of 4 rows must match calling the target row by
+row, and ``torch.func.grad`` of a weighted sum must match ``torch.autograd.grad``. What
+is missing when they are not usable (setup_context, a vmap staticmethod or
+generate_vmap_rule) is named.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+import torch
+
+from ..report import Finding
+from ..small_inputs import clause, close, describe_mismatch, known_grad_output, small_input
+from . import Check
+from .forward_ad import own_method, transform_error
+
+if TYPE_CHECKING:
+    from ..context import AuditContext
+
+BATCH = 4
+TOLERANCE_UNITS = 4
+
+
+def missing_piece(ctx: "AuditContext", transform: str, error: str) -> tuple[str, list[str]]:
+    """What to add so that ``transform`` works, in words and as names (``setup_context``,
+    ``vmap``: a vmap staticmethod or generate_vmap_rule), from the target's class and the error."""
+    obj = ctx.target.obj
+    is_function = isinstance(obj, type) and issubclass(obj, torch.autograd.Function)
+    if (is_function and own_method(obj, "setup_context") is None) or "setup_context" in error:
+        return ("Add a setup_context staticmethod: forward(x) without ctx, and "
+                "setup_context(ctx, inputs, output) saving what backward needs; torch.func "
+                "transforms require it."), ["setup_context"]
+    if transform == "vmap" and (is_function or "vmap staticmethod" in error or "generate_vmap_rule" in error):
+        return ("Set generate_vmap_rule = True on the autograd.Function (when forward, setup_context "
+                "and backward use only PyTorch operations), or write a vmap staticmethod."), ["vmap"]
+    if "random" in error:
+        return ("The target draws random numbers; pass randomness='different' (or 'same') to "
+                "torch.func.vmap, or make it deterministic."), []
+    return ("An operation inside has no batching rule or is data-dependent (.item(), Python "
+            "control flow on values, in-place writes into an unbatched tensor); express it with "
+            "batched tensor operations."), []
+
+
+def _agree(actual: torch.Tensor, expected: torch.Tensor, x: torch.Tensor | None,
+           computed_in: torch.dtype) -> torch.Tensor | None:
+    """Elementwise agreement within a few eps of ``computed_in``, the target's output dtype
+    (kernels may take another path under vmap); None when the shapes differ."""
+    if actual.shape != expected.shape:
+        return None
+    scale = x if x is not None and x.shape == actual.shape else torch.ones_like(expected)
+    eps = torch.finfo(computed_in).eps if computed_in.is_floating_point else 0.0
+    return close(actual, expected, scale, eps, TOLERANCE_UNITS, signed_zeros=False)
+
+
+def run_vmap(ctx: "AuditContext") -> Iterator[Finding]:
+    location = ctx.target.source("forward")
+    values = small_input(ctx, torch.float64)
+    rows = values.reshape(BATCH, -1)
+    with torch.no_grad():
+        expected = torch.stack([ctx.call(row.clone()) for row in rows])
+    try:
+        batched = torch.func.vmap(lambda t: ctx.call(t))(rows.clone())
+    except Exception as exc:
+        error = transform_error(exc)
+        advice, missing = missing_piece(ctx, "vmap", error)
+        yield Finding("GA104", "info",
+                      f"not usable under torch.func.vmap: it raises {clause(error)}. Per-sample gradients, "
+                      f"ensembling and jacrev need vmap. {advice}",
+                      dtype="float64", location=location, details={"transform": "vmap", "missing": missing})
+    else:
+        agree = _agree(batched.detach(), expected, rows, expected.dtype)
+        if agree is None or not bool(agree.all()):
+            how = (f"shape {tuple(batched.shape)} instead of {tuple(expected.shape)}" if agree is None
+                   else describe_mismatch(batched.detach(), expected, rows if ctx.elementwise else None, agree))
+            yield Finding("GA104", "info",
+                          f"torch.func.vmap over a batch of {BATCH} rows gives different outputs from "
+                          f"calling the target row by row ({how}): the batching rule (a vmap "
+                          f"staticmethod, or a forward that mixes rows) is wrong. Make vmap(f)(x)[i] "
+                          f"equal f(x[i]).",
+                          dtype="float64", location=location, details={"transform": "vmap", "missing": []})
+    yield from _func_grad(ctx, values, location)
+
+
+def _func_grad(ctx: "AuditContext", values: torch.Tensor, location: dict | None) -> Iterator[Finding]:
+    """``torch.func.grad`` of a weighted sum against ``torch.autograd.grad``."""
+    leaf = values.clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = ctx.call(leaf.clone())
+        if not out.requires_grad:
+            return
+        weights = known_grad_output(out, ctx.options.seed)
+        try:
+            (expected,) = torch.autograd.grad(out, leaf, weights, allow_unused=True)
+        except Exception:  # a failing backward is GA101's finding
+            return
+    if expected is None:
+        return
+    try:
+        got = torch.func.grad(lambda t: (ctx.call(t) * weights).sum())(values.clone())
+    except Exception as exc:
+        error = transform_error(exc)
+        advice, missing = missing_piece(ctx, "grad", error)
+        yield Finding("GA104", "info",
+                      f"not usable under torch.func.grad: it raises {clause(error)}. {advice}",
+                      dtype="float64", location=location, details={"transform": "grad", "missing": missing})
+        return
+    agree = _agree(got.detach(), expected, values, out.dtype)
+    if agree is None or not bool(agree.all()):
+        how = "a different shape" if agree is None else describe_mismatch(got.detach(), expected, values, agree)
+        yield Finding("GA104", "info",
+                      f"torch.func.grad gives different gradients from torch.autograd.grad ({how}). "
+                      f"The backward behaves differently under torch.func (it may read global state "
+                      f"or detach through .data); make it a pure function of its saved tensors and "
+                      f"grad_output.",
+                      dtype="float64", location=ctx.target.source("backward"),
+                      details={"transform": "grad", "missing": []})
+
+
+CHECKS = [
+    Check(
+        code="GA104",
+        slug="vmap",
+        status="info",
+        summary="not usable under torch.func.vmap / torch.func.grad",
+        explanation=(
+            "On a small float64 input, torch.func.vmap over a batch of 4 rows must equal calling the "
+            "target row by row, and torch.func.grad of a weighted sum must equal torch.autograd.grad. "
+            "An autograd.Function needs a setup_context staticmethod for any torch.func transform, "
+            "and generate_vmap_rule = True or a vmap staticmethod for vmap; the finding names the "
+            "missing piece."
+        ),
+        fix="Give the autograd.Function setup_context and generate_vmap_rule = True (or a vmap "
+        "staticmethod).",
+        example="class F(Function): forward(ctx, x) ... -> needs setup_context for torch.func",
+        run=run_vmap,
+    )
+]
