@@ -109,3 +109,17 @@ def test_zeros_like_sample_passes_on_cuda():
 def test_zero_sign_differences_are_at_most_info_on_cuda():
     report = gradaudit.audit(torch.relu, select=["GA405"], device="cuda")
     assert all(f.status == "info" for f in report.findings), report.findings
+
+
+def test_device_results_are_judged_against_float64_not_against_cpu_alone():
+    from gradaudit.checks.device import worse_than_cpu
+
+    exact = torch.tensor([0.0706508, 3.3e38, 1.0], dtype=torch.float64)
+    # float16 tanh' at x = -2: both roundings are a few ulps off, the GPU's is even closer
+    cpu16, gpu16 = torch.tensor([0.0709839], dtype=torch.float16), torch.tensor([0.0708008], dtype=torch.float16)
+    assert not bool(worse_than_cpu(cpu16, gpu16, exact[:1], torch.float16).any())
+    # CPU overflows where the device does not: not the device's defect
+    assert not bool(worse_than_cpu(torch.tensor([float("inf")]), torch.tensor([3e38]), exact[1:2], torch.float32).any())
+    # the device is plainly wrong
+    assert bool(worse_than_cpu(torch.tensor([1.0]), torch.tensor([1.5]), exact[2:], torch.float32).all())
+    assert bool(worse_than_cpu(torch.tensor([1.0]), torch.tensor([float("nan")]), exact[2:], torch.float32).all())

@@ -138,6 +138,20 @@ def compare(cpu: torch.Tensor, other: torch.Tensor, dtype: torch.dtype) -> dict[
             "other_only": zeros & torch.signbit(b) & ~torch.signbit(a)}
 
 
+def worse_than_cpu(cpu: torch.Tensor, other: torch.Tensor, exact: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Where the device's result is further from the float64 value than CPU's, beyond the
+    dtype's tolerance. Two roundings of an ill-conditioned formula (1 - tanh(x)^2 in float16)
+    differ by many ulps; only a device that is clearly *worse* than CPU is a defect."""
+    rtol, atol = TOLERANCES[dtype]
+    a, b = cpu.to(torch.float64), other.detach().cpu().to(torch.float64)
+    exact = exact.to(torch.float64)
+    fits = torch.isfinite(exact) & (exact.abs() <= torch.finfo(dtype).max)
+    error_cpu = torch.where(torch.isfinite(a), (a - exact).abs(), torch.full_like(a, float("inf")))
+    error_other = torch.where(torch.isfinite(b), (b - exact).abs(), torch.full_like(b, float("inf")))
+    worse = error_other > 2 * error_cpu + atol + rtol * exact.abs()
+    return torch.where(fits, worse, torch.zeros_like(worse))
+
+
 def _run_on(ctx: "AuditContext", device: str, x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, dict[float, torch.Tensor]]:
     """Forward and both-sign backward of the target on ``device`` (raises what the target raises)."""
     fn = ctx.callable_for(dtype, device)
@@ -186,17 +200,23 @@ def _differences(ctx: "AuditContext", device: str, dtype: torch.dtype) -> Iterat
             continue
         masks = compare(on_cpu, on_device, dtype)
         x = cpu.x
-        if judge_values and bool(masks["mismatch"].any()):
-            mask = masks["mismatch"]
+        candidates = masks["mismatch"]
+        mask = torch.zeros_like(candidates)
+        if judge_values and bool(candidates.any()):
+            reference = ctx.exact_at(dtype, candidates)
+            exact = reference.y if noun == "output" else reference.grads.get(1.0)
+            if exact is not None:
+                mask[candidates] = worse_than_cpu(on_cpu[candidates], on_device.detach().cpu()[candidates], exact, dtype)
+        if bool(mask.any()):
             i = example_index(x, mask)
             rtol, atol = TOLERANCES[dtype]
             yield Finding(
                 "GA405", "fail",
                 f"the {noun} on {device} differs from CPU in {name} at {int(mask.sum())} of {x.numel()} "
                 f"inputs ({describe_intervals(x, mask)}): e.g. x = {number(float(x[i]))} gives "
-                f"{number(float(on_device[i]))} on {device} and {number(float(on_cpu[i]))} on CPU "
-                f"(tolerance rtol={rtol:g}, atol={atol:g}). Look for device-dependent code paths, "
-                f"precision or unguarded overflow.",
+                f"{number(float(on_device[i]))} on {device} and {number(float(on_cpu[i]))} on CPU, "
+                f"further from the float64 value than CPU by more than rtol={rtol:g}, atol={atol:g}. "
+                f"Look for device-dependent code paths, precision or unguarded overflow.",
                 dtype=name, location=ctx.target.source("forward" if noun == "output" else "backward"),
                 examples=[{"input": float(x[i]), "cpu": number(float(on_cpu[i])), device: number(float(on_device[i]))}],
                 details={"device": device, "intervals": intervals(x, mask), "count": int(mask.sum())})
