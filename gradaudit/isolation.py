@@ -33,11 +33,16 @@ STARTUP_SECONDS = 300.0
 
 # -- the worker process --------------------------------------------------------------------
 
-def _worker_main(conn: Connection, option_kwargs: dict[str, Any], config: Config, verbose: bool) -> None:
+def _worker_main(conn: Connection, option_kwargs: dict[str, Any], config: Config, verbose: bool,
+                 threads: int) -> None:
     """Serve ``("expand" | "audit", name)`` tasks until ``None`` or the pipe closes."""
     os.dup2(2, 1)  # targets that print must not corrupt a JSON/SARIF report on stdout
     sys.stdout = sys.stderr
+    import torch
+
     from . import runner
+
+    torch.set_num_threads(threads)  # the workers share the cores instead of oversubscribing them
 
     conn.send(("ready", None))
     while True:
@@ -191,7 +196,8 @@ def audit_isolated(specs: list[str], option_kwargs: dict[str, Any], config: Conf
         else:
             pending.append(_Task((index,), "expand", spec))
     results: list[tuple[tuple[int, ...], Report]] = []
-    pool = _Pool(max(1, jobs), timeout, (option_kwargs, config, verbose))
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    pool = _Pool(max(1, jobs), timeout, (option_kwargs, config, verbose, threads))
 
     def finish(task: _Task, result: Any) -> None:
         if task.kind == "expand":

@@ -109,7 +109,6 @@ def test_pyproject_config_and_command_line_options(project):
     assert "GA204" in result.stdout.str() and "GA203 signed" not in result.stdout.str()
     # the --gradaudit-* options come from the same settings table as the CLI's
     project.runpytest_subprocess(*PLUGIN, "--gradaudit-ignore", "GA204").assert_outcomes(passed=1)
-    project.runpytest_subprocess(*PLUGIN, "--gradaudit-select", "GA101").assert_outcomes(passed=1)
 
 
 def test_unknown_config_key_errors_the_test(project):
