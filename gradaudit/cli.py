@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from .config import SETTING_BY_KEY, SETTINGS, ConfigError, Setting, load_config
+from .render import FORMATS
 from .report import STATUS_ORDER, Report, worst_status
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -25,14 +27,37 @@ def _split(values: tuple[str, ...]) -> list[str] | None:
     return items or None
 
 
+def setting_option(setting: Setting) -> Any:
+    """The click option of a run setting of :data:`gradaudit.config.SETTINGS` (default None:
+    a value not given on the command line comes from the config file)."""
+    if setting.is_flag:
+        name = setting.flag.lstrip("-")
+        return click.option(f"{setting.flag}/--no-{name}", setting.key, default=None, help=setting.help)
+    return click.option(setting.flag, setting.key, multiple=setting.multiple, type=setting.kind,
+                        default=None, metavar=setting.metavar, help=setting.help)
+
+
+def audit_kwargs(options: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :func:`gradaudit.core.build_options` from the audit options of a
+    command and the resolved run settings (command line over config over defaults)."""
+    return dict(
+        kinks=options["kinks"] or None,
+        domain=options["domain"],
+        dtypes=settings["dtypes"],
+        size=settings["size"],
+        seed=settings["seed"],
+        select=settings["select"],
+        ignore=settings["ignore"],
+        surrogate=bool(options["surrogate"]),
+        reference=options["reference"],
+        device=_split(options["devices"]),
+    )
+
+
 def audit_options(function: Any) -> Any:
     """The options shared by ``check`` and other commands that audit."""
     decorators = [
-        click.option("--dtype", "dtypes", multiple=True, help="Audit dtype (repeatable): float64, float32, float16, bfloat16."),
-        click.option("--size", type=click.IntRange(min=0), default=None, help="Seeded random samples added to the probe grid."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random samples."),
-        click.option("--select", multiple=True, help="Only these checks: codes, prefixes (GA2) or slugs; comma-separated."),
-        click.option("--ignore", multiple=True, help="Skip these checks: codes, prefixes or slugs; comma-separated."),
+        *(setting_option(s) for s in SETTINGS if s.key in ("dtypes", "size", "seed", "select", "ignore")),
         click.option("--kink", "kinks", multiple=True, type=float, help="Declare a kink location (repeatable)."),
         click.option("--domain", nargs=2, type=float, default=None, metavar="LO HI", help="Restrict inputs to [LO, HI]."),
         click.option("--surrogate", is_flag=True, default=None, help="The gradient is a declared surrogate / straight-through estimator."),
@@ -53,41 +78,41 @@ def main() -> None:
 @main.command()
 @click.argument("targets", nargs=-1, required=True)
 @audit_options
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None, help="Write the report to FILE.")
-@click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
+@setting_option(SETTING_BY_KEY["strict"])
+@setting_option(SETTING_BY_KEY["jobs"])
+@setting_option(SETTING_BY_KEY["timeout"])
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Read [tool.gradaudit] from this file instead of the nearest pyproject.toml that has it.")
 @click.option("-v", "--verbose", is_flag=True, help="Show info findings and tracebacks.")
-def check(targets: tuple[str, ...], output_format: str, output: str | None, strict: bool, verbose: bool, **options: Any) -> None:
-    """Audit TARGETS: pkg.module:attr, path/to/file.py:attr, or a module or file to search."""
+def check(targets: tuple[str, ...], output_format: str, output: str | None, config_path: str | None,
+          verbose: bool, **options: Any) -> None:
+    """Audit TARGETS: pkg.module:attr, path/to/file.py:attr, or a module or file to search.
+
+    Settings not given here come from [tool.gradaudit] in pyproject.toml.
+    """
     from . import core
     from .render import renderer
+    from .runner import run_check
 
     core.VERBOSE_TRACEBACKS = verbose
     try:
-        built = core.build_options(
-            kinks=options["kinks"] or None,
-            domain=options["domain"],
-            dtypes=_split(options["dtypes"]),
-            size=options["size"],
-            seed=options["seed"],
-            select=_split(options["select"]),
-            ignore=_split(options["ignore"]),
-            surrogate=bool(options["surrogate"]),
-            reference=options["reference"],
-            device=_split(options["devices"]),
-        )
-    except ValueError as exc:
+        config = load_config(config_path)
+        settings = config.resolve({s.key: options.pop(s.key, None) for s in SETTINGS})
+        option_kwargs = audit_kwargs(options, settings)
+        core.build_options(**option_kwargs)  # validate here: a bad option is a usage error
+    except (ConfigError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
-    reports: list[Report] = []
-    for spec in targets:
-        reports.extend(core.audit_target_string(spec, built))
+    reports: list[Report] = run_check(list(targets), option_kwargs, config, jobs=settings["jobs"],
+                                      timeout=settings["timeout"], verbose=verbose)
     text = renderer(output_format)(reports, verbose=verbose)
     if output:
         with open(output, "w", encoding="utf-8") as handle:
             handle.write(text)
     else:
         click.echo(text, nl=False)
-    sys.exit(exit_code(reports, strict))
+    sys.exit(exit_code(reports, settings["strict"]))
 
 
 @main.command("list")
@@ -144,14 +169,10 @@ def plot(target: str, output: str, **options: Any) -> None:
     from .targets import TargetError, resolve
 
     try:
-        built = core.build_options(
-            kinks=options["kinks"] or None, domain=options["domain"], dtypes=_split(options["dtypes"]),
-            size=options["size"], seed=options["seed"], select=_split(options["select"]),
-            ignore=_split(options["ignore"]), surrogate=bool(options["surrogate"]),
-            reference=options["reference"], device=_split(options["devices"]),
-        )
+        settings = load_config(None).resolve({s.key: options.pop(s.key, None) for s in SETTINGS})
+        built = core.build_options(**audit_kwargs(options, settings))
         targets = resolve(target)
-    except (ValueError, TargetError) as exc:
+    except (ConfigError, ValueError, TargetError) as exc:
         raise click.UsageError(str(exc)) from None
     if len(targets) != 1:
         raise click.UsageError(f"{target}: plot takes exactly one target; it names {len(targets)}")

@@ -190,8 +190,16 @@ def _traceback_details(exc: BaseException | None = None) -> dict[str, Any] | Non
     return {"traceback": text}
 
 
-def audit_target_string(spec: str, options: Options) -> list[Report]:
-    """Resolve a target string and audit what it names; errors become GA901 reports."""
+def audit_target_string(
+    spec: str,
+    options: Options,
+    overrides: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
+) -> list[Report]:
+    """Resolve a target string and audit what it names; errors become GA901 reports.
+
+    ``overrides(target_name, declared)`` may replace a target's declared options (the
+    config file's per-target tables do).
+    """
     try:
         targets = resolve_spec(spec)
     except TargetError as exc:
@@ -203,6 +211,8 @@ def audit_target_string(spec: str, options: Options) -> list[Report]:
     reports = []
     for target in targets:
         target_options = options
+        if overrides is not None:
+            target.options = overrides(target.name, target.options)
         if target.options:
             target_options = merge_declared(options, target.options)
         reports.append(run_audit(target, target_options))

@@ -1,24 +1,24 @@
-"""Renderers: the only code that formats reports for people or tools."""
+"""Renderers: the only code that formats reports for people or tools.
+
+Each format is a module here with a ``render_<name>(reports, verbose=False) -> str``.
+"""
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 
 from ..report import Report
 
-FORMATS = ("table", "json")
+FORMATS = ("table", "json", "sarif", "markdown", "github")
+"""Output formats, in the order ``--format`` lists them."""
 
 
 def renderer(name: str) -> Callable[..., str]:
     """The render function for an output format name."""
-    if name == "table":
-        from .table import render_table
-
-        return render_table
-    if name == "json":
-        from .json import render_json
-
-        return render_json
-    raise ValueError(f"unknown format {name!r}; choose from {', '.join(FORMATS)}")
+    if name not in FORMATS:
+        raise ValueError(f"unknown format {name!r}; choose from {', '.join(FORMATS)}")
+    module = importlib.import_module(f"{__name__}.{name}")
+    return getattr(module, f"render_{name}")
 
 
 __all__ = ["FORMATS", "renderer", "Report"]

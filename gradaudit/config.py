@@ -1,0 +1,311 @@
+"""Run settings: defined once here, read from ``[tool.gradaudit]`` in pyproject.toml.
+
+The CLI (``gradaudit check``) and the pytest plugin both build their options from
+:data:`SETTINGS`, so a setting has one name, one parser and one help text everywhere:
+
+    [tool.gradaudit]
+    dtypes = ["float64", "float32"]
+    ignore = ["GA104"]
+    strict = true
+
+    [tool.gradaudit.targets."mypkg.acts:HardTanh"]
+    kinks = [-1.0, 1.0]
+
+Precedence: explicit arguments (CLI flags, ``assert_audit`` keywords) over the config file
+over the built-in defaults. This module imports nothing heavy (no torch), so the pytest
+plugin can load it at start-up.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python < 3.11 only
+    import tomli as tomllib
+
+DTYPE_CHOICES = ("float64", "float32", "float16", "bfloat16")
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or holds an unknown key or a bad value."""
+
+
+# -- value parsers: each takes a config or command-line value and returns it validated ----
+
+def _string_list(key: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key} must be a list of strings, not {value!r}")
+    return [part.strip() for v in value for part in v.split(",") if part.strip()]
+
+
+def _dtypes(value: Any) -> list[str]:
+    names = _string_list("dtypes", value)
+    for name in names:
+        if name.replace("torch.", "") not in DTYPE_CHOICES:
+            raise ValueError(f"dtypes: unsupported dtype {name!r}; choose from {', '.join(DTYPE_CHOICES)}")
+    return names
+
+
+def _integer(key: str, minimum: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{key} must be an integer >= {minimum}, not {value!r}")
+        return value
+    return parse
+
+
+def _boolean(key: str) -> Callable[[Any], bool]:
+    def parse(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, not {value!r}")
+        return value
+    return parse
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"timeout must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def _numbers(key: str) -> Callable[[Any], list[float]]:
+    def parse(value: Any) -> list[float]:
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise ValueError(f"{key} must be a list of numbers, not {value!r}")
+        return [float(v) for v in value]
+    return parse
+
+
+def _interval(value: Any) -> tuple[float, float]:
+    numbers = _numbers("domain")(value)
+    if len(numbers) != 2:
+        raise ValueError(f"domain must be a pair [lo, hi], not {value!r}")
+    return (numbers[0], numbers[1])
+
+
+def _string(key: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{key} must be a target string such as 'torch.nn.functional:relu', not {value!r}")
+        return value
+    return parse
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One run setting: its config key, command-line flag, parser and help text."""
+
+    key: str
+    flag: str
+    parse: Callable[[Any], Any]
+    help: str
+    multiple: bool = False
+    is_flag: bool = False
+    kind: type = str
+    metavar: str | None = None
+    in_pytest: bool = True
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("dtypes", "--dtype", _dtypes, "Audit dtype (repeatable): float64, float32, float16, bfloat16.",
+            multiple=True, metavar="DTYPE"),
+    Setting("size", "--size", _integer("size", 0), "Seeded random samples added to the probe grid.",
+            kind=int, metavar="N"),
+    Setting("seed", "--seed", _integer("seed", 0), "Seed of the random samples (default 0).", kind=int, metavar="N"),
+    Setting("select", "--select", lambda v: _string_list("select", v),
+            "Only these checks: codes, prefixes (GA2) or slugs; comma-separated.", multiple=True, metavar="CHECKS"),
+    Setting("ignore", "--ignore", lambda v: _string_list("ignore", v),
+            "Skip these checks: codes, prefixes or slugs; comma-separated.", multiple=True, metavar="CHECKS"),
+    Setting("strict", "--strict", _boolean("strict"), "Treat warnings as failures (exit 1 on warn).", is_flag=True),
+    Setting("jobs", "--jobs", _integer("jobs", 1), "Audit targets in N worker processes.",
+            kind=int, metavar="N", in_pytest=False),
+    Setting("timeout", "--timeout", _seconds,
+            "Per-target time limit in seconds; a target that runs longer is reported as an error (GA901).",
+            kind=float, metavar="SECONDS", in_pytest=False),
+)
+"""Every top-level ``[tool.gradaudit]`` key, in the order ``--help`` shows them."""
+
+TARGET_KEYS: dict[str, Callable[[Any], Any]] = {
+    "kinks": _numbers("kinks"),
+    "domain": _interval,
+    "surrogate": _boolean("surrogate"),
+    "reference": _string("reference"),
+    "ignore": lambda v: _string_list("ignore", v),
+}
+"""Keys of a per-target table ``[tool.gradaudit.targets."module:attr"]``."""
+
+SETTING_BY_KEY = {s.key: s for s in SETTINGS}
+
+
+def _unknown_key(where: str, key: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"{where}: unknown key {key!r}.{hint} Known keys: {', '.join(known)}.")
+
+
+@dataclass
+class Config:
+    """Validated ``[tool.gradaudit]`` settings and per-target tables from one file."""
+
+    path: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def directory(self) -> str:
+        return os.path.dirname(self.path) if self.path else os.getcwd()
+
+    def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Every setting: ``given`` (values that are not None) over the file over the defaults."""
+        merged: dict[str, Any] = {s.key: None for s in SETTINGS}
+        merged.update(self.settings)
+        for key, value in given.items():
+            if key not in SETTING_BY_KEY:
+                raise KeyError(f"unknown setting {key!r}")
+            if value is not None and value != () and value != []:
+                merged[key] = SETTING_BY_KEY[key].parse(list(value) if isinstance(value, tuple) else value)
+        merged["strict"] = bool(merged["strict"])
+        merged["seed"] = merged["seed"] or 0
+        merged["jobs"] = merged["jobs"] or 1
+        return merged
+
+    def target_options(self, target_name: str) -> dict[str, Any]:
+        """The per-target table(s) that match ``target_name``, merged (later keys win)."""
+        found: dict[str, Any] = {}
+        for key, table in self.targets.items():
+            if target_matches(key, target_name, self.directory):
+                found.update(table)
+        return found
+
+    def declared_for(self, target_name: str, declared: Mapping[str, Any]) -> dict[str, Any]:
+        """A target's ``@gradaudit.activation`` options with its config table laid over them;
+        ``ignore`` lists are combined."""
+        table = self.target_options(target_name)
+        if not table:
+            return dict(declared)
+        combined = {**declared, **table}
+        if declared.get("ignore") and table.get("ignore"):
+            combined["ignore"] = list(declared["ignore"]) + list(table["ignore"])
+        return combined
+
+
+def _split_target(name: str) -> tuple[str, str]:
+    module, _, attribute = name.rpartition(":")
+    return module, attribute
+
+
+def target_matches(key: str, target_name: str, base: str) -> bool:
+    """Whether a config table key names the target ``target_name``.
+
+    A key is ``module:attr`` or ``path/to/file.py:attr``. A path key is relative to the
+    config file's directory and matches the same file however the target was spelled; a
+    dotted key also matches a file target whose path ends in that module's path
+    (``pkg/acts.py`` or ``src/pkg/acts.py`` for ``pkg.acts``).
+    """
+    key_module, key_attr = _split_target(key)
+    module, attribute = _split_target(target_name)
+    if not key_module or key_attr != attribute:
+        return False
+    if key_module == module:
+        return True
+    is_path = module.endswith(".py") or "/" in module or os.sep in module
+    if not is_path:
+        return False
+    target_path = os.path.normcase(os.path.abspath(module))
+    if key_module.endswith(".py") or "/" in key_module:
+        return target_path == os.path.normcase(os.path.abspath(os.path.join(base, key_module)))
+    parts = key_module.split(".")
+    for suffix in (os.path.join(*parts) + ".py", os.path.join(*parts, "__init__.py")):
+        if target_path == os.path.normcase(suffix) or target_path.endswith(os.sep + os.path.normcase(suffix)):
+            return True
+    return False
+
+
+def parse_table(table: Mapping[str, Any], path: str | None) -> Config:
+    """Validate a ``[tool.gradaudit]`` table; :class:`ConfigError` names the bad key."""
+    where = f"{path or 'configuration'} [tool.gradaudit]"
+    settings: dict[str, Any] = {}
+    targets: dict[str, dict[str, Any]] = {}
+    for key, value in table.items():
+        if key == "targets":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: 'targets' must be a table of per-target tables")
+            for name, options in value.items():
+                targets[name] = _parse_target_table(name, options, path)
+            continue
+        if key not in SETTING_BY_KEY:
+            raise _unknown_key(where, key, [s.key for s in SETTINGS] + ["targets"])
+        try:
+            settings[key] = SETTING_BY_KEY[key].parse(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return Config(path=path, settings=settings, targets=targets)
+
+
+def _parse_target_table(name: str, options: Any, path: str | None) -> dict[str, Any]:
+    where = f'{path or "configuration"} [tool.gradaudit.targets."{name}"]'
+    module, attribute = _split_target(name)
+    if not module or not attribute:
+        raise ConfigError(f"{where}: a target key is 'package.module:attr' or 'path/to/file.py:attr'")
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: must be a table of options")
+    parsed: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in TARGET_KEYS:
+            raise _unknown_key(where, key, list(TARGET_KEYS))
+        try:
+            parsed[key] = TARGET_KEYS[key](value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return parsed
+
+
+def find_pyproject(start: str | None = None) -> str | None:
+    """The nearest pyproject.toml with a ``[tool.gradaudit]`` table, from ``start`` upward."""
+    directory = os.path.abspath(start or os.getcwd())
+    while True:
+        candidate = os.path.join(directory, "pyproject.toml")
+        if os.path.isfile(candidate) and "gradaudit" in _read(candidate).get("tool", {}):
+            return candidate
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+
+
+def _read(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: is not valid TOML ({exc})") from None
+
+
+def load_config(path: str | None = None, start: str | None = None) -> Config:
+    """The configuration in ``path``, or found from ``start`` (the working directory) upward.
+
+    No file gives an empty :class:`Config` (every setting at its default).
+    """
+    if path is None:
+        path = find_pyproject(start)
+        if path is None:
+            return Config()
+    document = _read(path)
+    table = document.get("tool", {}).get("gradaudit", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.gradaudit] must be a table")
+    return parse_table(table, path)
+
+
+__all__ = ["Config", "ConfigError", "SETTINGS", "Setting", "TARGET_KEYS", "load_config", "find_pyproject"]

@@ -1,0 +1,100 @@
+"""pytest plugin: audit activations inside your own test suite.
+
+Registered through the ``pytest11`` entry point, so installing gradaudit is enough::
+
+    def test_my_activation(gradaudit):
+        gradaudit.assert_audit(MySwish, ignore=["GA203"])
+
+or, without the fixture, ``from gradaudit.pytest_plugin import assert_audit``. A failing
+audit fails the test with the findings table as its message. Defaults come from
+``[tool.gradaudit]`` in pyproject.toml (found from pytest's rootdir upward), then from
+``--gradaudit-*`` command-line options, then from the call's keywords.
+
+Loading this module imports nothing heavy: torch is imported when a test first audits.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+import pytest
+
+from .config import SETTINGS, Config, load_config
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .report import Report
+
+AUDIT_SETTINGS = ("dtypes", "size", "seed", "select")
+"""Settings passed to :func:`gradaudit.audit` as they are (``ignore`` and ``strict`` are merged)."""
+
+
+def _dest(key: str) -> str:
+    return f"gradaudit_{key}"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gradaudit", "gradaudit (the gradaudit fixture and assert_audit)")
+    for setting in SETTINGS:
+        if not setting.in_pytest:
+            continue
+        flag = "--gradaudit-" + setting.flag.lstrip("-")
+        if setting.is_flag:
+            group.addoption(flag, action="store_true", default=None, dest=_dest(setting.key), help=setting.help)
+        else:
+            group.addoption(flag, action="append" if setting.multiple else "store", type=setting.kind,
+                            default=None, dest=_dest(setting.key), metavar=setting.metavar, help=setting.help)
+
+
+class Auditor:
+    """Audits with the project's settings; the ``gradaudit`` fixture is one of these."""
+
+    def __init__(self, config: Config, given: Mapping[str, Any] | None = None) -> None:
+        self.config = config
+        self.settings = config.resolve(given or {})
+
+    def audit(self, fn: Any, *, name: str | None = None, ignore: Iterable[str] | None = None,
+              **options: Any) -> "Report":
+        """:func:`gradaudit.audit` with the project's defaults and per-target tables applied."""
+        from .core import audit
+        from .targets import target_from_object
+
+        target = target_from_object(fn, name)
+        target.options = self.config.declared_for(target.name, target.options)
+        for key in AUDIT_SETTINGS:
+            if options.get(key) is None and self.settings.get(key) is not None:
+                options[key] = self.settings[key]
+        ignored = list(self.settings.get("ignore") or ()) + list(ignore or ())
+        return audit(target, ignore=ignored or None, **options)
+
+    def assert_audit(self, fn: Any, *, strict: bool | None = None, **options: Any) -> "Report":
+        """Audit ``fn`` and fail the test, with the findings table, on a fail or error (or a
+        warn when ``strict``). Returns the report when it passes."""
+        __tracebackhide__ = True
+        from .report import AuditFailure
+
+        report = self.audit(fn, **options)
+        message = None
+        try:
+            report.raise_for_status(strict=self.settings["strict"] if strict is None else strict)
+        except AuditFailure as failure:
+            message = str(failure)
+        if message is not None:  # outside the except block: the table is shown once, unchained
+            pytest.fail(message, pytrace=False)
+        return report
+
+    __call__ = assert_audit
+
+
+@pytest.fixture
+def gradaudit(pytestconfig: pytest.Config) -> Auditor:
+    """An :class:`Auditor` with ``[tool.gradaudit]`` and the ``--gradaudit-*`` options applied."""
+    given = {s.key: pytestconfig.getoption(_dest(s.key)) for s in SETTINGS if s.in_pytest}
+    return Auditor(load_config(start=str(pytestconfig.rootpath)), given)
+
+
+def assert_audit(fn: Any, *, strict: bool | None = None, **options: Any) -> "Report":
+    """Like the fixture's ``assert_audit``, with ``[tool.gradaudit]`` found from the working directory."""
+    __tracebackhide__ = True
+    return Auditor(load_config()).assert_audit(fn, strict=strict, **options)
+
+
+__all__ = ["Auditor", "assert_audit", "gradaudit"]
