@@ -1,13 +1,12 @@
 """Named target groups, used as ``gradaudit check @NAME``."""
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from .targets import Target, TargetError
+from .targets import Target, TargetError, resolve
 
 FUNCTIONAL = [
     "relu", "rrelu", "hardtanh", "relu6", "sigmoid", "hardsigmoid", "tanh", "silu", "mish", "hardswish",
@@ -35,7 +34,7 @@ def torch_activations() -> list[Target]:
     for name in FUNCTIONAL:
         targets.append(Target(name=f"torch.nn.functional:{name}", obj=getattr(F, name)))
     for name in SOFTMAX_FAMILY:
-        targets.append(Target(name=f"torch.nn.functional:{name}(dim=-1)", obj=functools.partial(getattr(F, name), dim=-1)))
+        targets.extend(resolve(f"torch.nn.functional:{name}(dim=-1)"))
     return targets
 
 

@@ -2,8 +2,9 @@
 
 Target strings:
     ``package.module:attr``, ``path/to/file.py:attr`` and dotted attributes after the
-    colon (``mymod:Acts.relu``). Without a colon, a module or file is searched for targets
-    (see :func:`discover`).
+    colon (``mymod:Acts.relu``), optionally binding literal keyword arguments
+    (``torch.nn.functional:softmax(dim=-1)``, a ``functools.partial``). Without a colon, a
+    module or file is searched for targets (see :func:`discover`); ``@name`` is a group.
 
 How each kind of object is called:
     an ``autograd.Function`` subclass through ``.apply``; an ``nn.Module`` subclass is
@@ -12,6 +13,7 @@ How each kind of object is called:
 """
 from __future__ import annotations
 
+import ast
 import copy
 import functools
 import hashlib
@@ -223,6 +225,25 @@ def resolve_attribute(container: Any, attribute: str, target: str) -> Any:
     return obj
 
 
+def split_call(attribute: str, target: str) -> tuple[str, dict[str, Any]]:
+    """``softmax(dim=-1)`` -> ``("softmax", {"dim": -1})``: keyword arguments with literal
+    values bind the target as a ``functools.partial``; a plain name has none."""
+    if not attribute.endswith(")") or "(" not in attribute:
+        return attribute, {}
+    try:
+        call = ast.parse(attribute, mode="eval").body
+        if not isinstance(call, ast.Call) or call.args:
+            raise ValueError("only keyword arguments are allowed")
+        keywords = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg is not None}
+        name = ast.unparse(call.func)
+    except (SyntaxError, ValueError) as exc:
+        raise TargetError(
+            f"{target}: cannot read the arguments in {attribute!r} ({exc}). Bind keyword arguments "
+            f"with literal values only, e.g. torch.nn.functional:softmax(dim=-1)."
+        ) from None
+    return name, keywords
+
+
 def resolve(spec: str) -> list[Target]:
     """The targets a command-line target string names.
 
@@ -240,9 +261,13 @@ def resolve(spec: str) -> list[Target]:
                 f"{spec}: a target is 'package.module:attribute' or 'path/to/file.py:attribute'; "
                 f"one side of the colon is empty."
             )
+        attribute, keywords = split_call(attribute, spec)
         container = load_container(module_part, spec)
         obj = resolve_attribute(container, attribute, spec)
-        return [Target(name=spec, obj=obj, options=dict(getattr(obj, OPTIONS_ATTRIBUTE, {}) or {}))]
+        options = dict(getattr(obj, OPTIONS_ATTRIBUTE, {}) or {})
+        if keywords:
+            obj = functools.partial(obj, **keywords)
+        return [Target(name=spec, obj=obj, options=options)]
     from .discovery import discover
 
     return discover(spec)

@@ -125,3 +125,12 @@ def test_real_subprocess_python_m_gradaudit():
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert strict.returncode == 1
+
+
+def test_target_strings_can_bind_keyword_arguments(in_root):
+    result = run(["check", "torch.nn.functional:softmax(dim=-1)", "--format", "json", *FAST], in_root)
+    assert result.exit_code == 0
+    assert json.loads(result.output)["results"][0]["status"] == "pass"
+    bad = run(["check", "torch.nn.functional:softmax(1)", "--format", "json", *FAST], in_root)
+    assert bad.exit_code == 2
+    assert json.loads(bad.output)["results"][0]["findings"][0]["code"] == "GA901"

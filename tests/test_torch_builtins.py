@@ -1,8 +1,10 @@
 """The gallery: every built-in activation of the installed torch against recorded verdicts.
 
-The verdicts live in tests/data/torch_builtins.json. After a deliberate change (a new check,
-a new torch), regenerate them with ``python tests/test_torch_builtins.py --update`` and
-review the diff: every change of verdict is a finding about PyTorch or about gradaudit.
+The verdicts live in tests/data/torch_builtins.json, and the README's table "What gradaudit
+finds in PyTorch" is the Markdown output of ``gradaudit check @torch-activations``. After a
+deliberate change (a new check, a new torch), regenerate both with
+``python tests/test_torch_builtins.py --update`` and review the diff: every change of verdict
+is a finding about PyTorch or about gradaudit.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import pytest
 import torch
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "torch_builtins.json")
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+START, END = "<!-- torch-activations:start -->", "<!-- torch-activations:end -->"
 TORCH = ".".join(torch.__version__.split("+")[0].split(".")[:2])
 
 
@@ -30,6 +34,21 @@ def audit_builtins() -> dict[str, dict]:
 def verdict(report) -> dict:
     return {"status": report.status,
             "codes": sorted({f.code for f in report.findings if f.status in ("warn", "fail", "error")})}
+
+
+def markdown_table(reports: dict) -> str:
+    """The summary table of ``gradaudit check @torch-activations --format markdown``."""
+    from gradaudit.render.markdown import render_markdown
+
+    text = render_markdown(list(reports.values()))
+    table = [line for line in text.split("\n\n")[1].splitlines() if line.startswith("|")]
+    return "\n".join(table)
+
+
+def readme_table() -> str:
+    with open(README, encoding="utf-8") as handle:
+        text = handle.read()
+    return text.split(START, 1)[1].split(END, 1)[0].strip()
 
 
 def recorded() -> dict:
@@ -58,12 +77,24 @@ def test_builtin_verdict(target, reports):
         pytest.fail(f"{target}: recorded {expected}, got {verdict(report)}\n{shown}")
 
 
+@pytest.mark.skipif(recorded()["torch"] != TORCH, reason="the README table was made with another torch")
+def test_readme_table_matches_a_fresh_run(reports):
+    assert readme_table() == markdown_table(reports)
+
+
 if __name__ == "__main__":
     if sys.argv[1:] != ["--update"]:
         sys.exit("usage: python tests/test_torch_builtins.py --update")
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    data = {"torch": TORCH, "verdicts": {name: verdict(r) for name, r in audit_builtins().items()}}
+    fresh = audit_builtins()
+    data = {"torch": TORCH, "verdicts": {name: verdict(r) for name, r in fresh.items()}}
     with open(DATA, "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=1, sort_keys=True)
         handle.write("\n")
-    print(f"wrote {DATA}: {len(data['verdicts'])} verdicts for torch {TORCH}")
+    with open(README, encoding="utf-8") as handle:
+        text = handle.read()
+    head, rest = text.split(START, 1)
+    text = head + START + "\n" + markdown_table(fresh) + "\n" + END + rest.split(END, 1)[1]
+    with open(README, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    print(f"wrote {DATA} and the README table: {len(data['verdicts'])} verdicts for torch {TORCH}")
