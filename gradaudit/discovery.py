@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .targets import OPTIONS_ATTRIBUTE, Target, TargetError, import_module, load_file
+from .targets import OPTIONS_ATTRIBUTE, Target, import_module, load_file
 
 
 def mentions_torch(path: str) -> bool:

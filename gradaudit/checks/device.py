@@ -14,6 +14,7 @@ whose sign differs from CPU's are info.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import traceback
@@ -84,19 +85,88 @@ def _exception_site(exc: BaseException) -> Site | None:
     return None
 
 
-def run_meta(ctx: "AuditContext") -> Iterator[Finding]:
-    """Forward and backward on meta tensors; report a non-scalar tensor on another device."""
+def _meta_call(ctx: "AuditContext", watch: "_DeviceWatch | None") -> tuple[BaseException | None, bool]:
+    """Forward and backward on a fresh meta copy of the target, optionally under ``watch``:
+    the exception raised (if any) and whether the output and gradient stayed on meta."""
     fn = ctx.target.callable_for(META_DTYPE, "meta")  # a fresh copy, parameters on meta
     leaf = torch.empty(META_SIZE, dtype=META_DTYPE, device="meta", requires_grad=True)
-    watch = _DeviceWatch("meta")
-    error: BaseException | None = None
+    on_meta = True
     try:
-        with torch.enable_grad(), watch:
+        with torch.enable_grad(), (watch if watch is not None else contextlib.nullcontext()):
             out = fn(leaf.clone())
-            if isinstance(out, torch.Tensor) and out.requires_grad:
-                torch.autograd.grad(out, leaf, torch.ones_like(out), allow_unused=True)
-    except Exception as exc:  # the target's own error, judged below
-        error = exc
+            if isinstance(out, torch.Tensor):
+                on_meta = out.device.type == "meta"
+                if out.requires_grad:
+                    (grad,) = torch.autograd.grad(out, leaf, torch.ones_like(out), allow_unused=True)
+                    on_meta = on_meta and (grad is None or grad.device.type == "meta")
+    except Exception as exc:  # the target's own error, judged by the caller
+        return exc, False
+    return None, on_meta
+
+
+FACTORY_NAMES = frozenset({
+    "tensor", "as_tensor", "from_numpy", "scalar_tensor", "zeros", "ones", "empty", "full", "arange",
+    "linspace", "logspace", "eye", "rand", "randn", "randint", "randperm", "normal", "Tensor",
+    "FloatTensor", "DoubleTensor", "cpu", "cuda", "numpy", "device",
+})
+"""Names whose presence in a target's code can create a tensor on a fixed device."""
+
+
+def _code_objects(obj: Any) -> list[Any]:
+    """The Python code a target runs directly: a function's, or forward/backward/... methods'."""
+    import functools
+
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    if isinstance(obj, torch.nn.Module):
+        obj = type(obj)
+    owners = [getattr(obj, name, None) for name in ("forward", "backward", "setup_context", "jvp", "vmap")] \
+        if isinstance(obj, type) else [obj]
+    return [getattr(o, "__code__", None) for o in owners if getattr(o, "__code__", None) is not None]
+
+
+def may_create_fixed_device_tensors(obj: Any, depth: int = 3) -> bool:
+    """Whether the target's code (and the Python functions it calls, a few levels deep) names a
+    tensor factory or reads a module-level non-scalar tensor. Built-ins have no Python code and
+    never do. The meta probe runs only then: executing on meta imports ~1 s of torch internals."""
+    seen: set[int] = set()
+    functions = [obj]
+    for _ in range(depth):
+        found = []
+        for function in functions:
+            for code in _code_objects(function):
+                stack = [code]
+                while stack:
+                    current = stack.pop()
+                    if id(current) in seen:
+                        continue
+                    seen.add(id(current))
+                    if FACTORY_NAMES & set(current.co_names):
+                        return True
+                    stack.extend(c for c in current.co_consts if hasattr(c, "co_names"))
+                    namespace = getattr(function, "__globals__", None) or vars(sys.modules.get(
+                        getattr(function, "__module__", ""), object()))
+                    for name in current.co_names:
+                        value = namespace.get(name) if isinstance(namespace, dict) else None
+                        if isinstance(value, torch.Tensor) and value.dim() > 0:
+                            return True
+                        if callable(value) and hasattr(value, "__code__") and not name.startswith("__"):
+                            found.append(value)
+        functions = found
+    return False
+
+
+def run_meta(ctx: "AuditContext") -> Iterator[Finding]:
+    """Forward and backward on meta tensors; report a non-scalar tensor on another device."""
+    if not may_create_fixed_device_tensors(ctx.target.obj):
+        return
+    # A plain run first: a dispatch mode costs more imports on first use, so the watching run
+    # (which names the op and line) is made only when the plain one shows a defect.
+    error, on_meta = _meta_call(ctx, None)
+    if error is None and on_meta:
+        return
+    watch = _DeviceWatch("meta")
+    error, _ = _meta_call(ctx, watch)
     mismatch = error is not None and bool(DEVICE_MISMATCH.search(str(error)))
     if watch.culprit is None and not mismatch:
         return  # no device defect seen (or meta is simply unsupported: nothing is known)

@@ -1,7 +1,7 @@
 """GA101: the backward against central differences in float64 at smooth points."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 from torch.autograd.gradcheck import GradcheckError
@@ -22,12 +22,16 @@ CONSTANT_SHARE = 0.99
 a non-zero backward is a straight-through estimator (GA302), not a wrong formula."""
 
 
-def numerical_derivative(ctx: "AuditContext", x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Central, forward and backward differences at ``x`` (float64) in one target call."""
+def numerical_derivative(ctx: "AuditContext", x: torch.Tensor, y: torch.Tensor,
+                         evaluate: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Central (steps h and h/2), forward and backward differences at ``x`` (float64) of the
+    function ``evaluate`` (the target's forward by default) whose values at ``x`` are ``y``,
+    in one call of it."""
+    evaluate = evaluate or ctx.values64
     h = STEP * torch.clamp(x.abs(), min=1.0)
     plus, minus = x + h, x - h
     half_plus, half_minus = x + h / 2, x - h / 2
-    values = ctx.values64(torch.cat([plus, minus, half_plus, half_minus])).reshape(4, -1)
+    values = evaluate(torch.cat([plus, minus, half_plus, half_minus])).reshape(4, -1)
     yp, ym, yhp, yhm = values
     central = (yp - ym) / (plus - minus)
     central_half = (yhp - yhm) / (half_plus - half_minus)

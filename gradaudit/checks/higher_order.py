@@ -19,7 +19,7 @@ from ..messages import describe_intervals, example_index, intervals, number
 from ..report import Finding
 from ..small_inputs import clause, small_matrix
 from . import Check
-from .gradient import EPS64, STEP, compare, smooth_points
+from .gradient import compare, numerical_derivative, smooth_points
 
 if TYPE_CHECKING:
     from ..context import AuditContext
@@ -72,24 +72,6 @@ def double_backward(ctx: "AuditContext", x: torch.Tensor) -> tuple[torch.Tensor,
     return second.detach(), True
 
 
-def derivative_differences(ctx: "AuditContext", x: torch.Tensor, first: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Central, half-step, forward and backward differences of the backward at ``x``."""
-    h = STEP * torch.clamp(x.abs(), min=1.0)
-    plus, minus = x + h, x - h
-    half_plus, half_minus = x + h / 2, x - h / 2
-    grads = ctx.grads64(torch.cat([plus, minus, half_plus, half_minus])).reshape(4, -1)
-    gp, gm, ghp, ghm = grads
-    magnitude = torch.maximum(torch.maximum(first.abs(), gp.abs()), gm.abs())
-    return {
-        "h": h, "plus": plus, "minus": minus,
-        "central": (gp - gm) / (plus - minus),
-        "central_half": (ghp - ghm) / (half_plus - half_minus),
-        "forward": (gp - first) / (plus - x),
-        "backward": (first - gm) / (x - minus),
-        "rounding": 8 * EPS64 * magnitude / h,
-    }
-
-
 def run_second_order(ctx: "AuditContext") -> Iterator[Finding]:
     ev = ctx.evaluate(torch.float64)
     if ev.grad is None or ev.y is None or ev.y.dtype != torch.float64:
@@ -104,7 +86,7 @@ def run_second_order(ctx: "AuditContext") -> Iterator[Finding]:
     except DoubleBackwardError as exc:
         yield _unsupported(str(exc), location)
         return
-    numeric = derivative_differences(ctx, x, ev.grad)
+    numeric = numerical_derivative(ctx, x, ev.grad, evaluate=ctx.grads64)
     # a non-finite second derivative at extreme inputs is an overflow (x * x in gelu), not a
     # wrong formula
     smooth = smooth_points(ctx, x, numeric) & torch.isfinite(ev.grad) & torch.isfinite(second)
