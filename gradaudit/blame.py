@@ -25,7 +25,7 @@ import os
 import sys
 import types
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 from torch.overrides import TorchFunctionMode
