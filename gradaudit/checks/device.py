@@ -43,10 +43,13 @@ DEVICE_MISMATCH = re.compile(
 TOLERANCES = {
     torch.float64: (1e-7, 1e-7),
     torch.float32: (1.3e-6, 1e-5),
-    torch.float16: (2e-3, 1e-5),
-    torch.bfloat16: (1.6e-2, 1e-5),
+    torch.float16: (2e-3, 2e-3),
+    torch.bfloat16: (1.6e-2, 1.6e-2),
 }
-"""(rtol, atol) per dtype for CPU-vs-GPU values: torch.testing's defaults, float16 widened to 2 ulp."""
+"""(rtol, atol) per dtype for CPU-vs-GPU values: torch.testing's defaults for float64/float32; for
+float16/bfloat16 two epsilons, relative and absolute: formulas such as 1 - tanh(x)^2 round
+O(1) intermediates, so results near 0.07 legitimately differ by about one epsilon (seen on an
+H100: tanh's float16 gradient at x = -2.01 is 0.0688 on CUDA, 0.0691 on CPU, 0.0692 exact)."""
 FIX_FIXED_DEVICE = (
     "Create tensors on the input's device: torch.zeros_like(x), x.new_zeros(shape), "
     "x.new_tensor(values) or device=x.device (0-dim constants such as torch.tensor(2.0) are fine)."
