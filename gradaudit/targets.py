@@ -139,14 +139,34 @@ def _looks_like_path(module_part: str) -> bool:
     return module_part.endswith(".py") or os.sep in module_part or "/" in module_part
 
 
+def package_module(absolute: str) -> tuple[str, str] | None:
+    """``(root, "pkg.sub.mod")`` for a file inside a package (directories with __init__.py),
+    so that it is imported by its dotted name and its relative imports work; else None."""
+    directory, filename = os.path.split(absolute)
+    if not os.path.isfile(os.path.join(directory, "__init__.py")):
+        return None
+    parts = [] if filename == "__init__.py" else [os.path.splitext(filename)[0]]
+    while os.path.isfile(os.path.join(directory, "__init__.py")):
+        directory, package = os.path.split(directory)
+        parts.insert(0, package)
+    return directory, ".".join(parts)
+
+
 def load_file(path: str, target: str) -> Any:
-    """Import a Python file as a module (registered under a private, stable name)."""
+    """Import a Python file as a module: by its dotted name when it lives in a package (so
+    relative imports work), else under a private, stable name."""
     if not os.path.isfile(path):
         raise TargetError(
             f"{target}: no such file {path!r}. Check the path, relative to the working "
             f"directory {os.getcwd()!r}."
         )
     absolute = os.path.abspath(path)
+    in_package = package_module(absolute)
+    if in_package is not None:
+        root, dotted = in_package
+        if root not in sys.path:
+            sys.path.insert(0, root)
+        return import_module(dotted, target)
     digest = hashlib.sha1(absolute.encode()).hexdigest()[:10]
     module_name = f"_gradaudit_file_{os.path.splitext(os.path.basename(path))[0]}_{digest}"
     if module_name in sys.modules:

@@ -79,3 +79,21 @@ def test_check_skips_files_without_targets_but_not_modules_without_targets(tmp_p
     assert result.exit_code == 0 and '"results": []' in result.output
     # a module named by its dotted name that holds nothing is more likely a mistake
     assert CliRunner().invoke(main, ["check", "empty_mod"]).exit_code == 2
+
+
+def test_a_file_inside_a_package_is_imported_by_its_dotted_name(tmp_path):
+    """Relative imports work: pre-commit passes file paths of package modules."""
+    from gradaudit.targets import package_module, resolve
+
+    acts = tmp_path / "mypkg" / "acts"
+    acts.mkdir(parents=True)
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (acts / "__init__.py").write_text("")
+    (acts / "helpers.py").write_text("import torch\n\ndef positive(x):\n    return x > 0\n")
+    (acts / "relus.py").write_text(
+        "import torch\nfrom .helpers import positive\n\n\n"
+        "def where_relu(x):\n    return torch.where(positive(x), x, torch.zeros_like(x))\n")
+    assert package_module(str(acts / "relus.py")) == (str(tmp_path), "mypkg.acts.relus")
+    assert package_module(str(tmp_path / "mypkg" / "__init__.py")) == (str(tmp_path), "mypkg")
+    (target,) = resolve(str(acts / "relus.py") + ":where_relu")
+    assert target.obj.__module__ == "mypkg.acts.relus"
