@@ -140,8 +140,10 @@ TARGET_KEYS: dict[str, Callable[[Any], Any]] = {
     "surrogate": _boolean("surrogate"),
     "reference": _string("reference"),
     "ignore": lambda v: _string_list("ignore", v),
+    "skip": _boolean("skip"),
 }
-"""Keys of a per-target table ``[tool.gradaudit.targets."module:attr"]``."""
+"""Keys of a per-target table ``[tool.gradaudit.targets."module:attr"]``; ``skip = true``
+leaves out a target that discovery finds but that is not an activation (a whole model)."""
 
 SETTING_BY_KEY = {s.key: s for s in SETTINGS}
 
@@ -186,10 +188,14 @@ class Config:
                 found.update(table)
         return found
 
+    def skips(self, target_name: str) -> bool:
+        """Whether the target's config table says ``skip = true``."""
+        return bool(self.target_options(target_name).get("skip"))
+
     def declared_for(self, target_name: str, declared: Mapping[str, Any]) -> dict[str, Any]:
         """A target's ``@gradaudit.activation`` options with its config table laid over them;
         ``ignore`` lists are combined."""
-        table = self.target_options(target_name)
+        table = {k: v for k, v in self.target_options(target_name).items() if k != "skip"}
         if not table:
             return dict(declared)
         combined = {**declared, **table}

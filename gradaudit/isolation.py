@@ -202,6 +202,7 @@ def audit_isolated(specs: list[str], option_kwargs: dict[str, Any], config: Conf
     def finish(task: _Task, result: Any) -> None:
         if task.kind == "expand":
             names, errors = result
+            names = [name for name in names if not config.skips(name)]
             results.extend(((task.key[0], 0), report) for report in errors)
             progress.add(len(names))
             pending.extend(_Task((task.key[0], j), "audit", name) for j, name in enumerate(names))

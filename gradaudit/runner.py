@@ -130,7 +130,8 @@ def run_check(
 def _audit_in_process(specs: list[str], option_kwargs: Mapping[str, Any], config: Config,
                       verbose: bool, progress: Progress) -> list[Report]:
     reports: list[Report] = []
-    expanded: list[tuple[list[str], list[Report]]] = [expand(spec, verbose) for spec in specs]
+    expanded = [([n for n in names if not config.skips(n)], errors)
+                for names, errors in (expand(spec, verbose) for spec in specs)]
     progress.add(sum(len(names) for names, _ in expanded))
     for names, errors in expanded:
         reports.extend(errors)

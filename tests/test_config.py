@@ -128,3 +128,23 @@ def test_config_option_names_a_file(tmp_path):
 def test_target_keys_match_module_and_file_spellings(tmp_path, monkeypatch, key, name, expected):
     monkeypatch.chdir(tmp_path)
     assert target_matches(key, name, str(tmp_path)) is expected
+
+
+@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]])
+def test_skip_leaves_out_a_discovered_module_that_is_not_an_activation(tmp_path, jobs):
+    (tmp_path / "models.py").write_text(
+        "import torch\n\n\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.fc = torch.nn.Linear(4, 2)\n\n"
+        "    def forward(self, x):\n        return self.fc(x)\n\n\n"
+        "class Relu(torch.autograd.Function):\n"
+        "    @staticmethod\n    def forward(ctx, x):\n        ctx.save_for_backward(x)\n        return x.clamp(min=0)\n\n"
+        "    @staticmethod\n    def backward(ctx, g):\n        (x,) = ctx.saved_tensors\n"
+        "        return torch.where(x > 0, g, torch.zeros_like(g))\n")
+    args = ["models.py", "--dtype", "float64", "--format", "json", *jobs]
+    assert check(args, tmp_path).exit_code == 2  # Net cannot take a 1-D probe: GA901
+    write_config(tmp_path, '[tool.gradaudit.targets."models.py:Net"]\nskip = true\n')
+    result = check(args, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert [r["target"] for r in json.loads(result.output)["results"]] == ["models.py:Relu"]
+    assert load_config(str(tmp_path / "pyproject.toml")).skips("models.py:Net")
