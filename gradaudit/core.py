@@ -186,7 +186,8 @@ def _run_checks(target: Target, options: Options) -> Report:
 def _traceback_details(exc: BaseException | None = None) -> dict[str, Any] | None:
     if not VERBOSE_TRACEBACKS:
         return None
-    text = "".join(traceback.format_exception(exc)) if exc is not None else traceback.format_exc()
+    text = ("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if exc is not None
+            else traceback.format_exc())
     return {"traceback": text}
 
 

@@ -259,7 +259,7 @@ def _differences(ctx: "AuditContext", device: str, dtype: torch.dtype) -> Iterat
                       f"A tensor created on a fixed device or a CPU-only operation is the usual cause. "
                       f"{FIX_FIXED_DEVICE}",
                       dtype=name, location=site.location() if site else ctx.target.source("forward"),
-                      details={"device": device, "traceback": "".join(traceback.format_exception(exc))})
+                      details={"device": device, "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))})
         return
     # values are judged on the output and the +1 gradient (the -1 one is its negation);
     # zero signs on both gradients, since a mask times a negative grad_output makes -0.0
