@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from .checks import catalogue, selected
-from .context import AuditContext, CallError, Options, dtype_name, parse_dtype
+from .context import AuditContext, CallError, Options, parse_dtype
 from .inputs import DEFAULT_SIZE
 from .report import Finding, Report
 from .state import preserved_torch_state
@@ -246,5 +246,3 @@ def merge_declared(options: Options, declared: dict[str, Any]) -> Options:
         updates["codes"] = options.codes - expand(declared["ignore"])
     return replace(options, **updates) if updates else options
 
-
-__all__ = ["audit", "dtype_name"]

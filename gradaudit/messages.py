@@ -40,7 +40,6 @@ def describe_intervals(x: torch.Tensor, mask: torch.Tensor, limit: int = 4) -> s
     pieces = runs(mask)
     if not pieces:
         return "no inputs"
-    nonzero = x64 != 0
     negative = torch.nonzero((x64 < 0)).flatten()
     positive = torch.nonzero((x64 > 0)).flatten()
     last_negative = int(negative[-1]) if negative.numel() else -1
@@ -65,7 +64,6 @@ def describe_intervals(x: torch.Tensor, mask: torch.Tensor, limit: int = 4) -> s
             words.append(f"{number(lo)} <= x <= {number(hi)}")
     if len(pieces) > limit:
         words.append(f"and {len(pieces) - limit} more interval(s)")
-    del nonzero
     return ", ".join(words)
 
 
@@ -82,7 +80,3 @@ def example_index(x: torch.Tensor, mask: torch.Tensor, near: float = 1.0) -> int
     score = (x64.abs().clamp(min=1e-300).log() - math.log(near)).abs()
     score = torch.where(x64 == x64.round(), score - 1.0, score)  # prefer whole numbers
     return int(indices[int(torch.argmin(score))])
-
-
-def count_phrase(count: int, total: int, noun: str = "probe input") -> str:
-    return f"{count} of {total} {noun}s"

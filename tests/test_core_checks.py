@@ -216,3 +216,14 @@ def test_audit_restores_flags_changed_by_the_target():
     assert torch.get_default_dtype() == torch.float32
     assert not torch.is_anomaly_enabled()
     assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_nan_input_that_comes_out_as_a_number_is_information():
+    def nan_to_zero_relu(x):
+        return torch.nan_to_num(torch.relu(x), nan=0.0)
+
+    report = audit(nan_to_zero_relu, dtypes=["float64"])
+    (finding,) = [f for f in report.findings if f.code == "GA201" and "special" in (f.details or {})]
+    assert finding.status == "info" and finding.details["special"]["nan"] == "0.0"
+    assert report.status == "pass"
+    assert not [f for f in audit(torch.relu, dtypes=["float64"]).findings if "special" in (f.details or {})]

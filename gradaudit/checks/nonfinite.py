@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 
 from ..blame import offending_inputs
-from ..context import dtype_name
+from ..context import CallError, dtype_name
+from ..inputs import SPECIAL_VALUES
 from ..messages import describe_intervals, example_index, intervals, number
 from ..report import Finding
 from . import Check
@@ -85,7 +86,26 @@ def _report(code: str, noun: str, ev: "Evaluation", fail: torch.Tensor, info: to
                                **({"grad_output": 1.0} if code == "GA202" else {})})
 
 
+def special_values(ctx: "AuditContext") -> Iterator[Finding]:
+    """-inf, inf and NaN, probed apart from the grid: a NaN input that comes out as a number
+    hides bad data downstream (information, not a defect)."""
+    if not ctx.elementwise:
+        return
+    try:
+        out = ctx.values64(torch.tensor(SPECIAL_VALUES, dtype=torch.float64))
+    except CallError:
+        return
+    mapping = {number(x): number(float(y)) for x, y in zip(SPECIAL_VALUES, out.tolist())}
+    if not torch.isnan(out[2]):
+        yield Finding("GA201", "info",
+                      f"a NaN input comes out as {number(float(out[2]))}: NaNs from upstream layers are "
+                      f"hidden here instead of propagating (f(-inf) = {mapping['-inf']}, f(inf) = "
+                      f"{mapping['inf']}). Shown for information.",
+                      dtype="float64", location=ctx.target.source("forward"), details={"special": mapping})
+
+
 def run_output(ctx: "AuditContext") -> Iterator[Finding]:
+    yield from special_values(ctx)
     for dtype in ctx.options.dtypes:
         ev = ctx.evaluate(dtype)
         if ev.y is None or ev.y.shape != ev.x.shape:

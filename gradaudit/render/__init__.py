@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from ..report import Report
 
 FORMATS = ("table", "json", "sarif", "markdown", "github")
 """Output formats, in the order ``--format`` lists them."""
@@ -21,4 +20,4 @@ def renderer(name: str) -> Callable[..., str]:
     return getattr(module, f"render_{name}")
 
 
-__all__ = ["FORMATS", "renderer", "Report"]
+__all__ = ["FORMATS", "renderer"]
