@@ -61,20 +61,71 @@ def smooth_points(ctx: "AuditContext", x: torch.Tensor, numeric: dict[str, torch
     return mask
 
 
+def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor) -> torch.Tensor:
+    """Points whose backward provably agrees with the forward, from the probe's own values.
+
+    The probe is sorted, so each inner point has neighbours on both sides: the slopes of
+    the secants to them, ``left`` and ``right``, bracket the true derivative wherever it is
+    monotone over the three points, and their weighted mean is the three-point (second-order)
+    derivative on the uneven grid. A point passes when ``|backward - estimate| + |right -
+    left|`` plus the rounding of the secants stays within half of GA101's tolerance, so a
+    pass implies the central-difference test would pass too. Everything else (grid ends,
+    kinks, coarse stretches, non-finite values) goes to that test. Costs about 20 vectorised
+    operations and no call of the target.
+    """
+    passed = torch.zeros(x.numel(), dtype=torch.bool)
+    if x.numel() < 3:
+        return passed
+    step = torch.diff(x)
+    slope = torch.diff(y).div_(step)
+    left, right = slope[:-1], slope[1:]
+    spread = right - left
+    weight = step[:-1] + step[1:]
+    torch.div(step[:-1], weight, out=weight)
+    estimate = torch.addcmul(left, spread, weight)
+    deviation = analytic[1:-1] - estimate
+    deviation.abs_().add_(spread.abs_())
+    # secant rounding: a few ulps of the values over the shorter step
+    torch.minimum(step[:-1], step[1:], out=weight)
+    deviation.addcdiv_(y[1:-1].abs(), weight, value=4 * EPS64)
+    tolerance = estimate.abs_().mul_(RTOL / 2).add_(ATOL / 2)
+    torch.le(deviation, tolerance, out=passed[1:-1])  # NaN compares False
+    return passed
+
+
 def compare(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
-    """The GA101 comparison over the float64 probe set, or None when it cannot be made."""
+    """The GA101 comparison over the float64 probe set, or None when it cannot be made.
+
+    The :func:`screen` clears most points of a dense probe at once; the rest are compared
+    with central differences, which decide whether each is smooth and whether it is wrong.
+    """
     ev = ctx.evaluate(torch.float64)
     if ev.y is None or ev.grad is None:
         return None
     x, y, analytic = ev.x, ev.y, ev.grad
-    numeric = numerical_derivative(ctx, x, y)
-    smooth = smooth_points(ctx, x, numeric) & torch.isfinite(analytic) & torch.isfinite(y)
-    central = numeric["central"]
-    error = (analytic - central).abs()
-    tolerance = ATOL + RTOL * central.abs() + 16 * numeric["rounding"] + 0.01 * (numeric["forward"] - numeric["backward"]).abs()
-    wrong = smooth & (error > tolerance)
+    smooth = screen(x, y, analytic)
+    central = analytic.clone()  # at screened points the backward is as good as the estimate
+    error = torch.zeros_like(x)
+    wrong = torch.zeros_like(smooth)
+    constant = torch.zeros_like(smooth)
+    rest = torch.nonzero(~smooth).flatten()
+    if rest.numel():
+        xs, ys, gs = x[rest], y[rest], analytic[rest]
+        numeric = numerical_derivative(ctx, xs, ys)
+        smooth_rest = smooth_points(ctx, xs, numeric) & torch.isfinite(gs) & torch.isfinite(ys)
+        error_rest = (gs - numeric["central"]).abs()
+        tolerance = (ATOL + RTOL * numeric["central"].abs() + 16 * numeric["rounding"]
+                     + 0.01 * (numeric["forward"] - numeric["backward"]).abs())
+        smooth[rest] = smooth_rest
+        wrong[rest] = smooth_rest & (error_rest > tolerance)
+        central[rest] = numeric["central"]
+        error[rest] = error_rest
+        constant[rest] = numeric["constant"]
+    if bool(wrong.any()):  # for the straight-through test: screened points with a flat forward
+        flat = torch.diff(y) == 0
+        constant[1:-1] |= smooth[1:-1] & flat[:-1] & flat[1:]
     return {"x": x, "analytic": analytic, "central": central, "error": error, "smooth": smooth,
-            "wrong": wrong, "constant": numeric["constant"]}
+            "wrong": wrong, "constant": constant, "checked_by_difference": rest}
 
 
 def straight_through(result: dict[str, torch.Tensor]) -> bool:
