@@ -14,6 +14,12 @@ DENSE_LIMIT = 10.0
 LOG_POINTS_PER_DECADE = 3
 DEFAULT_SIZE = 2048
 """Default number of seeded random samples added to the structured grid."""
+LOWER_PRECISION_SAMPLES = 65536
+"""At most this many of the random samples (evenly spread) join the probes of the dtypes
+below float64. The checks there (signed zeros, overflow, precision, dtype drift) concern
+intervals that the structured grid and this many samples already resolve; float16 and
+bfloat16 hold fewer distinct values than that in the sampled range anyway. ``size`` beyond
+it buys float64 gradient coverage and keeps the audit's cost linear in float64 alone."""
 
 
 def dense_grid(domain: tuple[float, float] | None = None) -> np.ndarray:
@@ -85,15 +91,21 @@ def random_samples(size: int, seed: int, domain: tuple[float, float] | None) -> 
     return runs
 
 
+def _holds(values: torch.Tensor, candidate: float) -> bool:
+    """Whether the sorted ``values`` hold ``candidate`` (binary search)."""
+    position = int(torch.searchsorted(values, torch.tensor(candidate, dtype=values.dtype)))
+    return position < values.numel() and float(values[position]) == candidate
+
+
 def _unused_value(unique: torch.Tensor, dtype: torch.dtype, anchor: float, lo: float, hi: float) -> torch.Tensor | None:
-    """A value of ``dtype`` inside [lo, hi] near ``anchor`` that ``unique`` does not hold yet."""
+    """A value of ``dtype`` inside [lo, hi] near ``anchor`` that the sorted ``unique`` does not hold yet."""
     value = torch.tensor(anchor, dtype=dtype)
     for direction in (math.inf, -math.inf):
         step = value
         for _ in range(64):
             step = torch.nextafter(step, torch.tensor(direction, dtype=dtype))
             candidate = float(step)
-            if lo <= candidate <= hi and math.isfinite(candidate) and not bool((unique == candidate).any()):
+            if lo <= candidate <= hi and math.isfinite(candidate) and not _holds(unique, candidate):
                 return torch.tensor([candidate], dtype=torch.float64)
     return None
 
@@ -107,6 +119,11 @@ def merged_random_samples(size: int, seed: int, domain: tuple[float, float] | No
     return merged
 
 
+def _merge_sorted(small: np.ndarray, large: np.ndarray) -> np.ndarray:
+    """Two ascending arrays as one, in one linear copy of the larger."""
+    return np.insert(large, np.searchsorted(large, small), small)
+
+
 def probe_values(
     dtype: torch.dtype,
     *,
@@ -118,23 +135,32 @@ def probe_values(
     """The sorted, de-duplicated probe inputs for ``dtype`` (finite values, both zeros).
 
     Values are produced in float64 and rounded once to ``dtype``; ascending order, with
-    -0.0 directly before +0.0.
+    -0.0 directly before +0.0. Every step is a linear pass or a binary search.
     """
     magnitudes = log_magnitudes(dtype)
     structured = [dense_grid(), tail_grid(), -tail_grid(), magnitudes, -magnitudes, kink_neighbours(kinks, dtype)]
     if domain is not None:
         structured.append(np.asarray([v for v in domain if math.isfinite(v)], dtype=np.float64))
-    # every part is a sorted run; a stable sort (timsort) merges a few runs in linear time
-    parts = [np.sort(np.concatenate(structured)), merged_random_samples(size, seed, domain)]
-    values = _clip(np.sort(np.concatenate(parts), kind="stable"), domain)
-    rounded = torch.from_numpy(values).to(dtype).to(torch.float64)  # exact round trip
-    rounded = rounded[torch.isfinite(rounded)]
-    keep = torch.ones_like(rounded, dtype=torch.bool)
-    keep[1:] = rounded[1:] != rounded[:-1]  # sorted: duplicates are neighbours (+0.0 == -0.0)
-    unique = rounded[keep] + 0.0  # + 0.0 turns any -0.0 into +0.0
-    zero = torch.nonzero(unique == 0).flatten()
-    if zero.numel():
-        position = int(zero[0])
+    samples = merged_random_samples(size, seed, domain)
+    if dtype != torch.float64 and samples.size > LOWER_PRECISION_SAMPLES:
+        samples = samples[:: -(-samples.size // LOWER_PRECISION_SAMPLES)]
+    values = _clip(_merge_sorted(np.sort(np.concatenate(structured)), samples), domain)
+    rounded = torch.from_numpy(values).to(dtype)
+    if dtype != torch.float64:
+        rounded = rounded.to(torch.float64)  # exact round trip
+    # sorted, so values that overflowed the dtype sit at the two ends
+    first = int(torch.searchsorted(rounded, torch.tensor(-math.inf, dtype=torch.float64), right=True))
+    last = int(torch.searchsorted(rounded, torch.tensor(math.inf, dtype=torch.float64)))
+    rounded = rounded[first:last]
+    repeated = rounded[1:] == rounded[:-1]  # sorted: duplicates are neighbours (+0.0 == -0.0)
+    if bool(repeated.any()):
+        keep = torch.ones_like(rounded, dtype=torch.bool)
+        keep[1:] = ~repeated
+        rounded = rounded[keep]
+    unique = rounded  # ``values`` is a fresh array, so writing into it is safe
+    position = int(torch.searchsorted(unique, torch.tensor(0.0, dtype=torch.float64)))
+    if position < unique.numel() and float(unique[position]) == 0.0:
+        unique[position] = 0.0  # a -0.0 from the inputs becomes +0.0, and -0.0 goes right before it
         unique = torch.cat([unique[:position], torch.tensor([-0.0], dtype=torch.float64), unique[position:]])
     if unique.numel() % 2:  # an even count, so pairing targets (glu) accept the probe
         lo, hi = domain if domain is not None else (-math.inf, math.inf)

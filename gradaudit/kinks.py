@@ -37,12 +37,16 @@ class Kink:
 
 
 def _dense_section(ctx: "AuditContext") -> tuple[torch.Tensor, torch.Tensor]:
+    """The float64 probe's points on the dense grid (multiples of DENSE_STEP in [-10, 10],
+    +0.0 for zero) and the target's values there, found by binary search: O(grid log n)."""
     ev = ctx.evaluate(torch.float64)
     x, y = ev.x, ev.y
     assert y is not None
-    scaled = x / DENSE_STEP
-    dense = (x.abs() <= DENSE_LIMIT) & (scaled == scaled.round()) & ~((x == 0) & torch.signbit(x))
-    return x[dense], y[dense]
+    grid = torch.arange(-DENSE_LIMIT / DENSE_STEP, DENSE_LIMIT / DENSE_STEP + 1, dtype=torch.float64) * DENSE_STEP
+    # the last match: +0.0 sits right after -0.0, and the grid's zero is +0.0
+    index = (torch.searchsorted(x, grid, right=True) - 1).clamp_(min=0)
+    index = index[x[index] == grid]
+    return x[index], y[index]
 
 
 def candidate_brackets(x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
