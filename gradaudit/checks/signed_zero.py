@@ -13,7 +13,7 @@ import torch
 
 from ..blame import offending_inputs
 from ..context import dtype_name
-from ..messages import describe_intervals, example_index, intervals, number, runs
+from ..messages import describe_intervals, example_index, intervals, number
 from ..report import Finding
 from . import Check
 
@@ -34,8 +34,27 @@ FIX_GRADIENT = (
 )
 
 
+_BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16,
+         torch.bfloat16: torch.int16}
+
+
 def is_negative_zero(t: torch.Tensor) -> torch.Tensor:
-    return (t == 0) & torch.signbit(t)
+    """Mask of the elements that are -0.0: the one value whose bit pattern is the sign bit
+    alone, so a single integer comparison finds them."""
+    bits = _BITS.get(t.dtype)
+    if bits is None or not t.is_contiguous():
+        return (t == 0) & torch.signbit(t)
+    return t.view(bits) == torch.iinfo(bits).min
+
+
+def _runs_of(index: torch.Tensor) -> list[tuple[int, int]]:
+    """``(start, end)`` pairs (inclusive) of the runs of consecutive integers in ``index``."""
+    if index.numel() == 0:
+        return []
+    breaks = torch.nonzero(torch.diff(index) != 1).flatten()
+    starts = torch.cat([index[:1], index[breaks + 1]]).tolist()
+    ends = torch.cat([index[breaks], index[-1:]]).tolist()
+    return list(zip(starts, ends))
 
 
 MAX_RUNS = 32
@@ -89,55 +108,70 @@ def classify(
     created: torch.Tensor,
     exact: torch.Tensor,
     value_fn: Callable[[torch.Tensor], torch.Tensor] | None,
-) -> dict[str, torch.Tensor]:
-    """Masks ``spurious``, ``underflow`` and ``rounding`` over the created -0.0 elements.
+) -> dict[str, tuple[torch.Tensor, int]]:
+    """``(mask, count)`` per class over the created -0.0 elements.
 
-    ``exact`` holds the float64 values at the created inputs. Negative there: an underflow
-    (the sign is right). Positive: a rounding that lost a tiny positive value (cancellation,
-    as gelu's backward in float32). Zero there too: each run of such inputs is examined in
-    float64 with ``value_fn``; a lone root is dropped, a zero region reached through gently
-    decaying values is an underflow (negative side) or rounding (positive side), and any
-    other zero region is exactly zero: spurious.
+    ``exact`` holds the float64 values at the created inputs, in order. Negative there: an
+    underflow (the sign is right). Positive: a rounding that lost a tiny positive value
+    (cancellation, as gelu's backward in float32). Zero there too: each run of such inputs is
+    examined in float64 with ``value_fn``; a lone root is dropped, a zero region reached
+    through gently decaying values is an underflow (negative side) or rounding (positive
+    side), and any other zero region is exactly zero: spurious. The work follows the number
+    of created zeros, not the size of the probe.
     """
-    underflow = created & (exact < 0)
-    rounding = created & (exact > 0)
-    undecided = created & (exact == 0)
-    dropped = torch.zeros_like(created)
-    if value_fn is None:  # not elementwise: zero regions cannot be examined input by input
-        return {"spurious": torch.zeros_like(created), "underflow": underflow, "rounding": rounding,
-                "undetermined": undecided}
-    if value_fn is not None and bool(undecided.any()):
+    index = torch.nonzero(created).flatten()
+    exact = exact.to(torch.float64)
+    kind = torch.zeros(index.numel(), dtype=torch.int8)  # 0 undecided, 1 underflow, 2 rounding, 3 dropped
+    kind[exact < 0] = 1
+    kind[exact > 0] = 2
+    undecided = index[kind == 0]
+    if value_fn is not None and undecided.numel():
         x64 = x.to(torch.float64)
-        for start, end in runs(undecided)[:MAX_RUNS]:
-            if _is_isolated_root(value_fn, float(x64[start]), float(x64[end])):
-                dropped[start : end + 1] = True
-                continue
-            for edge, neighbour in ((start, start - 1), (end, end + 1)):
-                if not 0 <= neighbour < x.numel():
-                    continue
-                value = float(value_fn(x64[neighbour : neighbour + 1])[0])
-                if value == 0 or value != value:
-                    continue
-                if _edge_decays(value_fn, float(x64[edge]), float(x64[neighbour])):
-                    target = underflow if value < 0 else rounding
-                    target[start : end + 1] |= undecided[start : end + 1]
-                    break
-    spurious = created & ~underflow & ~rounding & ~dropped
-    return {"spurious": spurious, "underflow": underflow, "rounding": rounding}
+        for start, end in _runs_of(undecided)[:MAX_RUNS]:
+            chosen = _classify_run(value_fn, x64, start, end)
+            if chosen:  # the run's place among the created indices (both sorted)
+                bounds = torch.searchsorted(index, torch.tensor([start, end]))
+                kind[int(bounds[0]) : int(bounds[1]) + 1] = chosen
+    names = ("spurious", "underflow", "rounding") if value_fn is not None else ("undetermined", "underflow", "rounding")
+    result = {}
+    for code, name in enumerate(names):
+        chosen = index[kind == code]
+        mask = torch.zeros_like(created)
+        mask[chosen] = True
+        result[name] = (mask, chosen.numel())
+    if value_fn is None:
+        result["spurious"] = (torch.zeros_like(created), 0)
+    return result
 
 
-def _zero_findings(code: str, what: str, fix: str, per_dtype: list[tuple[torch.dtype, torch.Tensor, torch.Tensor, str, str, float | None]],
+def _classify_run(value_fn: Callable[[torch.Tensor], torch.Tensor], x64: torch.Tensor, start: int, end: int) -> int:
+    """1 (underflow), 2 (rounding), 3 (dropped: a lone root) or 0 (spurious) for the run of
+    zeros at probe indices ``start..end``, examined at its edges."""
+    if _is_isolated_root(value_fn, float(x64[start]), float(x64[end])):
+        return 3
+    for edge, neighbour in ((start, start - 1), (end, end + 1)):
+        if not 0 <= neighbour < x64.numel():
+            continue
+        value = float(value_fn(x64[neighbour : neighbour + 1])[0])
+        if value == 0 or value != value:
+            continue
+        if _edge_decays(value_fn, float(x64[edge]), float(x64[neighbour])):
+            return 1 if value < 0 else 2
+    return 0
+
+
+def _zero_findings(code: str, what: str, fix: str,
+                   per_dtype: list[tuple[torch.dtype, torch.Tensor, torch.Tensor, int, str, str, float | None]],
                    location: dict | None) -> Iterator[Finding]:
     """One finding per classification, showing the first dtype (float32 preferred) and naming the rest."""
     for kind, status in (("spurious", "warn"), ("underflow", "info"), ("rounding", "info"),
                          ("undetermined", "info"), ("propagated", "info")):
-        hits = [(d, x, m, ex, s) for d, x, m, ex, k, s in per_dtype if k == kind and bool(m.any())]
+        hits = [(d, x, m, c, ex, s) for d, x, m, c, ex, k, s in per_dtype if k == kind and c]
         if not hits:
             continue
         hits.sort(key=lambda h: (h[0] != torch.float32,))
-        dtype, x, mask, extra, sign = hits[0]
+        dtype, x, mask, count, extra, sign = hits[0]
         others = [n for n in dict.fromkeys(dtype_name(h[0]) for h in hits[1:]) if n != dtype_name(hits[0][0])]
-        count = int(mask.sum())
         i = example_index(x, mask)
         where = describe_intervals(x, mask)
         name = dtype_name(dtype)
@@ -187,16 +221,16 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
             continue
         negative_zero = is_negative_zero(ev.y)
         input_negative_zero = is_negative_zero(ev.x)
+        propagated = negative_zero & input_negative_zero
+        per_dtype.append((dtype, ev.x, propagated, int(propagated.sum()), "", "propagated", None))
         created = negative_zero & ~input_negative_zero
-        exact = torch.zeros_like(ev.x, dtype=torch.float64)
-        if bool(created.any()):
-            subset = ctx.exact_at(dtype, created)
-            if subset.y is None:
-                continue
-            exact[created] = subset.y.to(torch.float64)
+        if not bool(created.any()):
+            continue
+        exact = ctx.exact_at(dtype, created).y
+        if exact is None:
+            continue
         masks = classify(ev.x, created, exact, value_fn)
-        masks["propagated"] = negative_zero & input_negative_zero
-        per_dtype += [(dtype, ev.x, mask, "", kind, None) for kind, mask in masks.items()]
+        per_dtype += [(dtype, ev.x, mask, count, "", kind, None) for kind, (mask, count) in masks.items()]
     yield from _zero_findings("GA203", "the forward", FIX_OUTPUT, per_dtype, ctx.target.source("forward"))
 
 
@@ -209,18 +243,15 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         if ev.grad_error or not ev.grads or ev.grads[1.0].shape != ev.x.shape:
             continue
         for sign in (1.0, -1.0):
-            grad = ev.grads[sign]
-            created = is_negative_zero(grad)
-            exact = torch.zeros_like(ev.x, dtype=torch.float64)
-            if bool(created.any()):
-                subset = ctx.exact_at(dtype, created).grads.get(sign)
-                if subset is None:
-                    continue
-                exact[created] = subset.to(torch.float64)
-            value_fn = (lambda p, s=sign: ctx.grads64(p, s)) if ctx.elementwise else None
-            masks = classify(ev.x, created, exact, value_fn)
+            created = is_negative_zero(ev.grads[sign])
+            if not bool(created.any()):
+                continue
+            exact = ctx.exact_at(dtype, created).grads.get(sign)
+            if exact is None:
+                continue
+            masks = classify(ev.x, created, exact, lambda p, s=sign: ctx.grads64(p, s))
             extra = f" for grad_output {number(sign)}"
-            per_dtype += [(dtype, ev.x, mask, extra, kind, sign) for kind, mask in masks.items()]
+            per_dtype += [(dtype, ev.x, mask, count, extra, kind, sign) for kind, (mask, count) in masks.items()]
     yield from _zero_findings("GA204", "the backward", FIX_GRADIENT, per_dtype, ctx.target.source("backward"))
 
 
