@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 
+from .. import scans
 from ..blame import offending_inputs
 from ..context import CallError, dtype_name
 from ..inputs import SPECIAL_VALUES
@@ -22,7 +23,7 @@ DOMAIN_HINT = "If the target is undefined there, declare it: domain=(lo, hi) or 
 
 
 def defects(x: torch.Tensor, dtype: torch.dtype, values: torch.Tensor, exact: torch.Tensor,
-            elementwise: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+            elementwise: bool = True, values_nonfinite: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(fail mask, info mask) of non-finite ``values`` given the float64 ``exact`` values.
 
     Below float64, a non-finite value is a defect where the float64 value is finite and fits
@@ -30,7 +31,7 @@ def defects(x: torch.Tensor, dtype: torch.dtype, values: torch.Tensor, exact: to
     pole cannot be told apart without more precision). Inputs within ``HEADROOM`` of the
     dtype's max only give information.
     """
-    nonfinite = ~torch.isfinite(values)
+    nonfinite = values_nonfinite if values_nonfinite is not None else scans.nonfinite(values)
     magnitude = x.to(torch.float64).abs()
     if not elementwise:  # every output depends on every input: the largest one sets the headroom
         magnitude = magnitude.max().expand(values.shape) if magnitude.numel() else magnitude
@@ -110,10 +111,13 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         ev = ctx.evaluate(dtype)
         if ev.y is None or ev.y.shape != ev.x.shape:
             continue
-        exact = exact_values(ctx, dtype, ~torch.isfinite(ev.y), lambda e: e.y)
+        bad = scans.nonfinite(ev.y)
+        if not bool(bad.any()):
+            continue
+        exact = exact_values(ctx, dtype, bad, lambda e: e.y)
         if exact is None:
             continue
-        fail, info = defects(ev.x, dtype, ev.y, exact, ctx.elementwise)
+        fail, info = defects(ev.x, dtype, ev.y, exact, ctx.elementwise, bad)
         fix = (
             "Compute in a stable form (log1p, expm1, softplus, logaddexp, clamp before exp) so "
             "intermediate values do not overflow. " + DOMAIN_HINT
@@ -126,11 +130,14 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         ev = ctx.evaluate(dtype)
         if ev.y is None or ev.grad is None or ev.grad.shape != ev.x.shape or ev.y.shape != ev.x.shape:
             continue
-        exact = exact_values(ctx, dtype, ~torch.isfinite(ev.grad), lambda e: e.grad)
+        bad = scans.nonfinite(ev.grad)
+        if not bool(bad.any()):
+            continue
+        exact = exact_values(ctx, dtype, bad, lambda e: e.grad)
         if exact is None:
             exact = torch.full_like(ev.x, float("nan"), dtype=torch.float64)
-        fail, info = defects(ev.x, dtype, ev.grad, exact, ctx.elementwise)
-        finite_output = torch.isfinite(ev.y)
+        fail, info = defects(ev.x, dtype, ev.grad, exact, ctx.elementwise, bad)
+        finite_output = ~scans.nonfinite(ev.y)
         fix = (
             "A NaN gradient at a finite output usually comes from torch.where or masking over a "
             "branch whose own gradient is NaN or inf (sqrt, log, 1/x of out-of-range values): "
