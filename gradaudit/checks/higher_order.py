@@ -86,7 +86,7 @@ def run_second_order(ctx: "AuditContext") -> Iterator[Finding]:
         return
     # a wrong or detached double backward is systematic, so an evenly spread subset of the
     # probe (all of it up to SECOND_ORDER_POINTS) finds it at a fixed cost
-    chosen = torch.linspace(0, ev.x.numel() - 1, min(ev.x.numel(), SECOND_ORDER_POINTS)).round().long().unique()
+    chosen = ctx.spread(SECOND_ORDER_POINTS)
     x, first = ev.x[chosen], ev.grad[chosen]
     try:
         second, connected = double_backward(ctx, x)
