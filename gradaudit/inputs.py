@@ -135,40 +135,64 @@ def probe_values(
     """The sorted, de-duplicated probe inputs for ``dtype`` (finite values, both zeros).
 
     Values are produced in float64 and rounded once to ``dtype``; ascending order, with
-    -0.0 directly before +0.0. Every step is a linear pass or a binary search.
+    -0.0 directly before +0.0. Every step is a linear pass or a binary search. The result
+    is cached, so every target of a run with the same options shares it: read it, never
+    write into it.
     """
+    return _cached_probe(dtype, None if domain is None else tuple(domain), int(size), int(seed),
+                         tuple(float(k) for k in kinks))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_probe(dtype: torch.dtype, domain: tuple[float, float] | None, size: int, seed: int,
+                  kinks: tuple[float, ...]) -> torch.Tensor:
+    return _build_probe(dtype, domain, size, seed, kinks)
+
+
+def _build_probe(dtype: torch.dtype, domain: tuple[float, float] | None, size: int, seed: int,
+                 kinks: tuple[float, ...]) -> torch.Tensor:
+    """:func:`probe_values`, uncached."""
     magnitudes = log_magnitudes(dtype)
     structured = [dense_grid(), tail_grid(), -tail_grid(), magnitudes, -magnitudes, kink_neighbours(kinks, dtype)]
     if domain is not None:
         structured.append(np.asarray([v for v in domain if math.isfinite(v)], dtype=np.float64))
+    grid = np.unique(np.concatenate(structured))
     samples = merged_random_samples(size, seed, domain)
     if dtype != torch.float64 and samples.size > LOWER_PRECISION_SAMPLES:
         samples = samples[:: -(-samples.size // LOWER_PRECISION_SAMPLES)]
-    values = _clip(_merge_sorted(np.sort(np.concatenate(structured)), samples), domain)
+    if dtype == torch.float64 and samples.size:  # no rounding follows: drop grid values the samples hold
+        at = np.minimum(np.searchsorted(samples, grid), samples.size - 1)
+        grid = grid[samples[at] != grid]
+    values = _clip(_merge_sorted(grid, samples), domain)
     rounded = torch.from_numpy(values).to(dtype)
     if dtype != torch.float64:
         rounded = rounded.to(torch.float64)  # exact round trip
     # sorted, so values that overflowed the dtype sit at the two ends
     first = int(torch.searchsorted(rounded, torch.tensor(-math.inf, dtype=torch.float64), right=True))
     last = int(torch.searchsorted(rounded, torch.tensor(math.inf, dtype=torch.float64)))
-    rounded = rounded[first:last]
-    repeated = rounded[1:] == rounded[:-1]  # sorted: duplicates are neighbours (+0.0 == -0.0)
-    if bool(repeated.any()):
-        keep = torch.ones_like(rounded, dtype=torch.bool)
+    unique = rounded[first:last]
+    repeated = unique[1:] == unique[:-1]  # sorted: duplicates are neighbours (+0.0 == -0.0)
+    if bool(repeated.any()):  # rounding to a lower precision merged values
+        keep = torch.ones_like(unique, dtype=torch.bool)
         keep[1:] = ~repeated
-        rounded = rounded[keep]
-    unique = rounded  # ``values`` is a fresh array, so writing into it is safe
+        unique = unique[keep]
+    insertions: list[tuple[int, float]] = []
     position = int(torch.searchsorted(unique, torch.tensor(0.0, dtype=torch.float64)))
     if position < unique.numel() and float(unique[position]) == 0.0:
-        unique[position] = 0.0  # a -0.0 from the inputs becomes +0.0, and -0.0 goes right before it
-        unique = torch.cat([unique[:position], torch.tensor([-0.0], dtype=torch.float64), unique[position:]])
-    if unique.numel() % 2:  # an even count, so pairing targets (glu) accept the probe
+        unique[position] = 0.0  # ``values`` is a fresh array; a -0.0 there becomes +0.0 ...
+        insertions.append((position, -0.0))  # ... and -0.0 goes right before it
+    if (unique.numel() + len(insertions)) % 2:  # an even count, so pairing targets (glu) accept the probe
         lo, hi = domain if domain is not None else (-math.inf, math.inf)
         anchor = min(max(math.pi, lo), hi) if math.isfinite(min(max(math.pi, lo), hi)) else 0.0
         value = _unused_value(unique, dtype, anchor, lo, hi)
         if value is not None:
-            position = int(torch.searchsorted(unique, value))
-            unique = torch.cat([unique[:position], value, unique[position:]])
+            insertions.append((int(torch.searchsorted(unique, value)), float(value)))
+    if insertions:  # one copy for all of them
+        pieces, done = [], 0
+        for position, value in sorted(insertions, key=lambda item: item[0]):
+            pieces += [unique[done:position], torch.tensor([value], dtype=torch.float64)]
+            done = position
+        unique = torch.cat(pieces + [unique[done:]])
     return unique.to(dtype)
 
 

@@ -1,0 +1,183 @@
+"""The shortcuts that keep an audit linear and cheap change no verdict.
+
+Each fast path is compared with the slow, obvious computation it replaces: the GA101 screen
+with central differences at every point, the bit-pattern -0.0 test with signbit, the NumPy
+scan with torch.isfinite, the cached probe with a fresh one.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import sample
+from gradaudit import audit
+from gradaudit import inputs, scans
+from gradaudit.checks import gradient
+from gradaudit.checks.signed_zero import is_negative_zero
+from gradaudit.context import AuditContext
+from gradaudit.core import build_options
+from gradaudit.targets import target_from_object
+
+
+class WrongAtOneElement(torch.autograd.Function):
+    """SiLU whose backward is off by 0.01 at a single probe position."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return F.silu(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        s = torch.sigmoid(x)
+        grad = g * s * (1 + x * (1 - s))
+        if grad.numel() > 1000:
+            grad = grad.clone()
+            grad[grad.numel() // 3] += 0.01 * g[grad.numel() // 3]
+        return grad
+
+
+class SlightlyWrongNearOne(torch.autograd.Function):
+    """tanh whose backward is 0.3 % too large on (0.9, 1.1): just past GA101's tolerance."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.tanh(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        grad = g * (1 - torch.tanh(x) ** 2)
+        return torch.where((x > 0.9) & (x < 1.1), grad * 1.003, grad)
+
+
+def _context(fn, size: int) -> AuditContext:
+    return AuditContext(target_from_object(fn), build_options(size=size))
+
+
+TARGETS = {
+    "silu": F.silu,
+    "relu": torch.relu,
+    "hardswish": F.hardswish,
+    "gelu": F.gelu,
+    "softplus": F.softplus,
+    "one element": WrongAtOneElement,
+    "slightly wrong near 1": SlightlyWrongNearOne,
+    "wrong above 3": sample("defects:HardswishWrongAbove3"),
+    "softplus threshold bug": sample("defects:SoftplusThresholdBug"),
+    "abs_softplus": sample("defects:abs_softplus"),
+    "heaviside ste": sample("defects:HeavisideSTE"),
+}
+
+
+@pytest.mark.parametrize("size", [2048, 100_000])
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_screen_never_passes_a_point_central_differences_would_fail(name, size, monkeypatch):
+    screened = gradient.compare(_context(TARGETS[name], size))
+    monkeypatch.setattr(gradient, "screen", lambda x, y, g: torch.zeros(x.numel(), dtype=torch.bool))
+    everywhere = gradient.compare(_context(TARGETS[name], size))
+    assert torch.equal(screened["wrong"], everywhere["wrong"])
+    # no point the screen passed is wrong by central differences
+    passed = screened["smooth"].clone()
+    passed[screened["checked_by_difference"]] = False
+    assert not bool((everywhere["wrong"] & passed).any())
+
+
+def test_screen_clears_most_of_a_dense_probe():
+    result = gradient.compare(_context(F.silu, 200_000))
+    assert result["checked_by_difference"].numel() < 0.01 * result["x"].numel()
+
+
+@pytest.mark.parametrize("size", [2048, 300_000])
+def test_single_wrong_element_fails_at_any_size(size):
+    report = audit(WrongAtOneElement, size=size, select=["GA101"], dtypes=["float64"])
+    (finding,) = [f for f in report.findings if f.code == "GA101"]
+    assert finding.status == "fail" and finding.details["points_wrong"] == 1
+
+
+def test_slightly_wrong_backward_fails_with_the_interval():
+    report = audit(SlightlyWrongNearOne, size=200_000, select=["GA101"], dtypes=["float64"])
+    (finding,) = [f for f in report.findings if f.code == "GA101"]
+    assert finding.status == "fail"
+    lo, hi = finding.details["intervals"][0]
+    assert 0.9 <= lo and hi <= 1.1
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_negative_zero_by_bit_pattern_matches_signbit(dtype):
+    values = torch.tensor([-0.0, 0.0, -1.0, 1.0, float("-inf"), float("nan"), -1e-30, 5.0], dtype=dtype)
+    values = torch.cat([values, -values])
+    assert torch.equal(is_negative_zero(values), (values == 0) & torch.signbit(values))
+    strided = values[::2]  # not contiguous: the slow route
+    assert torch.equal(is_negative_zero(strided), (strided == 0) & torch.signbit(strided))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_nonfinite_scan_matches_torch(dtype):
+    values = torch.tensor([0.0, -0.0, 1.0, float("inf"), float("-inf"), float("nan"), 65504.0], dtype=dtype)
+    assert torch.equal(scans.nonfinite(values), ~torch.isfinite(values))
+    assert torch.equal(scans.nonfinite(values[::2]), ~torch.isfinite(values[::2]))
+
+
+def test_lower_precision_probes_take_a_bounded_share_of_the_samples():
+    size = 4 * inputs.LOWER_PRECISION_SAMPLES
+    full = inputs.probe_values(torch.float64, size=size)
+    reduced = inputs.probe_values(torch.float32, size=size)
+    assert full.numel() >= size
+    assert reduced.numel() <= inputs.LOWER_PRECISION_SAMPLES + 4096
+    # below the cap, every dtype sees every sample, as before
+    small = inputs.probe_values(torch.float32, size=4096)
+    assert small.numel() >= 4096
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_probe_is_sorted_unique_finite_even_with_both_zeros(dtype):
+    probe = inputs.probe_values(dtype, size=50_000, kinks=(3.0,)).to(torch.float64)
+    assert bool(torch.isfinite(probe).all()) and probe.numel() % 2 == 0
+    assert bool((probe[1:] >= probe[:-1]).all())
+    zeros = torch.nonzero(probe == 0).flatten().tolist()
+    assert len(zeros) == 2 and torch.signbit(probe[zeros[0]]) and not torch.signbit(probe[zeros[1]])
+    nonzero = probe[probe != 0]
+    assert bool((nonzero[1:] > nonzero[:-1]).all())  # no duplicates
+
+
+def test_audits_leave_the_shared_probe_untouched():
+    for target in (F.silu, sample("defects:where_sqrt"), sample("seed_relu:no_back"), sample("defects:MaskGradReLU")):
+        audit(target, size=5000)
+    for dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
+        cached = inputs.probe_values(dtype, size=5000)
+        fresh = inputs._build_probe(dtype, None, 5000, 0, ())
+        assert torch.equal(cached, fresh) and torch.equal(torch.signbit(cached), torch.signbit(fresh))
+
+
+def _every_elementwise_target() -> list:
+    from gradaudit.discovery import discover
+    from gradaudit.groups import torch_activations
+    from conftest import SAMPLES
+
+    return [t for t in discover(SAMPLES) + torch_activations() if "broken" not in t.name]
+
+
+@pytest.mark.filterwarnings("ignore:Implicit dimension choice")  # nn.Softmax() and friends, called directly
+def test_screen_changes_no_gradient_verdict_on_any_sample_or_builtin(monkeypatch):
+    from gradaudit.context import Options
+
+    results = {}
+    for target in _every_elementwise_target():
+        context = AuditContext(target, Options())
+        try:
+            if not context.elementwise:
+                continue
+            results[target.name] = gradient.compare(context)
+        except Exception:  # targets that cannot be evaluated are GA901's business
+            continue
+    assert len(results) > 60
+    monkeypatch.setattr(gradient, "screen", lambda x, y, g: torch.zeros(x.numel(), dtype=torch.bool))
+    for target in _every_elementwise_target():
+        if target.name not in results or results[target.name] is None:
+            continue
+        everywhere = gradient.compare(AuditContext(target, Options()))
+        assert torch.equal(results[target.name]["wrong"], everywhere["wrong"]), target.name
