@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import torch
 
-from .inputs import DEFAULT_SIZE, LOWER_PRECISION_SAMPLES, probe_values
+from .inputs import DEFAULT_SIZE, probe_values
 from .targets import Target, TargetError
 
 DTYPE_NAMES = {
@@ -21,6 +21,9 @@ DTYPE_NAMES = {
     "bfloat16": torch.bfloat16,
 }
 DEFAULT_DTYPES = ("float64", "float32", "float16", "bfloat16")
+BASE_SAMPLES = 2048
+"""Random samples in the base probe, where structural properties are settled (the default size)."""
+
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -179,37 +182,34 @@ class AuditContext:
     # -- structure ------------------------------------------------------------------------
     @functools.cached_property
     def elementwise(self) -> bool:
-        """Whether output i depends on input i alone. Verified three ways: a random subset of
-        the probe gives the same outputs alone as inside the whole probe (no normalisation
-        across elements); perturbing a few elements changes only their outputs, over the whole
-        probe (or 65536 points spread over it) and again over values in [-10, 10] (over the whole probe softmax is one-hot, the
-        huge inputs dominate, so a perturbation there shows nothing)."""
-        ev = self.evaluate(torch.float64)
-        if ev.y is None or ev.y.shape != ev.x.shape:
+        """Whether output i depends on input i alone. Verified three ways on the base probe
+        (:meth:`base_probe`): a random subset gives the same outputs alone as inside the whole
+        (no normalisation across elements); perturbing a few elements changes only their
+        outputs, over the whole and again over values in [-10, 10] (over the whole softmax is
+        one-hot, the huge inputs dominate, so a perturbation there shows nothing)."""
+        x = self.base_probe()
+        with torch.no_grad():
+            try:
+                y = self.call(x.clone())  # the probe is shared: in-place targets get a copy
+            except CallError:
+                return False
+        if y.shape != x.shape:
             return False
         generator = torch.Generator().manual_seed(self.options.seed + 1)
-        n = ev.x.numel()
+        n = x.numel()
         subset = torch.unique(torch.randint(0, n, (min(n, 64),), generator=generator))
         with torch.no_grad():
             try:
-                alone = self.call(ev.x[subset])
+                alone = self.call(x[subset])
             except CallError:
                 return False
-        if alone.shape != subset.shape or not bool(_same(alone, ev.y[subset]).all()):
+        if alone.shape != subset.shape or not bool(_same(alone, y[subset]).all()):
             return False
-        # over at most LOWER_PRECISION_SAMPLES evenly spread points, so the cost is fixed: an
-        # element that depends on others does so at any size
-        x, y = ev.x, ev.y
-        if n > LOWER_PRECISION_SAMPLES:
-            points = self.spread(LOWER_PRECISION_SAMPLES)
-            x, y, n = x[points], y[points], points.numel()
         for _ in range(2):
             chosen = torch.randint(0, n, (max(3, min(n // 100, 1000)),), generator=generator)
             if not self._only_perturbed_outputs_change(x, y, chosen):
                 return False
-        bounds = torch.searchsorted(ev.x, torch.tensor([-10.0, 10.0], dtype=ev.x.dtype))
-        moderate = ev.x[int(bounds[0]) : int(bounds[1]) + 1]
-        moderate = moderate[moderate.abs() <= 10]
+        moderate = x[x.abs() <= 10]
         if moderate.numel() < 8:
             return True
         moderate = moderate[torch.linspace(0, moderate.numel() - 1, min(64, moderate.numel())).round().long()]
@@ -239,23 +239,34 @@ class AuditContext:
         return not bool(differ.any())
 
     # -- evaluations ------------------------------------------------------------------------
-    def probe(self, dtype: torch.dtype) -> torch.Tensor:
-        """The sorted probe inputs for ``dtype``."""
+    def probe(self, dtype: torch.dtype, samples: int | None = None) -> torch.Tensor:
+        """The sorted probe inputs for ``dtype`` (see :func:`gradaudit.inputs.probe_values`)."""
         return probe_values(
             dtype,
             domain=self.options.domain,
             size=self.options.size,
             seed=self.options.seed,
             kinks=self.options.kinks,
+            samples=samples,
         )
 
-    def spread(self, limit: int) -> torch.Tensor:
-        """At most ``limit`` indices spread evenly over the float64 probe (all of it when
-        smaller), for checks whose defects are systematic and need no more points."""
-        n = self.evaluate(torch.float64).x.numel()
-        if n <= limit:
-            return torch.arange(n)
-        return torch.linspace(0, n - 1, limit, dtype=torch.float64).round_().long().unique()
+    def base_probe(self) -> torch.Tensor:
+        """The float64 probe with at most ``BASE_SAMPLES`` of its random samples: the whole
+        structured grid, and what the default ``size`` gives. Structural questions (is the
+        target elementwise, are its jvp, vmap and double backward consistent) are settled
+        here, at a cost that does not grow with ``size``."""
+        return self.probe(torch.float64, samples=min(self.options.size, BASE_SAMPLES))
+
+    def base_indices(self) -> torch.Tensor:
+        """Where the points of :meth:`base_probe` sit in the float64 probe (a subset of it)."""
+        full = self.evaluate(torch.float64).x
+        if self.options.size <= BASE_SAMPLES:
+            return torch.arange(full.numel())
+        base = self.base_probe()
+        index = torch.searchsorted(full, base)
+        index[(base == 0) & ~torch.signbit(base)] += 1  # +0.0 sits right after -0.0
+        index = index.clamp_(max=full.numel() - 1)
+        return index[full[index] == base]  # the parity point may differ: leave it out
 
     def evaluate(self, dtype: torch.dtype) -> Evaluation:
         """Forward and both-sign backward over ``dtype``'s probe inputs (cached)."""

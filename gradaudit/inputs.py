@@ -131,6 +131,7 @@ def probe_values(
     size: int = DEFAULT_SIZE,
     seed: int = 0,
     kinks: Sequence[float] = (),
+    samples: int | None = None,
 ) -> torch.Tensor:
     """The sorted, de-duplicated probe inputs for ``dtype`` (finite values, both zeros).
 
@@ -138,19 +139,25 @@ def probe_values(
     -0.0 directly before +0.0. Every step is a linear pass or a binary search. The result
     is cached, so every target of a run with the same options shares it: read it, never
     write into it.
+
+    ``samples`` caps the random samples taken (evenly spread over the ``size`` drawn), so
+    a capped probe is a subset of the full one; by default float64 takes all of them and
+    the lower precisions at most ``LOWER_PRECISION_SAMPLES``.
     """
+    if samples is None:
+        samples = size if dtype == torch.float64 else LOWER_PRECISION_SAMPLES
     return _cached_probe(dtype, None if domain is None else tuple(domain), int(size), int(seed),
-                         tuple(float(k) for k in kinks))
+                         tuple(float(k) for k in kinks), int(samples))
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=12)
 def _cached_probe(dtype: torch.dtype, domain: tuple[float, float] | None, size: int, seed: int,
-                  kinks: tuple[float, ...]) -> torch.Tensor:
-    return _build_probe(dtype, domain, size, seed, kinks)
+                  kinks: tuple[float, ...], samples: int) -> torch.Tensor:
+    return _build_probe(dtype, domain, size, seed, kinks, samples)
 
 
 def _build_probe(dtype: torch.dtype, domain: tuple[float, float] | None, size: int, seed: int,
-                 kinks: tuple[float, ...]) -> torch.Tensor:
+                 kinks: tuple[float, ...], limit: int | None = None) -> torch.Tensor:
     """:func:`probe_values`, uncached."""
     magnitudes = log_magnitudes(dtype)
     structured = [dense_grid(), tail_grid(), -tail_grid(), magnitudes, -magnitudes, kink_neighbours(kinks, dtype)]
@@ -158,8 +165,10 @@ def _build_probe(dtype: torch.dtype, domain: tuple[float, float] | None, size: i
         structured.append(np.asarray([v for v in domain if math.isfinite(v)], dtype=np.float64))
     grid = np.unique(np.concatenate(structured))
     samples = merged_random_samples(size, seed, domain)
-    if dtype != torch.float64 and samples.size > LOWER_PRECISION_SAMPLES:
-        samples = samples[:: -(-samples.size // LOWER_PRECISION_SAMPLES)]
+    if limit is None:
+        limit = size if dtype == torch.float64 else LOWER_PRECISION_SAMPLES
+    if samples.size > limit:
+        samples = samples[:: -(-samples.size // max(limit, 1))]
     if dtype == torch.float64 and samples.size:  # no rounding follows: drop grid values the samples hold
         at = np.minimum(np.searchsorted(samples, grid), samples.size - 1)
         grid = grid[samples[at] != grid]

@@ -21,12 +21,17 @@ def number(value: float) -> str:
 
 def runs(mask: torch.Tensor) -> list[tuple[int, int]]:
     """``(start, end)`` index pairs (inclusive) of the runs of True in a 1-D mask."""
-    flags = mask.to(torch.int8)
-    if flags.numel() == 0:
+    return runs_of(torch.nonzero(mask.reshape(-1)).flatten())
+
+
+def runs_of(index: torch.Tensor) -> list[tuple[int, int]]:
+    """``(start, end)`` pairs (inclusive) of the runs of consecutive integers in the sorted
+    ``index``: the work follows the number of flagged elements, not the size of the probe."""
+    if index.numel() == 0:
         return []
-    edges = torch.diff(flags, prepend=torch.zeros(1, dtype=torch.int8), append=torch.zeros(1, dtype=torch.int8))
-    starts = torch.nonzero(edges == 1).flatten().tolist()
-    ends = (torch.nonzero(edges == -1).flatten() - 1).tolist()
+    breaks = torch.nonzero(torch.diff(index) != 1).flatten()
+    starts = torch.cat([index[:1], index[breaks + 1]]).tolist()
+    ends = torch.cat([index[breaks], index[-1:]]).tolist()
     return list(zip(starts, ends))
 
 
@@ -40,11 +45,14 @@ def describe_intervals(x: torch.Tensor, mask: torch.Tensor, limit: int = 4) -> s
     pieces = runs(mask)
     if not pieces:
         return "no inputs"
-    negative = torch.nonzero((x64 < 0)).flatten()
-    positive = torch.nonzero((x64 > 0)).flatten()
-    last_negative = int(negative[-1]) if negative.numel() else -1
-    first_positive = int(positive[0]) if positive.numel() else -1
     n = x64.numel()
+
+    def value(i: int) -> float:
+        return float(x64[i]) if 0 <= i < n else math.nan
+
+    # sorted: a run that starts at the first input and stops at the last negative one is x < 0
+    last_negative = pieces[0][1] if value(pieces[0][1]) < 0 and not value(pieces[0][1] + 1) < 0 else -1
+    first_positive = pieces[-1][0] if value(pieces[-1][0]) > 0 and not value(pieces[-1][0] - 1) > 0 else -1
     words = []
     for start, end in pieces[:limit]:
         lo, hi = float(x64[start]), float(x64[end])

@@ -21,7 +21,9 @@ from gradaudit.targets import target_from_object
 
 
 class WrongAtOneElement(torch.autograd.Function):
-    """SiLU whose backward is off by 0.01 at a single probe position."""
+    """SiLU whose backward is off by 0.01 at the single input ``WrongAtOneElement.value``."""
+
+    value = float("nan")
 
     @staticmethod
     def forward(ctx, x):
@@ -33,10 +35,7 @@ class WrongAtOneElement(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         s = torch.sigmoid(x)
         grad = g * s * (1 + x * (1 - s))
-        if grad.numel() > 1000:
-            grad = grad.clone()
-            grad[grad.numel() // 3] += 0.01 * g[grad.numel() // 3]
-        return grad
+        return torch.where(x == WrongAtOneElement.value, grad + 0.01 * g, grad)
 
 
 class SlightlyWrongNearOne(torch.autograd.Function):
@@ -76,6 +75,7 @@ TARGETS = {
 @pytest.mark.parametrize("size", [2048, 100_000])
 @pytest.mark.parametrize("name", list(TARGETS))
 def test_screen_never_passes_a_point_central_differences_would_fail(name, size, monkeypatch):
+    monkeypatch.setattr(WrongAtOneElement, "value", float(inputs.probe_values(torch.float64, size=size)[size // 3]))
     screened = gradient.compare(_context(TARGETS[name], size))
     monkeypatch.setattr(gradient, "screen", lambda x, y, g: torch.zeros(x.numel(), dtype=torch.bool))
     everywhere = gradient.compare(_context(TARGETS[name], size))
@@ -92,7 +92,8 @@ def test_screen_clears_most_of_a_dense_probe():
 
 
 @pytest.mark.parametrize("size", [2048, 300_000])
-def test_single_wrong_element_fails_at_any_size(size):
+def test_single_wrong_element_fails_at_any_size(size, monkeypatch):
+    monkeypatch.setattr(WrongAtOneElement, "value", float(inputs.probe_values(torch.float64, size=size)[size // 3]))
     report = audit(WrongAtOneElement, size=size, select=["GA101"], dtypes=["float64"])
     (finding,) = [f for f in report.findings if f.code == "GA101"]
     assert finding.status == "fail" and finding.details["points_wrong"] == 1
@@ -149,7 +150,7 @@ def test_audits_leave_the_shared_probe_untouched():
         audit(target, size=5000)
     for dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
         cached = inputs.probe_values(dtype, size=5000)
-        fresh = inputs._build_probe(dtype, None, 5000, 0, ())
+        fresh = inputs._build_probe(dtype, None, 5000, 0, ())  # default sample limits
         assert torch.equal(cached, fresh) and torch.equal(torch.signbit(cached), torch.signbit(fresh))
 
 
@@ -181,3 +182,13 @@ def test_screen_changes_no_gradient_verdict_on_any_sample_or_builtin(monkeypatch
             continue
         everywhere = gradient.compare(AuditContext(target, Options()))
         assert torch.equal(results[target.name]["wrong"], everywhere["wrong"]), target.name
+
+
+def test_in_place_targets_leave_the_shared_probe_untouched():
+    for size in (5000, 300_000):
+        audit(torch.nn.ReLU(inplace=True), size=size)
+        audit(torch.relu_, size=size)
+        for samples in (None, 2048):
+            cached = inputs.probe_values(torch.float64, size=size, samples=samples)
+            fresh = inputs._build_probe(torch.float64, None, size, 0, (), samples)
+            assert torch.equal(cached, fresh) and torch.equal(torch.signbit(cached), torch.signbit(fresh))

@@ -77,7 +77,7 @@ def _dtype_error(ctx: "AuditContext", dtype: torch.dtype) -> str | None:
     dtype: the float64 probe values (a shape that works in float64) cast to ``dtype`` run."""
     try:
         with torch.no_grad():
-            ctx.call(ctx.evaluate(torch.float64).x.to(dtype), dtype=dtype)
+            ctx.call(ctx.evaluate(torch.float64).x.to(dtype, copy=True), dtype=dtype)
     except CallError as exc:
         return str(exc)
     return None

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import torch
 
 from ..context import CallError, describe_exception
-from ..inputs import LOWER_PRECISION_SAMPLES
 from ..messages import describe_intervals, example_index, intervals, number
 from ..report import Finding
 from ..small_inputs import clause, small_matrix
@@ -51,9 +50,8 @@ def run_forward_ad(ctx: "AuditContext") -> Iterator[Finding]:
     location = ctx.target.source("forward")
     call: Callable[[torch.Tensor], torch.Tensor] = lambda t: ctx.call(t)
     if ctx.elementwise:
-        # a wrong jvp formula is wrong over intervals, so an evenly spread subset as large as
-        # the lower-precision probes finds it at a fixed cost
-        chosen = ctx.spread(LOWER_PRECISION_SAMPLES)
+        # a wrong jvp formula is wrong over intervals: the base probe finds it at a fixed cost
+        chosen = ctx.base_indices()
         x = ev.x[chosen]
         try:
             _, tangent = torch.func.jvp(call, (x.clone(),), (torch.ones_like(x),))  # in-place targets

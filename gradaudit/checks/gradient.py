@@ -61,7 +61,7 @@ def smooth_points(ctx: "AuditContext", x: torch.Tensor, numeric: dict[str, torch
     return mask
 
 
-SCREEN_BLOCK = 1 << 16
+SCREEN_BLOCK = 1 << 17
 """Points screened per block: the temporaries of a block stay in cache and are recycled by
 the allocator, where probe-sized ones would each be fresh memory (page faults cost more
 than the arithmetic)."""
@@ -70,14 +70,14 @@ than the arithmetic)."""
 def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor) -> torch.Tensor:
     """Points whose backward provably agrees with the forward, from the probe's own values.
 
-    The probe is sorted, so each inner point has neighbours on both sides: the slopes of
-    the secants to them, ``left`` and ``right``, bracket the true derivative wherever it is
-    monotone over the three points, and their weighted mean is the three-point (second-order)
-    derivative on the uneven grid. A point passes when ``|backward - estimate| + |right -
-    left|`` plus the rounding of the secants stays within half of GA101's tolerance, so a
-    pass implies the central-difference test would pass too. Everything else (grid ends,
-    kinks, coarse stretches, non-finite values) goes to that test. Costs about 20 vectorised
-    operations per point and no call of the target.
+    The probe is sorted, so each inner point has neighbours on both sides. By the mean value
+    theorem the secants to them have slopes ``left = f'(a)`` and ``right = f'(b)`` with
+    ``a < x < b``, so wherever the derivative is monotone over the three points, ``f'(x)``
+    lies between them, and ``|backward - f'(x)| <= |backward - left| + |backward - right|``.
+    A point passes when that bound, plus the rounding of the secants, is within half of
+    GA101's tolerance: a pass implies the central-difference test would pass too. Everything
+    else (grid ends, kinks, coarse stretches, non-finite values) goes to that test. About a
+    dozen vectorised operations per point and no call of the target.
     """
     passed = torch.zeros(x.numel(), dtype=torch.bool)
     if y.dtype != torch.float64 or analytic.dtype != torch.float64:
@@ -93,18 +93,13 @@ def _screen_block(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor, out:
     step = torch.diff(x)
     slope = torch.diff(y).div_(step)
     left, right = slope[:-1], slope[1:]
-    spread = right - left
-    weight = step[:-1] + step[1:]
-    torch.div(step[:-1], weight, out=weight)
-    estimate = torch.addcmul(left, spread, weight)
-    deviation = torch.sub(analytic, estimate)
-    deviation.abs_().add_(spread.abs_())
-    # secant rounding: a few ulps of the values over the shorter step
-    torch.minimum(step[:-1], step[1:], out=weight)
-    deviation.addcdiv_(y[1:-1].abs(), weight, value=4 * EPS64)
-    # finite tolerance: an infinite estimate (an overflowing neighbour) must not pass; NaN compares False
-    tolerance = estimate.abs_().mul_(RTOL / 2).add_(ATOL / 2).clamp_(max=torch.finfo(torch.float64).max)
-    torch.le(deviation, tolerance, out=out)
+    bound = torch.sub(analytic, left).abs_()
+    bound.add_(torch.sub(analytic, right).abs_())
+    # the secants' rounding: a few ulps of the value over the shorter step
+    bound.addcdiv_(y[1:-1].abs(), torch.minimum(step[:-1], step[1:]), value=4 * EPS64)
+    # finite: an infinite secant (an overflowing neighbour) must not pass; NaN compares False
+    tolerance = left.abs().mul_(RTOL / 2).add_(ATOL / 2).clamp_(max=torch.finfo(torch.float64).max)
+    torch.le(bound, tolerance, out=out)
 
 
 def compare(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:

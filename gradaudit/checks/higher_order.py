@@ -72,10 +72,6 @@ def double_backward(ctx: "AuditContext", x: torch.Tensor) -> tuple[torch.Tensor,
     return second.detach(), True
 
 
-SECOND_ORDER_POINTS = 16384
-"""At most this many probe points (evenly spread over the sorted probe) for GA102."""
-
-
 def run_second_order(ctx: "AuditContext") -> Iterator[Finding]:
     ev = ctx.evaluate(torch.float64)
     if ev.grad is None or ev.y is None or ev.y.dtype != torch.float64:
@@ -84,9 +80,8 @@ def run_second_order(ctx: "AuditContext") -> Iterator[Finding]:
     if not ctx.elementwise:
         yield from _gradgradcheck(ctx, location)
         return
-    # a wrong or detached double backward is systematic, so an evenly spread subset of the
-    # probe (all of it up to SECOND_ORDER_POINTS) finds it at a fixed cost
-    chosen = ctx.spread(SECOND_ORDER_POINTS)
+    # a wrong or detached double backward is systematic: the base probe finds it at a fixed cost
+    chosen = ctx.base_indices()
     x, first = ev.x[chosen], ev.grad[chosen]
     try:
         second, connected = double_backward(ctx, x)

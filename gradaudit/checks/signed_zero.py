@@ -13,7 +13,7 @@ import torch
 
 from ..blame import offending_inputs
 from ..context import dtype_name
-from ..messages import describe_intervals, example_index, intervals, number
+from ..messages import describe_intervals, example_index, intervals, number, runs_of
 from ..report import Finding
 from . import Check
 
@@ -45,16 +45,6 @@ def is_negative_zero(t: torch.Tensor) -> torch.Tensor:
     if bits is None or not t.is_contiguous():
         return (t == 0) & torch.signbit(t)
     return t.view(bits) == torch.iinfo(bits).min
-
-
-def _runs_of(index: torch.Tensor) -> list[tuple[int, int]]:
-    """``(start, end)`` pairs (inclusive) of the runs of consecutive integers in ``index``."""
-    if index.numel() == 0:
-        return []
-    breaks = torch.nonzero(torch.diff(index) != 1).flatten()
-    starts = torch.cat([index[:1], index[breaks + 1]]).tolist()
-    ends = torch.cat([index[breaks], index[-1:]]).tolist()
-    return list(zip(starts, ends))
 
 
 MAX_RUNS = 32
@@ -127,7 +117,7 @@ def classify(
     undecided = index[kind == 0]
     if value_fn is not None and undecided.numel():
         x64 = x.to(torch.float64)
-        for start, end in _runs_of(undecided)[:MAX_RUNS]:
+        for start, end in runs_of(undecided)[:MAX_RUNS]:
             chosen = _classify_run(value_fn, x64, start, end)
             if chosen:  # the run's place among the created indices (both sorted)
                 bounds = torch.searchsorted(index, torch.tensor([start, end]))
