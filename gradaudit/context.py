@@ -327,17 +327,19 @@ class AuditContext:
                     "(the target detaches, or returns a non-differentiable result)"
                 )
                 return ev
+            grad_output = torch.empty_like(out)  # one buffer for both signs: a probe-sized allocation less
             for sign in (1.0, -1.0):
+                grad_output.fill_(sign)  # refilled: a backward may write into it (GA401 reports that)
                 try:
-                    (grad,) = torch.autograd.grad(
-                        out, leaf, torch.full_like(out, sign), retain_graph=sign > 0, allow_unused=True
-                    )
+                    (grad,) = torch.autograd.grad(out, leaf, grad_output, retain_graph=sign > 0, allow_unused=True)
                 except Exception as exc:
                     ev.grad_error = f"backward raised {describe_exception(exc)}"
                     return ev
                 if grad is None:
                     ev.grad_error = "the input receives no gradient (it is unused by the graph)"
                     return ev
+                if grad.untyped_storage().data_ptr() == grad_output.untyped_storage().data_ptr():
+                    grad = grad.clone()  # an identity backward hands the buffer back
                 ev.grads[sign] = grad.detach()
         return ev
 

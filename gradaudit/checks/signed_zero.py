@@ -209,11 +209,14 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         ev = ctx.evaluate(dtype)
         if ev.y is None or ev.y.shape != ev.x.shape:
             continue
-        negative_zero = is_negative_zero(ev.y)
-        input_negative_zero = is_negative_zero(ev.x)
-        propagated = negative_zero & input_negative_zero
-        per_dtype.append((dtype, ev.x, propagated, int(propagated.sum()), "", "propagated", None))
-        created = negative_zero & ~input_negative_zero
+        created = is_negative_zero(ev.y)
+        # the probe is sorted and holds -0.0 once, right before +0.0
+        at = int(torch.searchsorted(ev.x, torch.tensor(0.0, dtype=ev.x.dtype))) if ev.x.dim() == 1 else -1
+        propagated = torch.zeros_like(created)
+        kept = 0 <= at < ev.x.numel() and bool(is_negative_zero(ev.x[at : at + 1])) and bool(created[at])
+        if kept:  # f(-0.0) == -0.0: passed through, not created
+            propagated[at], created[at] = True, False
+        per_dtype.append((dtype, ev.x, propagated, int(kept), "", "propagated", None))
         if not bool(created.any()):
             continue
         exact = ctx.exact_at(dtype, created).y
