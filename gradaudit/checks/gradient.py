@@ -105,36 +105,33 @@ def _screen_block(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor, out:
 def compare(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
     """The GA101 comparison over the float64 probe set, or None when it cannot be made.
 
-    The :func:`screen` clears most points of a dense probe at once; the rest are compared
-    with central differences, which decide whether each is smooth and whether it is wrong.
+    The :func:`screen` clears most points of a dense probe at once; the rest (indices
+    ``checked_by_difference``) are compared with central differences, which decide whether
+    each is smooth and whether it is wrong. ``central`` and ``error`` are given for those
+    points only: a screened point is never wrong.
     """
     ev = ctx.evaluate(torch.float64)
     if ev.y is None or ev.grad is None:
         return None
     x, y, analytic = ev.x, ev.y, ev.grad
     smooth = screen(x, y, analytic)
-    central = analytic.clone()  # at screened points the backward is as good as the estimate
-    error = torch.zeros_like(x)
     wrong = torch.zeros_like(smooth)
     constant = torch.zeros_like(smooth)
     rest = torch.nonzero(~smooth).flatten()
-    if rest.numel():
-        xs, ys, gs = x[rest], y[rest], analytic[rest]
-        numeric = numerical_derivative(ctx, xs, ys)
-        smooth_rest = smooth_points(ctx, xs, numeric) & torch.isfinite(gs) & torch.isfinite(ys)
-        error_rest = (gs - numeric["central"]).abs()
-        tolerance = (ATOL + RTOL * numeric["central"].abs() + 16 * numeric["rounding"]
-                     + 0.01 * (numeric["forward"] - numeric["backward"]).abs())
-        smooth[rest] = smooth_rest
-        wrong[rest] = smooth_rest & (error_rest > tolerance)
-        central[rest] = numeric["central"]
-        error[rest] = error_rest
-        constant[rest] = numeric["constant"]
+    xs, ys, gs = x[rest], y[rest], analytic[rest]
+    numeric = numerical_derivative(ctx, xs, ys)
+    smooth_rest = smooth_points(ctx, xs, numeric) & torch.isfinite(gs) & torch.isfinite(ys)
+    error = (gs - numeric["central"]).abs()
+    tolerance = (ATOL + RTOL * numeric["central"].abs() + 16 * numeric["rounding"]
+                 + 0.01 * (numeric["forward"] - numeric["backward"]).abs())
+    smooth[rest] = smooth_rest
+    wrong[rest] = smooth_rest & (error > tolerance)
+    constant[rest] = numeric["constant"]
     if bool(wrong.any()):  # for the straight-through test: screened points with a flat forward
         flat = torch.diff(y) == 0
         constant[1:-1] |= smooth[1:-1] & flat[:-1] & flat[1:]
-    return {"x": x, "analytic": analytic, "central": central, "error": error, "smooth": smooth,
-            "wrong": wrong, "constant": constant, "checked_by_difference": rest}
+    return {"x": x, "analytic": analytic, "smooth": smooth, "wrong": wrong, "constant": constant,
+            "checked_by_difference": rest, "central": numeric["central"], "error": error}
 
 
 def straight_through(result: dict[str, torch.Tensor]) -> bool:
@@ -160,27 +157,33 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
     if result is None:
         return
     wrong = result["wrong"]
-    count, total = int(wrong.sum()), int(result["smooth"].sum())
+    count = int(torch.count_nonzero(wrong))
     if count == 0 or straight_through(result):
         return
-    x = result["x"]
-    relative = result["error"] / (1 + result["central"].abs())
-    worst = int(torch.argmax(torch.where(wrong, relative, torch.zeros_like(relative))))
+    total = int(torch.count_nonzero(result["smooth"]))
+    x, rest = result["x"], result["checked_by_difference"]
+    central, error = result["central"], result["error"]  # at the points of ``rest``
+    wrong_rest = wrong[rest]
+    relative = error / (1 + central.abs())
+    worst_k = int(torch.argmax(torch.where(wrong_rest, relative, torch.zeros_like(relative))))
+    worst = int(rest[worst_k])
     shown = example_index(x, wrong)
-    sample = torch.nonzero(wrong).flatten()
-    picks = [shown, worst] + [int(i) for i in sample[torch.linspace(0, sample.numel() - 1, min(3, sample.numel())).long()]]
+    shown_k = int(torch.searchsorted(rest, shown))
+    sample = torch.nonzero(wrong_rest).flatten()
+    picks = [shown_k, worst_k] + sample[torch.linspace(0, sample.numel() - 1, min(3, sample.numel())).long()].tolist()
     examples = []
-    for i in dict.fromkeys(picks):
+    for k in dict.fromkeys(picks):
+        i = int(rest[k])
         examples.append({"input": float(x[i]), "gradient": float(result["analytic"][i]),
-                         "numerical": float(result["central"][i])})
+                         "numerical": float(central[k])})
     status = "info" if ctx.options.surrogate else "fail"
     where = describe_intervals(x[result["smooth"]], wrong[result["smooth"]])
     message = (
         f"backward disagrees with central differences at {count} of {total} smooth float64 points "
         f"({where}); e.g. at x = {number(float(x[shown]))} the backward gives "
         f"{number(float(result['analytic'][shown]))} and central differences give "
-        f"{number(float(result['central'][shown]))} (error {float(result['error'][shown]):.3g}; "
-        f"largest relative error {float(relative[worst]):.3g} at x = {number(float(x[worst]))}). "
+        f"{number(float(central[shown_k]))} (error {float(error[shown_k]):.3g}; "
+        f"largest relative error {float(relative[worst_k]):.3g} at x = {number(float(x[worst]))}). "
     )
     if ctx.options.surrogate:
         message += "The target is declared a surrogate / straight-through gradient, so this is expected."
