@@ -32,6 +32,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from .messages import flagged
 from .targets import display_path
 
 if TYPE_CHECKING:
@@ -52,9 +53,9 @@ _GRADAUDIT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 # -- what the checks record ------------------------------------------------------------------
 def offending_inputs(x: torch.Tensor, mask: torch.Tensor, first: int | None = None,
                      limit: int = MAX_INPUTS) -> list[float]:
-    """Up to ``limit`` inputs of ``x`` where ``mask`` holds, spread over the mask (``first``,
+    """Up to ``limit`` inputs of ``x`` where ``mask`` (or its indices) holds, spread over it (``first``,
     an index such as the finding's example, is always included)."""
-    indices = torch.nonzero(mask).flatten()
+    indices = flagged(mask)
     if indices.numel() > limit:
         picks = torch.linspace(0, indices.numel() - 1, limit - (first is not None)).round().long()
         indices = indices[picks]

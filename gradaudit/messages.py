@@ -19,9 +19,17 @@ def number(value: float) -> str:
     return f"{value:.6g}"
 
 
+def flagged(mask: torch.Tensor) -> torch.Tensor:
+    """The sorted indices where a 1-D bool ``mask`` holds. The helpers here accept either
+    form: a caller with several messages about one mask scans it once and passes indices."""
+    if mask.dtype == torch.bool:
+        return torch.nonzero(mask.reshape(-1)).flatten()
+    return mask
+
+
 def runs(mask: torch.Tensor) -> list[tuple[int, int]]:
-    """``(start, end)`` index pairs (inclusive) of the runs of True in a 1-D mask."""
-    return runs_of(torch.nonzero(mask.reshape(-1)).flatten())
+    """``(start, end)`` index pairs (inclusive) of the runs of True in a 1-D mask (or of its indices)."""
+    return runs_of(flagged(mask))
 
 
 def runs_of(index: torch.Tensor) -> list[tuple[int, int]]:
@@ -83,7 +91,7 @@ def intervals(x: torch.Tensor, mask: torch.Tensor, limit: int = 8) -> list[list[
 
 def example_index(x: torch.Tensor, mask: torch.Tensor, near: float = 1.0) -> int:
     """The flagged index whose input is the most readable: magnitude closest to ``near``."""
-    indices = torch.nonzero(mask).flatten()
+    indices = flagged(mask)
     x64 = x.detach().to(torch.float64)[indices]
     score = (x64.abs().clamp(min=1e-300).log() - math.log(near)).abs()
     score = torch.where(x64 == x64.round(), score - 1.0, score)  # prefer whole numbers

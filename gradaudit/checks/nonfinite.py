@@ -9,7 +9,7 @@ from .. import scans
 from ..blame import offending_inputs
 from ..context import CallError, dtype_name
 from ..inputs import SPECIAL_VALUES
-from ..messages import describe_intervals, example_index, intervals, number
+from ..messages import describe_intervals, example_index, flagged, intervals, number
 from ..report import Finding
 from . import Check
 
@@ -63,7 +63,8 @@ def _report(code: str, noun: str, ev: "Evaluation", fail: torch.Tensor, info: to
     values = ev.y if code == "GA201" else ev.grad
     assert values is not None
     for mask, status in ((fail, "fail"), (info, "info")):
-        count = int(mask.sum())
+        mask = flagged(mask)  # one scan of the mask for every message below
+        count = mask.numel()
         if count == 0:
             continue
         i = example_index(x, mask)

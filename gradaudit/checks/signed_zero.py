@@ -13,7 +13,7 @@ import torch
 
 from ..blame import offending_inputs
 from ..context import dtype_name
-from ..messages import describe_intervals, example_index, intervals, number, runs_of
+from ..messages import describe_intervals, example_index, flagged, intervals, number, runs_of
 from ..report import Finding
 from . import Check
 
@@ -162,6 +162,7 @@ def _zero_findings(code: str, what: str, fix: str,
         hits.sort(key=lambda h: (h[0] != torch.float32,))
         dtype, x, mask, count, extra, sign = hits[0]
         others = [n for n in dict.fromkeys(dtype_name(h[0]) for h in hits[1:]) if n != dtype_name(hits[0][0])]
+        mask = flagged(mask)  # one scan of the mask for every message below
         i = example_index(x, mask)
         where = describe_intervals(x, mask)
         name = dtype_name(dtype)
