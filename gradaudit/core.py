@@ -147,6 +147,7 @@ def run_audit(target: Target, options: Options) -> Report:
 def _run_checks(target: Target, options: Options) -> Report:
     report = Report(target=target.name, location=target.source("forward"))
     context = AuditContext(target, options)
+    started = time.perf_counter()
     try:
         first = context.evaluate(torch.float64)
     except TargetError as exc:
@@ -157,9 +158,11 @@ def _run_checks(target: Target, options: Options) -> Report:
                   "that takes one tensor." if "raised" in first.error else "")
         return error_report(target.name, f"{target.name}: {first.error}.{advice}",
                             details=_traceback_details(first.exception))
+    report.timings["float64 evaluation"] = time.perf_counter() - started
     for code, check in catalogue().items():
         if check.run is None or code not in options.codes:
             continue
+        started = time.perf_counter()
         try:
             report.findings.extend(check.run(context))
         except TargetError as exc:
@@ -177,9 +180,12 @@ def _run_checks(target: Target, options: Options) -> Report:
                 f"{type(exc).__name__}: {exc}. This is a gradaudit bug; please report it with "
                 f"the output of -v. Other checks still ran.",
                 details={"traceback": traceback.format_exc()}))
+        report.timings[code] = time.perf_counter() - started
     from .blame import blame_findings
 
+    started = time.perf_counter()
     blame_findings(context, report.findings)  # after every check, on copies: adds lines, changes no verdict
+    report.timings["blame"] = time.perf_counter() - started
     return report
 
 

@@ -74,6 +74,9 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     location: dict[str, Any] | None = None
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per check code (its share of the cached evaluations included, in the order the
+    checks ran), for profiling; not part of the JSON output."""
 
     @property
     def status(self) -> str:

@@ -42,6 +42,7 @@ class Target:
     name: str
     obj: Any
     options: dict[str, Any] = field(default_factory=dict)
+    _sources: dict[str, dict[str, Any] | None] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -81,7 +82,14 @@ class Target:
         return obj
 
     def source(self, role: str = "forward") -> dict[str, Any] | None:
-        """``{"path", "line"}`` of the target's ``forward`` or ``backward`` source, if known."""
+        """``{"path", "line"}`` of the target's ``forward`` or ``backward`` source, if known
+        (a fresh dict each time; the source is read once per role)."""
+        if role not in self._sources:
+            self._sources[role] = self._find_source(role)
+        found = self._sources[role]
+        return dict(found) if found is not None else None
+
+    def _find_source(self, role: str) -> dict[str, Any] | None:
         obj = self.obj
         while isinstance(obj, functools.partial):
             obj = obj.func
