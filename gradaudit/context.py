@@ -25,7 +25,6 @@ BASE_SAMPLES = 2048
 """Random samples in the base probe, where structural properties are settled (the default size)."""
 
 
-
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
@@ -253,8 +252,8 @@ class AuditContext:
     def base_probe(self) -> torch.Tensor:
         """The float64 probe with at most ``BASE_SAMPLES`` of its random samples: the whole
         structured grid, and what the default ``size`` gives. Structural questions (is the
-        target elementwise, are its jvp, vmap and double backward consistent) are settled
-        here, at a cost that does not grow with ``size``."""
+        target elementwise, do its jvp and double backward agree with the backward) are
+        settled here, at a cost that does not grow with ``size``."""
         return self.probe(torch.float64, samples=min(self.options.size, BASE_SAMPLES))
 
     def base_indices(self) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 
 from ..blame import offending_inputs
 from ..context import dtype_name
-from ..messages import describe_intervals, example_index, flagged, intervals, number, runs_of
+from ..messages import describe_intervals, example_index, intervals, number, runs_of
 from ..report import Finding
 from . import Check
 
@@ -99,7 +99,7 @@ def classify(
     exact: torch.Tensor,
     value_fn: Callable[[torch.Tensor], torch.Tensor] | None,
 ) -> dict[str, tuple[torch.Tensor, int]]:
-    """``(mask, count)`` per class over the created -0.0 elements.
+    """``(indices, count)`` per class of the created -0.0 elements (``created``, a mask).
 
     ``exact`` holds the float64 values at the created inputs, in order. Negative there: an
     underflow (the sign is right). Positive: a rounding that lost a tiny positive value
@@ -126,11 +126,9 @@ def classify(
     result = {}
     for code, name in enumerate(names):
         chosen = index[kind == code]
-        mask = torch.zeros_like(created)
-        mask[chosen] = True
-        result[name] = (mask, chosen.numel())
+        result[name] = (chosen, chosen.numel())
     if value_fn is None:
-        result["spurious"] = (torch.zeros_like(created), 0)
+        result["spurious"] = (index[:0], 0)
     return result
 
 
@@ -153,18 +151,19 @@ def _classify_run(value_fn: Callable[[torch.Tensor], torch.Tensor], x64: torch.T
 def _zero_findings(code: str, what: str, fix: str,
                    per_dtype: list[tuple[torch.dtype, torch.Tensor, torch.Tensor, int, str, str, float | None]],
                    location: dict | None) -> Iterator[Finding]:
-    """One finding per classification, showing the first dtype (float32 preferred) and naming the rest."""
+    """One finding per classification, showing the first dtype (float32 preferred) and naming the
+    rest. ``per_dtype`` rows: dtype, inputs, indices of the class's inputs, their count, extra
+    words, class, grad_output sign."""
     for kind, status in (("spurious", "warn"), ("underflow", "info"), ("rounding", "info"),
                          ("undetermined", "info"), ("propagated", "info")):
         hits = [(d, x, m, c, ex, s) for d, x, m, c, ex, k, s in per_dtype if k == kind and c]
         if not hits:
             continue
         hits.sort(key=lambda h: (h[0] != torch.float32,))
-        dtype, x, mask, count, extra, sign = hits[0]
+        dtype, x, index, count, extra, sign = hits[0]  # the indices of the shown dtype's inputs
         others = [n for n in dict.fromkeys(dtype_name(h[0]) for h in hits[1:]) if n != dtype_name(hits[0][0])]
-        mask = flagged(mask)  # one scan of the mask for every message below
-        i = example_index(x, mask)
-        where = describe_intervals(x, mask)
+        i = example_index(x, index)
+        where = describe_intervals(x, index)
         name = dtype_name(dtype)
         also = f" (also in {', '.join(others)})" if others else ""
         example_input = number(float(x[i]))
@@ -197,9 +196,9 @@ def _zero_findings(code: str, what: str, fix: str,
             message = f"{what} maps -0.0 to -0.0 in {name}{also}: the input's sign is propagated, as torch.tanh does."
         yield Finding(code, status, message, dtype=name, location=location,
                       examples=[{"input": float(x[i]), "output": "-0.0"}],
-                      details={"kind": kind, "intervals": intervals(x, mask), "count": count,
+                      details={"kind": kind, "intervals": intervals(x, index), "count": count,
                                "dtypes": list(dict.fromkeys(dtype_name(h[0]) for h in hits)),
-                               "inputs": offending_inputs(x, mask, i),
+                               "inputs": offending_inputs(x, index, i),
                                **({"grad_output": sign} if sign is not None else {})})
 
 
@@ -213,18 +212,18 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         created = is_negative_zero(ev.y)
         # the probe is sorted and holds -0.0 once, right before +0.0
         at = int(torch.searchsorted(ev.x, torch.tensor(0.0, dtype=ev.x.dtype))) if ev.x.dim() == 1 else -1
-        propagated = torch.zeros_like(created)
         kept = 0 <= at < ev.x.numel() and bool(is_negative_zero(ev.x[at : at + 1])) and bool(created[at])
         if kept:  # f(-0.0) == -0.0: passed through, not created
-            propagated[at], created[at] = True, False
-        per_dtype.append((dtype, ev.x, propagated, int(kept), "", "propagated", None))
+            created[at] = False
+        per_dtype.append((dtype, ev.x, torch.tensor([at] if kept else [], dtype=torch.long), int(kept), "",
+                          "propagated", None))
         if not bool(created.any()):
             continue
         exact = ctx.exact_at(dtype, created).y
         if exact is None:
             continue
-        masks = classify(ev.x, created, exact, value_fn)
-        per_dtype += [(dtype, ev.x, mask, count, "", kind, None) for kind, (mask, count) in masks.items()]
+        classes = classify(ev.x, created, exact, value_fn)
+        per_dtype += [(dtype, ev.x, where, count, "", kind, None) for kind, (where, count) in classes.items()]
     yield from _zero_findings("GA203", "the forward", FIX_OUTPUT, per_dtype, ctx.target.source("forward"))
 
 
@@ -243,9 +242,9 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
             exact = ctx.exact_at(dtype, created).grads.get(sign)
             if exact is None:
                 continue
-            masks = classify(ev.x, created, exact, lambda p, s=sign: ctx.grads64(p, s))
+            classes = classify(ev.x, created, exact, lambda p, s=sign: ctx.grads64(p, s))
             extra = f" for grad_output {number(sign)}"
-            per_dtype += [(dtype, ev.x, mask, count, extra, kind, sign) for kind, (mask, count) in masks.items()]
+            per_dtype += [(dtype, ev.x, where, count, extra, kind, sign) for kind, (where, count) in classes.items()]
     yield from _zero_findings("GA204", "the backward", FIX_GRADIENT, per_dtype, ctx.target.source("backward"))
 
 
