@@ -21,6 +21,8 @@ DTYPE_NAMES = {
     "bfloat16": torch.bfloat16,
 }
 DEFAULT_DTYPES = ("float64", "float32", "float16", "bfloat16")
+NEGATIVE_GRAD_OUTPUT_CODES = frozenset({"GA204"})
+"""The checks that read the backward with grad_output -1."""
 BASE_SAMPLES = 2048
 """Random samples in the base probe, where structural properties are settled (the default size)."""
 
@@ -62,8 +64,9 @@ class Options:
 class Evaluation:
     """Forward and backward of the target over the probe inputs in one dtype.
 
-    ``grads[s]`` is the vector-Jacobian product with a grad_output of all ``s`` (+1.0 and
-    -1.0), so signed zeros created by the backward show up for both signs.
+    ``grads[s]`` is the vector-Jacobian product with a grad_output of all ``s`` (+1.0, and
+    -1.0 when GA204 is selected), so signed zeros created by the backward show up for both
+    signs.
     """
 
     dtype: torch.dtype
@@ -116,6 +119,12 @@ class AuditContext:
         self._memo: dict[str, Any] = {}
         self.layout: tuple[int, ...] | None = None
         """How 1-D probes are reshaped for targets that reject 1-D input (e.g. Softmax2d)."""
+
+    @property
+    def grad_output_signs(self) -> tuple[float, ...]:
+        """The grad_outputs the backward runs with: +1, and -1 when a selected check reads it
+        (GA204 looks for -0.0 the backward creates from a negative grad_output)."""
+        return (1.0, -1.0) if NEGATIVE_GRAD_OUTPUT_CODES & self.options.codes else (1.0,)
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
         """Compute a value shared by several checks once per audit."""
@@ -327,10 +336,12 @@ class AuditContext:
                 )
                 return ev
             grad_output = torch.empty_like(out)  # one buffer for both signs: a probe-sized allocation less
-            for sign in (1.0, -1.0):
+            signs = self.grad_output_signs
+            for sign in signs:
                 grad_output.fill_(sign)  # refilled: a backward may write into it (GA401 reports that)
                 try:
-                    (grad,) = torch.autograd.grad(out, leaf, grad_output, retain_graph=sign > 0, allow_unused=True)
+                    (grad,) = torch.autograd.grad(out, leaf, grad_output, retain_graph=sign != signs[-1],
+                                                  allow_unused=True)
                 except Exception as exc:
                     ev.grad_error = f"backward raised {describe_exception(exc)}"
                     return ev

@@ -192,3 +192,13 @@ def test_in_place_targets_leave_the_shared_probe_untouched():
             cached = inputs.probe_values(torch.float64, size=size, samples=samples)
             fresh = inputs._build_probe(torch.float64, None, size, 0, (), samples)
             assert torch.equal(cached, fresh) and torch.equal(torch.signbit(cached), torch.signbit(fresh))
+
+
+def test_backward_with_negative_grad_output_runs_only_for_ga204():
+    full = AuditContext(target_from_object(F.silu), build_options())
+    assert set(full.evaluate(torch.float64).grads) == {1.0, -1.0}
+    gradient_only = AuditContext(target_from_object(F.silu), build_options(select=["GA101"]))
+    assert set(gradient_only.evaluate(torch.float64).grads) == {1.0}
+    # GA204 alone still sees the -0.0 that a mask-multiplying backward creates for grad_output -1
+    report = audit(sample("defects:MaskGradReLU"), select=["GA204"])
+    assert report.status == "warn" and report.codes("warn") == {"GA204"}

@@ -235,7 +235,7 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         ev = ctx.evaluate(dtype)
         if ev.grad_error or not ev.grads or ev.grads[1.0].shape != ev.x.shape:
             continue
-        for sign in (1.0, -1.0):
+        for sign in ctx.grad_output_signs:
             created = is_negative_zero(ev.grads[sign])
             if not bool(created.any()):
                 continue
