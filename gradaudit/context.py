@@ -258,12 +258,13 @@ class AuditContext:
             samples=samples,
         )
 
-    def base_probe(self) -> torch.Tensor:
-        """The float64 probe with at most ``BASE_SAMPLES`` of its random samples: the whole
+    def base_probe(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """``dtype``'s probe with at most ``BASE_SAMPLES`` of the random samples: the whole
         structured grid, and what the default ``size`` gives. Structural questions (is the
-        target elementwise, do its jvp and double backward agree with the backward) are
-        settled here, at a cost that does not grow with ``size``."""
-        return self.probe(torch.float64, samples=min(self.options.size, BASE_SAMPLES))
+        target elementwise, do its jvp and double backward agree with the backward, the
+        small inputs of GA104 and GA401-GA404) are settled here, at a cost and with inputs
+        that do not change with ``size``."""
+        return self.probe(dtype, samples=min(self.options.size, BASE_SAMPLES))
 
     def base_indices(self) -> torch.Tensor:
         """Where the points of :meth:`base_probe` sit in the float64 probe (a subset of it)."""

@@ -36,13 +36,14 @@ def _spread(x: torch.Tensor, count: int) -> torch.Tensor:
 def small_input(ctx: "AuditContext", dtype: torch.dtype, moderate: bool = False) -> torch.Tensor:
     """``SMALL_COUNT`` probe values of ``dtype`` in a seeded order (cached per audit).
 
-    The values come from the probe set (so they respect ``domain``) and include -0.0 and
-    +0.0; the order is shuffled so that every reshaped layout mixes signs and magnitudes.
-    ``moderate`` keeps magnitudes up to ``MODERATE``, for finite differences.
+    The values come from the base probe (so they respect ``domain`` and do not depend on
+    ``size``) and include -0.0 and +0.0; the order is shuffled so that every reshaped layout
+    mixes signs and magnitudes. ``moderate`` keeps magnitudes up to ``MODERATE``, for finite
+    differences.
     """
 
     def build() -> torch.Tensor:
-        x = ctx.evaluate(dtype).x
+        x = ctx.base_probe(dtype)
         if moderate:
             inside = x[x.abs() <= MODERATE]
             x = inside if inside.numel() >= 8 else x
