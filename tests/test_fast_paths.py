@@ -18,6 +18,7 @@ from gradaudit.checks.signed_zero import is_negative_zero
 from gradaudit.context import AuditContext
 from gradaudit.core import build_options
 from gradaudit.targets import target_from_object
+from test_torch_builtins import TORCH, recorded, verdict
 
 
 class WrongAtOneElement(torch.autograd.Function):
@@ -202,3 +203,32 @@ def test_backward_with_negative_grad_output_runs_only_for_ga204():
     # GA204 alone still sees the -0.0 that a mask-multiplying backward creates for grad_output -1
     report = audit(sample("defects:MaskGradReLU"), select=["GA204"])
     assert report.status == "warn" and report.codes("warn") == {"GA204"}
+
+
+LARGE = 200_000
+"""Past every cap: lower precisions take 65536 samples, structural checks the base probe, and
+the GA101 screen runs in several blocks."""
+
+
+def test_sample_verdicts_hold_at_a_large_size():
+    import os
+
+    from conftest import SAMPLES
+    from gradaudit.core import audit_target_string
+    from test_samples import table
+
+    for target, status, codes in table():
+        (report,) = audit_target_string(os.path.join(SAMPLES, target), build_options(size=LARGE))
+        found = {f.code for f in report.findings if f.status in ("warn", "fail", "error")}
+        assert (report.status, found) == (status, codes), target
+
+
+@pytest.mark.skipif(recorded()["torch"] != TORCH, reason="verdicts recorded with another torch")
+@pytest.mark.filterwarnings("ignore:Implicit dimension choice")
+def test_builtin_verdicts_hold_at_a_large_size():
+    from gradaudit.core import run_audit
+    from gradaudit.groups import torch_activations
+
+    expected = recorded()["verdicts"]
+    for target in torch_activations():
+        assert verdict(run_audit(target, build_options(size=LARGE))) == expected[target.name], target.name
