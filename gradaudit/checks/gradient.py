@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Iterator
 
+import numpy as np
 import torch
 from torch.autograd.gradcheck import GradcheckError
 
@@ -117,17 +118,18 @@ def compare(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
     smooth = screen(x, y, analytic)
     wrong = torch.zeros_like(smooth)
     constant = torch.zeros_like(smooth)
-    rest = torch.nonzero(~smooth).flatten()
+    rest = torch.from_numpy(np.flatnonzero(~smooth.numpy()))  # NumPy's scan is several times faster
     xs, ys, gs = x[rest], y[rest], analytic[rest]
     numeric = numerical_derivative(ctx, xs, ys)
     smooth_rest = smooth_points(ctx, xs, numeric) & torch.isfinite(gs) & torch.isfinite(ys)
     error = (gs - numeric["central"]).abs()
     tolerance = (ATOL + RTOL * numeric["central"].abs() + 16 * numeric["rounding"]
                  + 0.01 * (numeric["forward"] - numeric["backward"]).abs())
+    wrong_rest = smooth_rest & (error > tolerance)
     smooth[rest] = smooth_rest
-    wrong[rest] = smooth_rest & (error > tolerance)
+    wrong[rest] = wrong_rest
     constant[rest] = numeric["constant"]
-    if bool(wrong.any()):  # for the straight-through test: screened points with a flat forward
+    if bool(wrong_rest.any()):  # for the straight-through test: screened points with a flat forward
         flat = torch.diff(y) == 0
         constant[1:-1] |= smooth[1:-1] & flat[:-1] & flat[1:]
     return {"x": x, "analytic": analytic, "smooth": smooth, "wrong": wrong, "constant": constant,
