@@ -98,9 +98,10 @@ def _screen_block(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor, out:
     bound.add_(torch.sub(analytic, right).abs_())
     # the secants' rounding: a few ulps of the value over the shorter step
     bound.addcdiv_(y[1:-1].abs(), torch.minimum(step[:-1], step[1:]), value=4 * EPS64)
-    # finite: an infinite secant (an overflowing neighbour) must not pass; NaN compares False
-    tolerance = left.abs().mul_(RTOL / 2).add_(ATOL / 2).clamp_(max=torch.finfo(torch.float64).max)
-    torch.le(bound, tolerance, out=out)
+    tolerance = left.abs().mul_(RTOL / 2).add_(ATOL / 2)
+    # strictly less: an infinite secant (an overflowing neighbour) makes the bound infinite
+    # too, and inf < inf fails; NaN fails any comparison
+    torch.lt(bound, tolerance, out=out)
 
 
 def compare(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
