@@ -147,8 +147,16 @@ def run_audit(target: Target, options: Options) -> Report:
 
 
 def _run_checks(target: Target, options: Options) -> Report:
-    report = Report(target=target.name, location=target.source("forward"))
     context = AuditContext(target, options)
+    try:
+        return _run_checks_in(context)
+    finally:
+        context.close()
+
+
+def _run_checks_in(context: AuditContext) -> Report:
+    target, options = context.target, context.options
+    report = Report(target=target.name, location=target.source("forward"))
     started = time.perf_counter()
     try:
         first = context.evaluate(torch.float64)

@@ -205,9 +205,9 @@ def test_backward_with_negative_grad_output_runs_only_for_ga204():
     assert report.status == "warn" and report.codes("warn") == {"GA204"}
 
 
-LARGE = 200_000
+LARGE = 300_000
 """Past every cap: lower precisions take 65536 samples, structural checks the base probe, and
-the GA101 screen runs in several blocks."""
+the float64 evaluation and the GA101 screen run in blocks."""
 
 
 def test_sample_verdicts_hold_at_a_large_size():
@@ -232,3 +232,34 @@ def test_builtin_verdicts_hold_at_a_large_size():
     expected = recorded()["verdicts"]
     for target in torch_activations():
         assert verdict(run_audit(target, build_options(size=LARGE))) == expected[target.name], target.name
+
+
+@pytest.mark.parametrize("fn", [F.silu, torch.relu, F.hardswish, sample("defects:where_sqrt"),
+                                sample("hygiene:float32_silu")], ids=["silu", "relu", "hardswish", "where_sqrt",
+                                                                      "float32_silu"])
+def test_evaluation_in_blocks_equals_the_whole(fn, monkeypatch):
+    import gradaudit.context as context_module
+
+    blocked = _context(fn, LARGE)
+    assert blocked.evaluate(torch.float64).x.numel() > 2 * context_module.EVALUATION_BLOCK
+    monkeypatch.setattr(context_module, "EVALUATION_BLOCK", 1 << 40)
+    whole = _context(fn, LARGE)
+    a, b = blocked.evaluate(torch.float64), whole.evaluate(torch.float64)
+    assert a.y.dtype == b.y.dtype and set(a.grads) == set(b.grads)
+    for u, v in [(a.y, b.y)] + [(a.grads[s], b.grads[s]) for s in a.grads]:
+        assert torch.equal(u.isnan(), v.isnan()) and torch.equal(torch.signbit(u), torch.signbit(v))
+        assert torch.allclose(u, v, rtol=1e-12, atol=0.0, equal_nan=True)
+
+
+def test_closed_audits_hand_their_buffers_on_and_open_ones_keep_theirs():
+    first = _context(F.silu, LARGE)
+    y = first.evaluate(torch.float64).y
+    second = _context(F.silu, LARGE)  # while the first is open: its own buffers
+    assert second.evaluate(torch.float64).y.data_ptr() != y.data_ptr()
+    pointer = y.data_ptr()
+    first.close()
+    third = _context(F.silu, LARGE)
+    assert pointer in {third.evaluate(torch.float64).y.data_ptr()} | {g.data_ptr() for g in third.evaluate(torch.float64).grads.values()}
+    assert torch.equal(third.evaluate(torch.float64).y, second.evaluate(torch.float64).y)
+    second.close()
+    third.close()
