@@ -315,6 +315,9 @@ class AuditContext:
 
     def base_indices(self) -> torch.Tensor:
         """Where the points of :meth:`base_probe` sit in the float64 probe (a subset of it)."""
+        return self.memo("base_indices", self._base_indices)
+
+    def _base_indices(self) -> torch.Tensor:
         full = self.evaluate(torch.float64).x
         if self.options.size <= BASE_SAMPLES:
             return torch.arange(full.numel())

@@ -8,6 +8,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from . import scans
+
 DENSE_STEP = 1.0 / 64.0
 """Spacing of the dense grid over [-10, 10]; it holds every integer and half exactly."""
 DENSE_LIMIT = 10.0
@@ -181,7 +183,7 @@ def _build_probe(dtype: torch.dtype, domain: tuple[float, float] | None, size: i
     last = int(torch.searchsorted(rounded, torch.tensor(math.inf, dtype=torch.float64)))
     unique = rounded[first:last]
     repeated = unique[1:] == unique[:-1]  # sorted: duplicates are neighbours (+0.0 == -0.0)
-    if bool(repeated.any()):  # rounding to a lower precision merged values
+    if scans.any_true(repeated):  # rounding to a lower precision merged values
         keep = torch.ones_like(unique, dtype=torch.bool)
         keep[1:] = ~repeated
         unique = unique[keep]

@@ -124,6 +124,13 @@ def test_nonfinite_scan_matches_torch(dtype):
     assert torch.equal(scans.nonfinite(values[::2]), ~torch.isfinite(values[::2]))
 
 
+@pytest.mark.parametrize("values", [[], [False], [True], [False] * 99 + [True], [True, False] * 50])
+def test_any_scan_matches_torch(values):
+    mask = torch.tensor(values, dtype=torch.bool)
+    assert scans.any_true(mask) == bool(mask.any())
+    assert scans.any_true(mask[::3]) == bool(mask[::3].any())
+
+
 def test_lower_precision_probes_take_a_bounded_share_of_the_samples():
     size = 4 * inputs.LOWER_PRECISION_SAMPLES
     full = inputs.probe_values(torch.float64, size=size)

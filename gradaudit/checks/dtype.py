@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 
+from .. import scans
 from ..context import CallError, describe_exception, dtype_name
 from ..messages import describe_intervals, example_index, intervals, number
 from ..report import Finding
@@ -110,7 +111,7 @@ def _low_precision(ctx: "AuditContext", dtype: torch.dtype) -> Iterator[Finding]
             x = ev.x
         masks = _compare(x, low, high, dtype)
         bad = masks["nonfinite"] | masks["far"]
-        if not bool(bad.any()):
+        if not scans.any_true(bad):
             continue
         flat_x = x.reshape(-1)
         flat_bad = bad.reshape(-1)
@@ -168,13 +169,13 @@ def _autocast(ctx: "AuditContext") -> Iterator[Finding]:
         bad = masks["nonfinite"] | masks["far"]
         if elementwise:
             bad &= ~ctx.near_kink(plain.x.to(torch.float64), plain.x.to(torch.float64).abs() * torch.finfo(torch.bfloat16).eps)
-        if bool(bad.any()) and elementwise:
+        if scans.any_true(bad) and elementwise:
             if not rounded:
                 rounded.update(zip(("output", "gradient"), _plain_at_rounded(ctx, plain.x)))
             alternative = rounded.get(noun)
             if alternative is not None:
                 bad &= ~close(value, alternative, x, torch.finfo(torch.bfloat16).eps, TOLERANCE_UNITS, signed_zeros=False)
-        if not bool(bad.any()):
+        if not scans.any_true(bad):
             continue
         flat_x, flat_bad = x.reshape(-1), bad.reshape(-1)
         i = example_index(flat_x, flat_bad)

@@ -113,7 +113,7 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         if ev.y is None or ev.y.shape != ev.x.shape:
             continue
         bad = scans.nonfinite(ev.y)
-        if not bool(bad.any()):
+        if not scans.any_true(bad):
             continue
         exact = exact_values(ctx, dtype, bad, lambda e: e.y)
         if exact is None:
@@ -132,7 +132,7 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         if ev.y is None or ev.grad is None or ev.grad.shape != ev.x.shape or ev.y.shape != ev.x.shape:
             continue
         bad = scans.nonfinite(ev.grad)
-        if not bool(bad.any()):
+        if not scans.any_true(bad):
             continue
         exact = exact_values(ctx, dtype, bad, lambda e: e.grad)
         if exact is None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 
+from .. import scans
 from ..blame import offending_inputs
 from ..context import dtype_name
 from ..messages import describe_intervals, example_index, intervals, number, runs_of
@@ -217,7 +218,7 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
             created[at] = False
         per_dtype.append((dtype, ev.x, torch.tensor([at] if kept else [], dtype=torch.long), int(kept), "",
                           "propagated", None))
-        if not bool(created.any()):
+        if not scans.any_true(created):
             continue
         exact = ctx.exact_at(dtype, created).y
         if exact is None:
@@ -237,7 +238,7 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
             continue
         for sign in ctx.grad_output_signs:
             created = is_negative_zero(ev.grads[sign])
-            if not bool(created.any()):
+            if not scans.any_true(created):
                 continue
             exact = ctx.exact_at(dtype, created).grads.get(sign)
             if exact is None:
