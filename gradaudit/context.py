@@ -328,7 +328,7 @@ class AuditContext:
         return index[full[index] == base]  # the parity point may differ: leave it out
 
     def evaluate(self, dtype: torch.dtype) -> Evaluation:
-        """Forward and both-sign backward over ``dtype``'s probe inputs (cached)."""
+        """Forward and backward (for each of :attr:`grad_output_signs`) over ``dtype``'s probe inputs (cached)."""
         key = (dtype, dtype)
         if key not in self._evaluations:
             x = self.probe(dtype)
