@@ -62,8 +62,8 @@ def cold_audit_time(n: int) -> float:
     return best_time(cold, repeat=3)
 
 
-class _WrongAt(torch.autograd.Function):
-    """SiLU whose backward is wrong where ``_WrongAt.mask(x)`` holds."""
+class WrongSiLU(torch.autograd.Function):
+    """SiLU whose backward is off by 0.1 × grad_output where ``WrongSiLU.mask(x)`` holds."""
 
     mask: Callable[[torch.Tensor], torch.Tensor] = staticmethod(lambda x: torch.zeros_like(x, dtype=torch.bool))
 
@@ -77,37 +77,39 @@ class _WrongAt(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         s = torch.sigmoid(x)
         grad = g * s * (1 + x * (1 - s))
-        return torch.where(_WrongAt.mask(x), grad + 0.1 * g, grad)
+        return torch.where(WrongSiLU.mask(x), grad + 0.1 * g, grad)
 
 
-def wrong_single_element(seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A backward wrong at one element position, chosen by ``seed``."""
-
-    def mask(x: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros_like(x, dtype=torch.bool)
-        out.view(-1)[(seed * 7919) % x.numel()] = True
-        return out
-
-    return mask
+Defect = Callable[[int, torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
+"""``(seed, the inputs the tool will evaluate) -> mask`` of the inputs where the backward is wrong."""
 
 
-def wrong_above_three(seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+def wrong_single_element(seed: int, inputs: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A backward wrong at one of the tool's inputs, chosen by ``seed``. Chosen by value, not
+    by position, so it stays one input however the tool splits its evaluation."""
+    value = float(inputs.reshape(-1)[(seed * 7919) % inputs.numel()])
+    return lambda x: x == value
+
+
+def wrong_above_three(seed: int, inputs: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda x: x > 3
 
 
-DEFECTS = {"wrong at one element": wrong_single_element, "wrong only for x > 3": wrong_above_three}
+DEFECTS: dict[str, Defect] = {"wrong at one element": wrong_single_element, "wrong only for x > 3": wrong_above_three}
 
 
-def gradaudit_detects(mask: Callable, n: int, seed: int) -> bool:
-    _WrongAt.mask = staticmethod(mask)
-    report = audit(_WrongAt, size=n, seed=seed, select=["GA101"], dtypes=["float64"])
+def gradaudit_detects(defect: Defect, n: int, seed: int) -> bool:
+    from .inputs import probe_values
+
+    WrongSiLU.mask = staticmethod(defect(seed, probe_values(torch.float64, size=n, seed=seed)))
+    report = audit(WrongSiLU, size=n, seed=seed, select=["GA101"], dtypes=["float64"])
     return "GA101" in report.codes("fail")
 
 
-def gradcheck_detects(mask: Callable, n: int, seed: int, fast: bool) -> bool:
-    _WrongAt.mask = staticmethod(mask)
+def gradcheck_detects(defect: Defect, n: int, seed: int, fast: bool) -> bool:
     x = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(seed), requires_grad=True)
-    return not torch.autograd.gradcheck(_WrongAt.apply, (x,), fast_mode=fast, raise_exception=False)
+    WrongSiLU.mask = staticmethod(defect(seed, x.detach()))
+    return not torch.autograd.gradcheck(WrongSiLU.apply, (x,), fast_mode=fast, raise_exception=False)
 
 
 def gradcheck_time(n: int, fast: bool) -> float:
@@ -250,9 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, defect in DEFECTS.items():
         for n in sizes:
-            ours = sum(gradaudit_detects(defect(s), n, s) for s in seeds)
-            fast = sum(gradcheck_detects(defect(s), n, s, fast=True) for s in seeds) if n <= 100000 else None
-            slow = sum(gradcheck_detects(defect(s), n, s, fast=False) for s in seeds) if n <= 1000 else None
+            ours = sum(gradaudit_detects(defect, n, s) for s in seeds)
+            fast = sum(gradcheck_detects(defect, n, s, fast=True) for s in seeds) if n <= 100000 else None
+            slow = sum(gradcheck_detects(defect, n, s, fast=False) for s in seeds) if n <= 1000 else None
             rows.append([name, f"{n:.0e}", f"{ours}/{len(seeds)}",
                          f"{fast}/{len(seeds)}" if fast is not None else "-",
                          f"{slow}/{len(seeds)}" if slow is not None else "-"])

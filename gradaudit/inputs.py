@@ -146,10 +146,17 @@ def probe_values(
     a capped probe is a subset of the full one; by default float64 takes all of them and
     the lower precisions at most ``LOWER_PRECISION_SAMPLES``.
     """
+    return _cached_probe(dtype, None if domain is None else tuple(domain), int(size), int(seed),
+                         tuple(float(k) for k in kinks), sample_count(dtype, size, samples))
+
+
+def sample_count(dtype: torch.dtype, size: int, samples: int | None = None) -> int:
+    """How many of the ``size`` random samples ``dtype``'s probe takes: at most ``samples`` when
+    given, else all of them in float64 and at most ``LOWER_PRECISION_SAMPLES`` below it. Never
+    more than ``size``, so requests for the same probe share one cache entry."""
     if samples is None:
         samples = size if dtype == torch.float64 else LOWER_PRECISION_SAMPLES
-    return _cached_probe(dtype, None if domain is None else tuple(domain), int(size), int(seed),
-                         tuple(float(k) for k in kinks), int(samples))
+    return min(int(samples), int(size))
 
 
 @functools.lru_cache(maxsize=12)
@@ -159,7 +166,7 @@ def _cached_probe(dtype: torch.dtype, domain: tuple[float, float] | None, size: 
 
 
 def _build_probe(dtype: torch.dtype, domain: tuple[float, float] | None, size: int, seed: int,
-                 kinks: tuple[float, ...], limit: int | None = None) -> torch.Tensor:
+                 kinks: tuple[float, ...], limit: int) -> torch.Tensor:
     """:func:`probe_values`, uncached."""
     magnitudes = log_magnitudes(dtype)
     structured = [dense_grid(), tail_grid(), -tail_grid(), magnitudes, -magnitudes, kink_neighbours(kinks, dtype)]
@@ -167,8 +174,6 @@ def _build_probe(dtype: torch.dtype, domain: tuple[float, float] | None, size: i
         structured.append(np.asarray([v for v in domain if math.isfinite(v)], dtype=np.float64))
     grid = np.unique(np.concatenate(structured))
     samples = merged_random_samples(size, seed, domain)
-    if limit is None:
-        limit = size if dtype == torch.float64 else LOWER_PRECISION_SAMPLES
     if samples.size > limit:
         samples = samples[:: -(-samples.size // max(limit, 1))]
     if dtype == torch.float64 and samples.size:  # no rounding follows: drop grid values the samples hold

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .inputs import DENSE_LIMIT, DENSE_STEP
+from .inputs import dense_grid
 
 if TYPE_CHECKING:
     from .context import AuditContext
@@ -42,7 +42,7 @@ def _dense_section(ctx: "AuditContext") -> tuple[torch.Tensor, torch.Tensor]:
     ev = ctx.evaluate(torch.float64)
     x, y = ev.x, ev.y
     assert y is not None
-    grid = torch.arange(-DENSE_LIMIT / DENSE_STEP, DENSE_LIMIT / DENSE_STEP + 1, dtype=torch.float64) * DENSE_STEP
+    grid = torch.from_numpy(dense_grid())
     # the last match: +0.0 sits right after -0.0, and the grid's zero is +0.0
     index = (torch.searchsorted(x, grid, right=True) - 1).clamp_(min=0)
     index = index[x[index] == grid]

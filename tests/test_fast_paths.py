@@ -13,30 +13,13 @@ import torch.nn.functional as F
 from conftest import sample
 from gradaudit import audit
 from gradaudit import inputs, scans
+from gradaudit.bench import WrongSiLU
 from gradaudit.checks import gradient
 from gradaudit.checks.signed_zero import is_negative_zero
 from gradaudit.context import AuditContext
 from gradaudit.core import build_options
 from gradaudit.targets import target_from_object
 from test_torch_builtins import TORCH, recorded, verdict
-
-
-class WrongAtOneElement(torch.autograd.Function):
-    """SiLU whose backward is off by 0.01 at the single input ``WrongAtOneElement.value``."""
-
-    value = float("nan")
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return F.silu(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        s = torch.sigmoid(x)
-        grad = g * s * (1 + x * (1 - s))
-        return torch.where(x == WrongAtOneElement.value, grad + 0.01 * g, grad)
 
 
 class SlightlyWrongNearOne(torch.autograd.Function):
@@ -54,6 +37,12 @@ class SlightlyWrongNearOne(torch.autograd.Function):
         return torch.where((x > 0.9) & (x < 1.1), grad * 1.003, grad)
 
 
+def _wrong_at_one_probe_input(size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``WrongSiLU``'s backward wrong at one input of the float64 probe of ``size``."""
+    value = float(inputs.probe_values(torch.float64, size=size)[size // 3])
+    monkeypatch.setattr(WrongSiLU, "mask", staticmethod(lambda x: x == value))
+
+
 def _context(fn, size: int) -> AuditContext:
     return AuditContext(target_from_object(fn), build_options(size=size))
 
@@ -64,7 +53,7 @@ TARGETS = {
     "hardswish": F.hardswish,
     "gelu": F.gelu,
     "softplus": F.softplus,
-    "one element": WrongAtOneElement,
+    "one element": WrongSiLU,
     "slightly wrong near 1": SlightlyWrongNearOne,
     "wrong above 3": sample("defects:HardswishWrongAbove3"),
     "softplus threshold bug": sample("defects:SoftplusThresholdBug"),
@@ -76,7 +65,7 @@ TARGETS = {
 @pytest.mark.parametrize("size", [2048, 100_000])
 @pytest.mark.parametrize("name", list(TARGETS))
 def test_screen_never_passes_a_point_central_differences_would_fail(name, size, monkeypatch):
-    monkeypatch.setattr(WrongAtOneElement, "value", float(inputs.probe_values(torch.float64, size=size)[size // 3]))
+    _wrong_at_one_probe_input(size, monkeypatch)
     screened = gradient.compare(_context(TARGETS[name], size))
     monkeypatch.setattr(gradient, "screen", lambda x, y, g: torch.zeros(x.numel(), dtype=torch.bool))
     everywhere = gradient.compare(_context(TARGETS[name], size))
@@ -94,8 +83,8 @@ def test_screen_clears_most_of_a_dense_probe():
 
 @pytest.mark.parametrize("size", [2048, 300_000])
 def test_single_wrong_element_fails_at_any_size(size, monkeypatch):
-    monkeypatch.setattr(WrongAtOneElement, "value", float(inputs.probe_values(torch.float64, size=size)[size // 3]))
-    report = audit(WrongAtOneElement, size=size, select=["GA101"], dtypes=["float64"])
+    _wrong_at_one_probe_input(size, monkeypatch)
+    report = audit(WrongSiLU, size=size, select=["GA101"], dtypes=["float64"])
     (finding,) = [f for f in report.findings if f.code == "GA101"]
     assert finding.status == "fail" and finding.details["points_wrong"] == 1
 
@@ -158,7 +147,7 @@ def test_audits_leave_the_shared_probe_untouched():
         audit(target, size=5000)
     for dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
         cached = inputs.probe_values(dtype, size=5000)
-        fresh = inputs._build_probe(dtype, None, 5000, 0, ())  # default sample limits
+        fresh = inputs._build_probe(dtype, None, 5000, 0, (), inputs.sample_count(dtype, 5000))
         assert torch.equal(cached, fresh) and torch.equal(torch.signbit(cached), torch.signbit(fresh))
 
 
@@ -198,7 +187,7 @@ def test_in_place_targets_leave_the_shared_probe_untouched():
         audit(torch.relu_, size=size)
         for samples in (None, 2048):
             cached = inputs.probe_values(torch.float64, size=size, samples=samples)
-            fresh = inputs._build_probe(torch.float64, None, size, 0, (), samples)
+            fresh = inputs._build_probe(torch.float64, None, size, 0, (), inputs.sample_count(torch.float64, size, samples))
             assert torch.equal(cached, fresh) and torch.equal(torch.signbit(cached), torch.signbit(fresh))
 
 
