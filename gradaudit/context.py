@@ -8,11 +8,12 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
-from .inputs import DEFAULT_SIZE, probe_values
+from . import scans
+from .inputs import DEFAULT_SIZE, probe_spacing, probe_values
 from .targets import Target, TargetError
 
 DTYPE_NAMES = {
@@ -99,9 +100,9 @@ def _differ(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mask of the elements where :func:`_same` fails; the exact comparison first, so the
     tolerant one only runs on the few elements that are not bitwise equal."""
     differ = a != b
-    suspects = torch.nonzero(differ).flatten()
+    suspects = scans.indices(differ)
     if suspects.numel():
-        differ[suspects] = ~_same(a[suspects], b[suspects])
+        differ.view(-1)[suspects] = ~_same(a.reshape(-1)[suspects], b.reshape(-1)[suspects])
     return differ
 
 
@@ -291,7 +292,7 @@ class AuditContext:
             return False
         differ = _differ(y2, y)
         differ[chosen] = False
-        return not bool(differ.any())
+        return not scans.any_true(differ)
 
     # -- evaluations ------------------------------------------------------------------------
     def probe(self, dtype: torch.dtype, samples: int | None = None) -> torch.Tensor:
@@ -304,6 +305,11 @@ class AuditContext:
             kinks=self.options.kinks,
             samples=samples,
         )
+
+    def probe_spacing(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The spacing of :meth:`probe` (see :func:`gradaudit.inputs.spacing`), cached with it."""
+        return probe_spacing(dtype, domain=self.options.domain, size=self.options.size, seed=self.options.seed,
+                             kinks=self.options.kinks)
 
     def base_probe(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """``dtype``'s probe with at most ``BASE_SAMPLES`` of the random samples: the whole
@@ -337,22 +343,37 @@ class AuditContext:
         return self._evaluations[key]
 
     def _run_blocks(self, x: torch.Tensor, dtype: torch.dtype) -> Evaluation:
-        """:meth:`_run` block by block, for an elementwise target on a large probe, into
-        leased buffers: the target's temporaries stay in cache and are recycled by the
-        allocator, where probe-sized ones would each be fresh memory. Any failure repeats the
-        evaluation whole, so errors read as they do without blocks."""
+        """:meth:`_run` block by block, for an elementwise target on a large probe, straight
+        into leased buffers: the target's temporaries stay in cache and are recycled by the
+        allocator, where probe-sized ones would each be fresh memory. Any failure or
+        surprise (an error, another shape or dtype) repeats the evaluation whole, so errors
+        read as they do without blocks."""
         ev = Evaluation(dtype=dtype, x=x)
+        grad_output: torch.Tensor | None = None
         for start in range(0, x.numel(), EVALUATION_BLOCK):
-            stop = start + EVALUATION_BLOCK
-            part = self._run(x[start:stop], dtype)
-            if part.error or part.grad_error or part.y is None or part.y.shape != part.x.shape:
-                return self._run(x, dtype)
-            if ev.y is None:
-                ev.y = self._lease(x.numel(), part.y.dtype)
-                ev.grads = {sign: self._lease(x.numel(), grad.dtype) for sign, grad in part.grads.items()}
-            ev.y[start:stop] = part.y
-            for sign, grad in part.grads.items():
-                ev.grads[sign][start:stop] = grad
+            part = x[start : start + EVALUATION_BLOCK]
+            stop = start + part.numel()
+            with torch.enable_grad():
+                leaf = part.detach().requires_grad_(True)
+                try:
+                    out = self.call(leaf.clone(), dtype=dtype)  # the probe is shared: the target gets a copy
+                except CallError:
+                    return self._run(x, dtype)
+                if out.shape != part.shape or not out.requires_grad or (ev.y is not None and out.dtype != ev.y.dtype):
+                    return self._run(x, dtype)
+                if ev.y is None:
+                    ev.y = self._lease(x.numel(), out.dtype)
+                    grad_output = torch.empty_like(out)  # one buffer for every block and sign
+                ev.y[start:stop] = out.detach()
+                assert grad_output is not None
+                for sign, grad in self._backwards(out, leaf, grad_output[: part.numel()]):
+                    if isinstance(grad, str) or grad.shape != part.shape:
+                        return self._run(x, dtype)
+                    if sign not in ev.grads:
+                        ev.grads[sign] = self._lease(x.numel(), grad.dtype)
+                    elif grad.dtype != ev.grads[sign].dtype:
+                        return self._run(x, dtype)
+                    ev.grads[sign][start:stop] = grad
         return ev
 
     def _lease(self, numel: int, dtype: torch.dtype) -> torch.Tensor:
@@ -369,19 +390,20 @@ class AuditContext:
             self._evaluations[key] = self._run(self.evaluate(dtype).x.to(torch.float64), torch.float64)
         return self._evaluations[key]
 
-    def exact_at(self, dtype: torch.dtype, mask: torch.Tensor) -> Evaluation:
-        """The float64 target (forward and both-sign backward) at the ``mask``ed inputs of
-        ``dtype``'s probe: the exact values, as near as we can. Elementwise targets are
-        evaluated at those inputs alone, so the cost follows the number of flagged inputs."""
+    def exact_at(self, dtype: torch.dtype, where: torch.Tensor) -> Evaluation:
+        """The float64 target (forward and both-sign backward) at the inputs of ``dtype``'s
+        probe that ``where`` selects (a bool mask over the probe, or sorted flat indices):
+        the exact values, as near as we can. Elementwise targets are evaluated at those
+        inputs alone, so the cost follows the number of selected inputs."""
+        index = scans.indices(where) if where.dtype == torch.bool else where
         if dtype == torch.float64 or not self.elementwise:
             full = self.reference64(dtype)
-            index = torch.nonzero(mask.reshape(-1)).flatten()  # one scan of the mask, then gathers
             pick = lambda t: t.reshape(-1)[index]  # noqa: E731
             subset = Evaluation(dtype=torch.float64, x=pick(full.x), error=full.error, grad_error=full.grad_error)
             subset.y = pick(full.y) if full.y is not None else None
             subset.grads = {sign: pick(grad) for sign, grad in full.grads.items()}
             return subset
-        return self._run(self.evaluate(dtype).x[mask].to(torch.float64), torch.float64)
+        return self._run(self.evaluate(dtype).x.reshape(-1)[index].to(torch.float64), torch.float64)
 
     def evaluate_in(self, dtype: torch.dtype, compute: torch.dtype) -> Evaluation:
         """The target cast to ``compute`` at ``dtype``'s probe inputs (cached), e.g. float32 at
@@ -413,22 +435,36 @@ class AuditContext:
                 )
                 return ev
             grad_output = torch.empty_like(out)  # one buffer for both signs: a probe-sized allocation less
-            signs = self.grad_output_signs
-            for sign in signs:
-                grad_output.fill_(sign)  # refilled: a backward may write into it (GA401 reports that)
-                try:
-                    (grad,) = torch.autograd.grad(out, leaf, grad_output, retain_graph=sign != signs[-1],
-                                                  allow_unused=True)
-                except Exception as exc:
-                    ev.grad_error = f"backward raised {describe_exception(exc)}"
+            for sign, grad in self._backwards(out, leaf, grad_output):
+                if isinstance(grad, str):
+                    ev.grad_error = grad
                     return ev
-                if grad is None:
-                    ev.grad_error = "the input receives no gradient (it is unused by the graph)"
-                    return ev
-                if grad.untyped_storage().data_ptr() == grad_output.untyped_storage().data_ptr():
-                    grad = grad.clone()  # an identity backward hands the buffer back
-                ev.grads[sign] = grad.detach()
+                if sign != self.grad_output_signs[-1] or (
+                        grad.untyped_storage().data_ptr() == grad_output.untyped_storage().data_ptr()):
+                    # an identity backward hands the buffer back, and a backward that keeps
+                    # state may change what it returned on the next call (GA402's concern)
+                    grad = grad.clone()
+                ev.grads[sign] = grad
         return ev
+
+    def _backwards(self, out: torch.Tensor, leaf: torch.Tensor,
+                   grad_output: torch.Tensor) -> Iterator[tuple[float, torch.Tensor | str]]:
+        """The vector-Jacobian product of ``out`` for each of :attr:`grad_output_signs`,
+        with ``grad_output`` refilled each time (a backward may write into it; GA401 reports
+        that), or the reason there is none (then it stops)."""
+        signs = self.grad_output_signs
+        for sign in signs:
+            grad_output.fill_(sign)
+            try:
+                (grad,) = torch.autograd.grad(out, leaf, grad_output, retain_graph=sign != signs[-1],
+                                              allow_unused=True)
+            except Exception as exc:
+                yield sign, f"backward raised {describe_exception(exc)}"
+                return
+            if grad is None:
+                yield sign, "the input receives no gradient (it is unused by the graph)"
+                return
+            yield sign, grad.detach()
 
     # -- float64 point evaluations used by numerics, kinks and zero classification ---------------
     def values64(self, points: torch.Tensor) -> torch.Tensor:

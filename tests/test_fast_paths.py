@@ -67,7 +67,7 @@ TARGETS = {
 def test_screen_never_passes_a_point_central_differences_would_fail(name, size, monkeypatch):
     _wrong_at_one_probe_input(size, monkeypatch)
     screened = gradient.compare(_context(TARGETS[name], size))
-    monkeypatch.setattr(gradient, "screen", lambda x, y, g: torch.zeros(x.numel(), dtype=torch.bool))
+    monkeypatch.setattr(gradient, "screen", lambda x, *_: torch.zeros(x.numel(), dtype=torch.bool))
     everywhere = gradient.compare(_context(TARGETS[name], size))
     assert torch.equal(screened["wrong"], everywhere["wrong"])
     # no point the screen passed is wrong by central differences
@@ -118,6 +118,35 @@ def test_any_scan_matches_torch(values):
     mask = torch.tensor(values, dtype=torch.bool)
     assert scans.any_true(mask) == bool(mask.any())
     assert scans.any_true(mask[::3]) == bool(mask[::3].any())
+
+
+@pytest.mark.parametrize("values", [[], [False], [True], [False] * 99 + [True], [True, False] * 50])
+def test_index_and_count_scans_match_torch(values):
+    mask = torch.tensor(values, dtype=torch.bool)
+    for view in (mask, mask[::3]):
+        assert torch.equal(scans.indices(view), torch.nonzero(view).flatten())
+        assert scans.count(view) == int(torch.count_nonzero(view))
+
+
+def test_spacing_is_the_reciprocal_of_the_gaps_and_of_the_shorter_one():
+    x = torch.tensor([-1.0, -0.0, 0.0, 0.5, 2.0], dtype=torch.float64)
+    inverse_step, inverse_shorter = inputs.spacing(x)
+    assert torch.equal(inverse_step, torch.tensor([1.0, float("inf"), 2.0, 1 / 1.5], dtype=torch.float64))
+    assert torch.equal(inverse_shorter, torch.tensor([float("inf"), float("inf"), 2.0], dtype=torch.float64))
+    cached = inputs.probe_spacing(torch.float64, size=5000)
+    assert cached is inputs.probe_spacing(torch.float64, size=5000)
+    for a, b in zip(cached, inputs.spacing(inputs.probe_values(torch.float64, size=5000))):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("size", [2048, 300_000])
+def test_a_later_backward_cannot_change_the_gradient_already_taken(size):
+    """A backward that keeps state (here: multiplies a stashed tensor in place and returns
+    it) changes what it returned before on the next call. The +1 gradient is taken before
+    the -1 backward runs, so GA101 sees the true one, with or without GA204 and blocks."""
+    stashed = sample("hygiene:StashedDerivativeSiLU")
+    for select in (["GA101"], ["GA101", "GA204"]):
+        assert "GA101" not in audit(stashed, size=size, select=select).codes("fail")
 
 
 def test_lower_precision_probes_take_a_bounded_share_of_the_samples():
@@ -173,7 +202,7 @@ def test_screen_changes_no_gradient_verdict_on_any_sample_or_builtin(monkeypatch
         except Exception:  # targets that cannot be evaluated are GA901's business
             continue
     assert len(results) > 60
-    monkeypatch.setattr(gradient, "screen", lambda x, y, g: torch.zeros(x.numel(), dtype=torch.bool))
+    monkeypatch.setattr(gradient, "screen", lambda x, *_: torch.zeros(x.numel(), dtype=torch.bool))
     for target in _every_elementwise_target():
         if target.name not in results or results[target.name] is None:
             continue
