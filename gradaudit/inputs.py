@@ -16,7 +16,7 @@ DENSE_LIMIT = 10.0
 LOG_POINTS_PER_DECADE = 3
 DEFAULT_SIZE = 2048
 """Default number of seeded random samples added to the structured grid."""
-LOWER_PRECISION_SAMPLES = 65536
+LOWER_PRECISION_SAMPLES = 16384
 """At most this many of the random samples (evenly spread) join the probes of the dtypes
 below float64. The checks there (signed zeros, overflow, precision, dtype drift) concern
 intervals that the structured grid and this many samples already resolve; float16 and
@@ -146,8 +146,34 @@ def probe_values(
     a capped probe is a subset of the full one; by default float64 takes all of them and
     the lower precisions at most ``LOWER_PRECISION_SAMPLES``.
     """
-    return _cached_probe(dtype, None if domain is None else tuple(domain), int(size), int(seed),
-                         tuple(float(k) for k in kinks), sample_count(dtype, size, samples))
+    return _cached_probe(*_probe_key(dtype, domain, size, seed, kinks, samples))
+
+
+def probe_spacing(
+    dtype: torch.dtype,
+    *,
+    domain: tuple[float, float] | None = None,
+    size: int = DEFAULT_SIZE,
+    seed: int = 0,
+    kinks: Sequence[float] = (),
+    samples: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The spacing of :func:`probe_values` (same arguments), cached with it: see :func:`spacing`."""
+    return _cached_spacing(*_probe_key(dtype, domain, size, seed, kinks, samples))
+
+
+def spacing(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(1 / step, 1 / shorter step)`` of the sorted points ``x``: the reciprocal of each
+    gap between neighbours (``numel - 1`` values) and, for each inner point, of the shorter
+    of its two gaps (``numel - 2`` values). A repeated value (the zeros) gives inf."""
+    step = torch.diff(x)
+    return torch.reciprocal(step), torch.reciprocal(torch.minimum(step[:-1], step[1:]))
+
+
+def _probe_key(dtype: torch.dtype, domain: tuple[float, float] | None, size: int, seed: int,
+               kinks: Sequence[float], samples: int | None) -> tuple:
+    return (dtype, None if domain is None else tuple(domain), int(size), int(seed),
+            tuple(float(k) for k in kinks), sample_count(dtype, size, samples))
 
 
 def sample_count(dtype: torch.dtype, size: int, samples: int | None = None) -> int:
@@ -163,6 +189,12 @@ def sample_count(dtype: torch.dtype, size: int, samples: int | None = None) -> i
 def _cached_probe(dtype: torch.dtype, domain: tuple[float, float] | None, size: int, seed: int,
                   kinks: tuple[float, ...], samples: int) -> torch.Tensor:
     return _build_probe(dtype, domain, size, seed, kinks, samples)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_spacing(dtype: torch.dtype, domain: tuple[float, float] | None, size: int, seed: int,
+                    kinks: tuple[float, ...], samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return spacing(_cached_probe(dtype, domain, size, seed, kinks, samples).to(torch.float64))
 
 
 def _build_probe(dtype: torch.dtype, domain: tuple[float, float] | None, size: int, seed: int,

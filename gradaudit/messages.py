@@ -5,6 +5,8 @@ import math
 
 import torch
 
+from . import scans
+
 
 def number(value: float) -> str:
     """A short, exact-enough rendering of a float that keeps the sign of zero."""
@@ -23,7 +25,7 @@ def flagged(mask: torch.Tensor) -> torch.Tensor:
     """The sorted indices where a 1-D bool ``mask`` holds. The helpers here accept either
     form: a caller with several messages about one mask scans it once and passes indices."""
     if mask.dtype == torch.bool:
-        return torch.nonzero(mask.reshape(-1)).flatten()
+        return scans.indices(mask)
     return mask
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Iterator
 
-import numpy as np
 import torch
 from torch.autograd.gradcheck import GradcheckError
 
+from .. import inputs, scans
 from ..messages import describe_intervals, example_index, intervals, number
 from ..report import Finding
 from . import Check
@@ -69,7 +69,8 @@ the allocator, where probe-sized ones would each be fresh memory (page faults co
 than the arithmetic)."""
 
 
-def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor) -> torch.Tensor:
+def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor,
+           spacing: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Points whose backward provably agrees with the forward, from the probe's own values.
 
     The probe is sorted, so each inner point has neighbours on both sides. By the mean value
@@ -78,31 +79,40 @@ def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor) -> torch.Te
     lies between them, and ``|backward - f'(x)| <= |backward - left| + |backward - right|``.
     A point passes when that bound, plus the rounding of the secants, is within half of
     GA101's tolerance: a pass implies the central-difference test would pass too. Everything
-    else (grid ends, kinks, coarse stretches, non-finite values) goes to that test. About a
-    dozen vectorised operations per point and no call of the target.
+    else (grid ends, kinks, coarse stretches, non-finite values) goes to that test. A dozen
+    vectorised operations per point, in place where they can be, and no call of the target;
+    ``spacing`` (:func:`gradaudit.inputs.spacing` of ``x``) is cached with the probe.
     """
     passed = torch.zeros(x.numel(), dtype=torch.bool)
-    if y.dtype != torch.float64 or analytic.dtype != torch.float64:
+    if y.dtype != torch.float64 or analytic.dtype != torch.float64 or x.numel() < 3:
         return passed  # its rounding bound assumes float64 values (a dtype drift is GA403's)
+    inverse_step, inverse_shorter = spacing if spacing is not None else inputs.spacing(x)
+    block = min(SCREEN_BLOCK, x.numel() - 2)
+    scratch = (torch.empty(block + 1, dtype=torch.float64), torch.empty(block, dtype=torch.float64),
+               torch.empty(block, dtype=torch.float64))
     for start in range(1, x.numel() - 1, SCREEN_BLOCK):
         stop = min(start + SCREEN_BLOCK, x.numel() - 1)  # inner points start..stop-1
-        _screen_block(x[start - 1 : stop + 1], y[start - 1 : stop + 1], analytic[start:stop], passed[start:stop])
+        _screen_block(y[start - 1 : stop + 1], analytic[start:stop], inverse_step[start - 1 : stop],
+                      inverse_shorter[start - 1 : stop - 1], passed[start:stop], scratch)
     return passed
 
 
-def _screen_block(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor, out: torch.Tensor) -> None:
-    """:func:`screen` for the inner points of ``x`` (one more on each side), into ``out``."""
-    step = torch.diff(x)
-    slope = torch.diff(y).div_(step)
+def _screen_block(y: torch.Tensor, analytic: torch.Tensor, inverse_step: torch.Tensor,
+                  inverse_shorter: torch.Tensor, out: torch.Tensor,
+                  scratch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+    """:func:`screen` for the inner points of ``y`` (one more on each side), into ``out``."""
+    m = analytic.numel()
+    slope, bound, term = (buffer[: m + 1 if i == 0 else m] for i, buffer in enumerate(scratch))
+    torch.sub(y[1:], y[:-1], out=slope).mul_(inverse_step)
     left, right = slope[:-1], slope[1:]
-    bound = torch.sub(analytic, left).abs_()
-    bound.add_(torch.sub(analytic, right).abs_())
+    torch.sub(analytic, left, out=bound).abs_()
+    bound.add_(torch.sub(analytic, right, out=term).abs_())
     # the secants' rounding: a few ulps of the value over the shorter step
-    bound.addcdiv_(y[1:-1].abs(), torch.minimum(step[:-1], step[1:]), value=4 * EPS64)
-    tolerance = left.abs().mul_(RTOL / 2).add_(ATOL / 2)
+    bound.addcmul_(torch.abs(y[1:-1], out=term), inverse_shorter, value=4 * EPS64)
+    bound.sub_(torch.abs(left, out=term), alpha=RTOL / 2)
     # strictly less: an infinite secant (an overflowing neighbour) makes the bound infinite
     # too, and inf < inf fails; NaN fails any comparison
-    torch.lt(bound, tolerance, out=out)
+    torch.lt(bound, ATOL / 2, out=out)
 
 
 def compare(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
@@ -117,10 +127,10 @@ def compare(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
     if ev.y is None or ev.grad is None:
         return None
     x, y, analytic = ev.x, ev.y, ev.grad
-    smooth = screen(x, y, analytic)
+    smooth = screen(x, y, analytic, ctx.probe_spacing(torch.float64))
     wrong = torch.zeros_like(smooth)
     constant = torch.zeros_like(smooth)
-    rest = torch.from_numpy(np.flatnonzero(~smooth.numpy()))  # NumPy's scan is several times faster
+    rest = scans.indices(~smooth)
     xs, ys, gs = x[rest], y[rest], analytic[rest]
     numeric = numerical_derivative(ctx, xs, ys)
     smooth_rest = smooth_points(ctx, xs, numeric) & torch.isfinite(gs) & torch.isfinite(ys)
@@ -161,10 +171,10 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
     if result is None:
         return
     wrong = result["wrong"]
-    count = int(torch.count_nonzero(wrong))
+    count = scans.count(wrong)
     if count == 0 or straight_through(result):
         return
-    total = int(torch.count_nonzero(result["smooth"]))
+    total = scans.count(result["smooth"])
     x, rest = result["x"], result["checked_by_difference"]
     central, error = result["central"], result["error"]  # at the points of ``rest``
     wrong_rest = wrong[rest]

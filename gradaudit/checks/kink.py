@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
+from .. import scans
 from ..context import CallError, dtype_name
 from ..messages import number
 from ..report import Finding
@@ -182,7 +183,7 @@ def run_discontinuity(ctx: "AuditContext") -> Iterator[Finding]:
                           f"x = {number(kink.location)}; the gradient there is {number(g)}.",
                           dtype="float64", location=location, details=details)
     result = ctx.memo("gradient.compare", lambda: compare(ctx))
-    if result is not None and bool(result["wrong"].any()) and straight_through(result):
+    if result is not None and scans.any_true(result["wrong"]) and straight_through(result):
         wrong = result["wrong"]
         i = int(torch.nonzero(wrong)[0])
         yield Finding("GA302", status,

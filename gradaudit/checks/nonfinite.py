@@ -47,7 +47,7 @@ def defects(x: torch.Tensor, dtype: torch.dtype, values: torch.Tensor, exact: to
 def exact_values(ctx: "AuditContext", dtype: torch.dtype, mask: torch.Tensor, pick) -> torch.Tensor | None:
     """Float64 values (NaN where not needed) at the ``mask``ed inputs of ``dtype``'s probe."""
     exact = torch.full(mask.shape, float("nan"), dtype=torch.float64)
-    if not bool(mask.any()):
+    if not scans.any_true(mask):
         return exact
     values = pick(ctx.exact_at(dtype, mask))
     if values is None:

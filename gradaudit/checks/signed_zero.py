@@ -14,7 +14,7 @@ import torch
 from .. import scans
 from ..blame import offending_inputs
 from ..context import dtype_name
-from ..messages import describe_intervals, example_index, intervals, number, runs_of
+from ..messages import describe_intervals, example_index, flagged, intervals, number, runs_of
 from ..report import Finding
 from . import Check
 
@@ -100,7 +100,7 @@ def classify(
     exact: torch.Tensor,
     value_fn: Callable[[torch.Tensor], torch.Tensor] | None,
 ) -> dict[str, tuple[torch.Tensor, int]]:
-    """``(indices, count)`` per class of the created -0.0 elements (``created``, a mask).
+    """``(indices, count)`` per class of the created -0.0 elements (``created``, a mask or its sorted indices).
 
     ``exact`` holds the float64 values at the created inputs, in order. Negative there: an
     underflow (the sign is right). Positive: a rounding that lost a tiny positive value
@@ -110,7 +110,7 @@ def classify(
     side), and any other zero region is exactly zero: spurious. The work follows the number
     of created zeros, not the size of the probe.
     """
-    index = torch.nonzero(created).flatten()
+    index = flagged(created)
     exact = exact.to(torch.float64)
     kind = torch.zeros(index.numel(), dtype=torch.int8)  # 0 undecided, 1 underflow, 2 rounding, 3 dropped
     kind[exact < 0] = 1
@@ -203,6 +203,12 @@ def _zero_findings(code: str, what: str, fix: str,
                                **({"grad_output": sign} if sign is not None else {})})
 
 
+def _holds(index: torch.Tensor, value: int) -> bool:
+    """Whether the sorted ``index`` holds ``value`` (binary search)."""
+    position = int(torch.searchsorted(index, torch.tensor(value, dtype=index.dtype)))
+    return position < index.numel() and int(index[position]) == value
+
+
 def run_output(ctx: "AuditContext") -> Iterator[Finding]:
     per_dtype = []
     value_fn = ctx.values64 if ctx.elementwise else None
@@ -210,15 +216,15 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         ev = ctx.evaluate(dtype)
         if ev.y is None or ev.y.shape != ev.x.shape:
             continue
-        created = is_negative_zero(ev.y)
+        created = scans.indices(is_negative_zero(ev.y))
         # the probe is sorted and holds -0.0 once, right before +0.0
         at = int(torch.searchsorted(ev.x, torch.tensor(0.0, dtype=ev.x.dtype))) if ev.x.dim() == 1 else -1
-        kept = 0 <= at < ev.x.numel() and bool(is_negative_zero(ev.x[at : at + 1])) and bool(created[at])
+        kept = 0 <= at < ev.x.numel() and bool(is_negative_zero(ev.x[at : at + 1])) and _holds(created, at)
         if kept:  # f(-0.0) == -0.0: passed through, not created
-            created[at] = False
+            created = created[created != at]
         per_dtype.append((dtype, ev.x, torch.tensor([at] if kept else [], dtype=torch.long), int(kept), "",
                           "propagated", None))
-        if not scans.any_true(created):
+        if not created.numel():
             continue
         exact = ctx.exact_at(dtype, created).y
         if exact is None:
@@ -237,8 +243,8 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         if ev.grad_error or not ev.grads or ev.grads[1.0].shape != ev.x.shape:
             continue
         for sign in ctx.grad_output_signs:
-            created = is_negative_zero(ev.grads[sign])
-            if not scans.any_true(created):
+            created = scans.indices(is_negative_zero(ev.grads[sign]))
+            if not created.numel():
                 continue
             exact = ctx.exact_at(dtype, created).grads.get(sign)
             if exact is None:
