@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from . import scans
-from .inputs import DEFAULT_SIZE, probe_spacing, probe_values
+from .inputs import DEFAULT_SIZE, base_positions, dense_positions, probe_spacing, probe_values
 from .targets import Target, TargetError
 
 DTYPE_NAMES = {
@@ -324,14 +324,15 @@ class AuditContext:
         return self.memo("base_indices", self._base_indices)
 
     def _base_indices(self) -> torch.Tensor:
-        full = self.evaluate(torch.float64).x
         if self.options.size <= BASE_SAMPLES:
-            return torch.arange(full.numel())
-        base = self.base_probe()
-        index = torch.searchsorted(full, base)
-        index[(base == 0) & ~torch.signbit(base)] += 1  # +0.0 sits right after -0.0
-        index = index.clamp_(max=full.numel() - 1)
-        return index[full[index] == base]  # the parity point may differ: leave it out
+            return torch.arange(self.evaluate(torch.float64).x.numel())
+        return base_positions(domain=self.options.domain, size=self.options.size, seed=self.options.seed,
+                              kinks=self.options.kinks, base_samples=BASE_SAMPLES)
+
+    def dense_indices(self) -> torch.Tensor:
+        """Where the float64 probe holds the points of the dense grid (sorted indices)."""
+        return dense_positions(domain=self.options.domain, size=self.options.size, seed=self.options.seed,
+                               kinks=self.options.kinks)
 
     def evaluate(self, dtype: torch.dtype) -> Evaluation:
         """Forward and backward (for each of :attr:`grad_output_signs`) over ``dtype``'s probe inputs (cached)."""

@@ -170,6 +170,42 @@ def spacing(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.reciprocal(step), torch.reciprocal(torch.minimum(step[:-1], step[1:]))
 
 
+def base_positions(*, domain: tuple[float, float] | None, size: int, seed: int, kinks: Sequence[float],
+                   base_samples: int) -> torch.Tensor:
+    """Where the points of the float64 probe with ``base_samples`` of the samples (a subset)
+    sit in the full float64 probe: sorted indices, cached with the probes (read-only). A
+    point the subset holds but the full probe does not (the parity point) is left out."""
+    return _cached_base_positions(_probe_key(torch.float64, domain, size, seed, kinks, None),
+                                  _probe_key(torch.float64, domain, size, seed, kinks, base_samples))
+
+
+def dense_positions(*, domain: tuple[float, float] | None, size: int, seed: int,
+                    kinks: Sequence[float]) -> torch.Tensor:
+    """Where the points of :func:`dense_grid` sit in the float64 probe (+0.0 for zero):
+    sorted indices, cached with the probe (read-only)."""
+    return _cached_dense_positions(_probe_key(torch.float64, domain, size, seed, kinks, None))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_base_positions(full_key: tuple, base_key: tuple) -> torch.Tensor:
+    full, base = _cached_probe(*full_key), _cached_probe(*base_key)
+    if base.numel() == full.numel():
+        return torch.arange(full.numel())
+    index = torch.searchsorted(full, base)
+    index[(base == 0) & ~torch.signbit(base)] += 1  # +0.0 sits right after -0.0
+    index = index.clamp_(max=full.numel() - 1)
+    return index[full[index] == base]
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_dense_positions(key: tuple) -> torch.Tensor:
+    full = _cached_probe(*key)
+    grid = torch.from_numpy(dense_grid())
+    # the last match: +0.0 sits right after -0.0, and the grid's zero is +0.0
+    index = (torch.searchsorted(full, grid, right=True) - 1).clamp_(min=0)
+    return index[full[index] == grid]
+
+
 def _probe_key(dtype: torch.dtype, domain: tuple[float, float] | None, size: int, seed: int,
                kinks: Sequence[float], samples: int | None) -> tuple:
     return (dtype, None if domain is None else tuple(domain), int(size), int(seed),

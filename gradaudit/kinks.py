@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
-from .inputs import dense_grid
 
 if TYPE_CHECKING:
     from .context import AuditContext
@@ -38,15 +38,11 @@ class Kink:
 
 def _dense_section(ctx: "AuditContext") -> tuple[torch.Tensor, torch.Tensor]:
     """The float64 probe's points on the dense grid (multiples of DENSE_STEP in [-10, 10],
-    +0.0 for zero) and the target's values there, found by binary search: O(grid log n)."""
+    +0.0 for zero) and the target's values there (positions cached with the probe)."""
     ev = ctx.evaluate(torch.float64)
-    x, y = ev.x, ev.y
-    assert y is not None
-    grid = torch.from_numpy(dense_grid())
-    # the last match: +0.0 sits right after -0.0, and the grid's zero is +0.0
-    index = (torch.searchsorted(x, grid, right=True) - 1).clamp_(min=0)
-    index = index[x[index] == grid]
-    return x[index], y[index]
+    assert ev.y is not None
+    index = ctx.dense_indices()
+    return ev.x[index], ev.y[index]
 
 
 def candidate_brackets(x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
@@ -76,26 +72,29 @@ def candidate_brackets(x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, fl
 
 
 def _bisect(ctx: "AuditContext", brackets: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Halve every bracket at once around the largest change of slope.
+    """Halve every bracket at once around the largest change of slope (arithmetic in NumPy:
+    a few dozen steps of tiny arrays, where torch's per-call cost would dominate).
 
     With the points a, q1, m, q3, b and the four secant slopes between them, the kink lies
     where consecutive slopes differ most: keep [a, m], [q1, q3] or [m, b] accordingly. A
     kink exactly at a sample point stays inside the kept half.
     """
-    a = torch.tensor([p[0] for p in brackets], dtype=torch.float64)
-    b = torch.tensor([p[1] for p in brackets], dtype=torch.float64)
-    for _ in range(BISECTION_STEPS):
-        m = (a + b) / 2
-        q1, q3 = (a + m) / 2, (m + b) / 2
-        points = torch.stack([a, q1, m, q3, b])
-        values = ctx.values64(points.flatten()).reshape(5, -1)
-        slopes = torch.diff(values, dim=0) / torch.diff(points, dim=0)
-        change = torch.diff(slopes, dim=0).abs()
-        change = torch.where(torch.isnan(change), torch.full_like(change, math.inf), change)
-        choice = torch.argmax(change, dim=0)
-        a, b = torch.stack([a, q1, m])[choice, torch.arange(a.numel())], torch.stack([m, q3, b])[choice, torch.arange(a.numel())]
-        if bool(((b - a) <= 1e-13 * torch.clamp(a.abs(), min=1.0)).all()):
-            break
+    a = np.array([p[0] for p in brackets], dtype=np.float64)
+    b = np.array([p[1] for p in brackets], dtype=np.float64)
+    columns = np.arange(a.size)
+    with np.errstate(all="ignore"):  # inf and NaN slopes are expected near jumps
+        for _ in range(BISECTION_STEPS):
+            m = (a + b) / 2
+            q1, q3 = (a + m) / 2, (m + b) / 2
+            points = np.stack([a, q1, m, q3, b])
+            values = ctx.values64(torch.from_numpy(points.reshape(-1))).numpy().reshape(5, -1)
+            slopes = np.diff(values, axis=0) / np.diff(points, axis=0)
+            change = np.abs(np.diff(slopes, axis=0))
+            change[np.isnan(change)] = math.inf
+            choice = np.argmax(change, axis=0)
+            a, b = np.stack([a, q1, m])[choice, columns], np.stack([m, q3, b])[choice, columns]
+            if bool(np.all((b - a) <= 1e-13 * np.maximum(np.abs(a), 1.0))):
+                break
     return list(zip(a.tolist(), b.tolist()))
 
 

@@ -288,3 +288,17 @@ def test_closed_audits_hand_their_buffers_on_and_open_ones_keep_theirs():
     assert torch.equal(third.evaluate(torch.float64).y, second.evaluate(torch.float64).y)
     second.close()
     third.close()
+
+
+@pytest.mark.parametrize("size", [1000, 50_000])
+def test_cached_positions_match_a_search_of_the_probe(size):
+    full = inputs.probe_values(torch.float64, size=size)
+    base = inputs.probe_values(torch.float64, size=size, samples=2048)
+    at = inputs.base_positions(domain=None, size=size, seed=0, kinks=(), base_samples=2048)
+    assert bool((torch.diff(at) > 0).all())
+    assert bool(torch.isin(full[at], base).all())
+    assert at.numel() >= base.numel() - 1  # only the parity point may be missing
+    grid = torch.from_numpy(inputs.dense_grid())
+    dense = inputs.dense_positions(domain=None, size=size, seed=0, kinks=())
+    assert torch.equal(full[dense], grid)
+    assert not bool(torch.signbit(full[dense][grid == 0]).any())  # +0.0, not -0.0
