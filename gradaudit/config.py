@@ -119,7 +119,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dtypes", "--dtype", _dtypes, "Audit dtype (repeatable): float64, float32, float16, bfloat16.",
             multiple=True, metavar="DTYPE"),
     Setting("size", "--size", _integer("size", 0),
-            "Seeded random samples added to the float64 probe grid (at most 65536 of them below float64).",
+            "Seeded random samples added to the float64 probe grid (at most 16384 of them below float64).",
             kind=int, metavar="N"),
     Setting("seed", "--seed", _integer("seed", 0), "Seed of the random samples (default 0).", kind=int, metavar="N"),
     Setting("select", "--select", lambda v: _string_list("select", v),

@@ -109,7 +109,7 @@ def audit(
     be audited gives a report with status ``error`` (GA901). Torch's global state (RNG,
     default dtype, grad and anomaly mode, deterministic flags, threads) is left as found.
     ``size`` is the number of seeded random samples in the float64 probe (the lower
-    precisions take at most 65536 of them); the cost grows linearly with it.
+    precisions take at most 16384 of them); the cost grows linearly with it.
     """
     target = fn if isinstance(fn, Target) else target_from_object(fn, name)
     if name is not None:

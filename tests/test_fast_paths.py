@@ -231,7 +231,7 @@ def test_backward_with_negative_grad_output_runs_only_for_ga204():
 
 
 LARGE = 300_000
-"""Past every cap: lower precisions take 65536 samples, structural checks the base probe, and
+"""Past every cap: lower precisions take 16384 samples, structural checks the base probe, and
 the float64 evaluation and the GA101 screen run in blocks."""
 
 
@@ -259,10 +259,29 @@ def test_builtin_verdicts_hold_at_a_large_size():
         assert verdict(run_audit(target, build_options(size=LARGE))) == expected[target.name], target.name
 
 
+class SignBlindSiLU(torch.autograd.Function):
+    """SiLU whose backward uses |grad_output| for x > 2: not linear in grad_output, so its
+    -1 gradient is not the negation of its +1 gradient there."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return F.silu(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        s = torch.sigmoid(x)
+        return torch.where(x > 2, g.abs(), g) * (s * (1 + x * (1 - s)))
+
+
 @pytest.mark.parametrize("fn", [F.silu, torch.relu, F.hardswish, sample("defects:where_sqrt"),
-                                sample("hygiene:float32_silu")], ids=["silu", "relu", "hardswish", "where_sqrt",
-                                                                      "float32_silu"])
+                                sample("hygiene:float32_silu"), sample("defects:MaskGradReLU"), SignBlindSiLU.apply],
+                         ids=["silu", "relu", "hardswish", "where_sqrt", "float32_silu", "mask_grad_relu",
+                              "sign_blind"])
 def test_evaluation_in_blocks_equals_the_whole(fn, monkeypatch):
+    """Blocks give the whole evaluation's values for both grad_output signs, signs of zeros
+    included."""
     import gradaudit.context as context_module
 
     blocked = _context(fn, LARGE)
