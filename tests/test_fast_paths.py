@@ -321,3 +321,24 @@ def test_cached_positions_match_a_search_of_the_probe(size):
     dense = inputs.dense_positions(domain=None, size=size, seed=0, kinks=())
     assert torch.equal(full[dense], grid)
     assert not bool(torch.signbit(full[dense][grid == 0]).any())  # +0.0, not -0.0
+
+
+@pytest.mark.parametrize("fn, zero_x, other_x, gentle", [
+    (F.silu, -800.0, -700.0, True),                 # exp(x) decays into underflow
+    (torch.nn.GELU(), -8.375, -8.359375, True),     # 1 + erf(x) cancels to zero, value by value
+    (F.hardswish, -3.5, -2.5, False),               # exactly zero up to a root with a non-zero slope
+])
+def test_edge_search_finds_how_values_reach_a_zero_region(fn, zero_x, other_x, gentle):
+    """The batched edge search (SEARCH_POINTS per call) classifies the edge of a zero region
+    as the one-point bisection it replaced did, in about ten calls of the target."""
+    from gradaudit.checks.signed_zero import _edge_decays
+
+    calls = []
+
+    def values(points: torch.Tensor) -> torch.Tensor:
+        calls.append(points.numel())
+        with torch.no_grad():
+            return fn(points.to(torch.float64))
+
+    assert _edge_decays(values, zero_x, other_x) is gentle
+    assert len(calls) <= 16
