@@ -29,7 +29,7 @@ def best_time(fn: Callable[[], object], repeat: int = 3) -> float:
     return best
 
 
-def best_audit_times(n: int, repeat: int = 9) -> tuple[float, float]:
+def best_audit_times(n: int, repeat: int = 21) -> tuple[float, float]:
     """The fastest of ``repeat`` runs of the full audit and of GA101 alone at ``n``, taken one
     size at a time as a run of gradaudit would (every target of a run shares the size, so the
     probes and the recycled buffers of that size are warm)."""
