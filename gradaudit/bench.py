@@ -157,7 +157,7 @@ from gradaudit.bench import best_audit_times, pass_time
 audit(F.silu)
 p = pass_time({last}, torch.float32)
 (full_first, grad_first), (full_last, grad_last) = best_audit_times({first}), best_audit_times({last})
-print((full_last - full_first) / p, (grad_last - grad_first) / p, p)
+print((full_last - full_first) / p, (grad_last - grad_first) / p, p, pass_time({last}, torch.float64))
 """
 
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 32)}
@@ -165,15 +165,15 @@ KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESH
 allocator would: freed probe-sized tensors are reused instead of being fresh, faulting pages."""
 
 
-def marginal_with_kept_memory(first: int, last: int) -> tuple[float, float, float] | None:
-    """The marginal costs (full audit, GA101 alone, in float32 passes) and the float32 pass
-    (seconds) measured in a fresh process whose glibc keeps freed memory: what page faults
-    add to the in-process numbers."""
+def marginal_with_kept_memory(first: int, last: int) -> tuple[float, float, float, float] | None:
+    """The marginal costs (full audit, GA101 alone, in float32 passes) and the float32 and
+    float64 passes (seconds) measured in a fresh process whose glibc keeps freed memory:
+    what page faults add to the in-process numbers."""
     if not sys.platform.startswith("linux"):
         return None
     out = subprocess.run([sys.executable, "-c", MARGINAL_CODE.format(first=first, last=last)], capture_output=True,
                          text=True, check=True, env={**_env(), **KEEP_FREED_MEMORY}).stdout.split()
-    return float(out[0]), float(out[1]), float(out[2])
+    return float(out[0]), float(out[1]), float(out[2]), float(out[3])
 
 
 def _env() -> dict[str, str]:
@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"marginal cost {first:.0e} -> {last:.0e}, in float32 passes of n = {last:.0e}; a target is met when it "
           f"holds both in this process and in a fresh one whose allocator keeps freed memory "
           f"({', '.join(KEEP_FREED_MEMORY)}: no page faults on fresh probe-sized tensors, on either side of the ratio):")
-    print(f"  the float32 pass: {p_last * 1e3:.3f} ms here" + (f", {kept[2] * 1e3:.3f} ms in the fresh process" if kept else ""))
+    print(f"  the float32 pass: {p_last * 1e3:.3f} ms here" + (f", {kept[2] * 1e3:.3f} ms in the fresh process "
+                                                               f"(float64 there: {kept[3] * 1e3:.3f} ms)" if kept else ""))
     for label, ours, theirs, target in (("full audit", marginal, kept[0] if kept else None, 30),
                                         ("GA101 alone", marginal_grad, kept[1] if kept else None, 10)):
         both = [ours] + ([theirs] if theirs is not None else [])
