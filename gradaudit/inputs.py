@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -150,17 +150,9 @@ def probe_values(
     return _cached_probe(*_probe_key(dtype, domain, size, seed, kinks, samples))
 
 
-def probe_spacing(
-    dtype: torch.dtype,
-    *,
-    domain: tuple[float, float] | None = None,
-    size: int = DEFAULT_SIZE,
-    seed: int = 0,
-    kinks: Sequence[float] = (),
-    samples: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The spacing of :func:`probe_values` (same arguments), cached with it: see :func:`spacing`."""
-    return _cached_spacing(*_probe_key(dtype, domain, size, seed, kinks, samples))
+def probe_spacing(dtype: torch.dtype, **options: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The spacing (see :func:`spacing`) of ``probe_values(dtype, **options)``, cached with it."""
+    return _cached_spacing(*_probe_key(dtype, **options))
 
 
 def spacing(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,8 +207,8 @@ def clear_caches() -> None:
         cached.cache_clear()
 
 
-def _probe_key(dtype: torch.dtype, domain: tuple[float, float] | None, size: int, seed: int,
-               kinks: Sequence[float], samples: int | None) -> tuple:
+def _probe_key(dtype: torch.dtype, domain: tuple[float, float] | None = None, size: int = DEFAULT_SIZE,
+               seed: int = 0, kinks: Sequence[float] = (), samples: int | None = None) -> tuple:
     return (dtype, None if domain is None else tuple(domain), int(size), int(seed),
             tuple(float(k) for k in kinks), sample_count(dtype, size, samples))
 

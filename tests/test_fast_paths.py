@@ -259,14 +259,9 @@ def test_builtin_verdicts_hold_at_a_large_size():
         assert verdict(run_audit(target, build_options(size=LARGE))) == expected[target.name], target.name
 
 
-class SignBlindSiLU(torch.autograd.Function):
+class SignBlindSiLU(WrongSiLU):
     """SiLU whose backward uses |grad_output| for x > 2: not linear in grad_output, so its
     -1 gradient is not the negation of its +1 gradient there."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return F.silu(x)
 
     @staticmethod
     def backward(ctx, g):
