@@ -1,7 +1,8 @@
 """Benchmark: gradaudit against torch.autograd.gradcheck and a plain forward+backward pass.
 
-Run ``python -m gradaudit.bench`` (``--quick`` for a smaller run). Everything is measured in
-one process on one machine, and reported as ratios, so the numbers compare across machines.
+Run ``python -m gradaudit.bench`` (``--quick`` for a smaller run). Everything is measured on
+one machine, in this process and (the marginal costs again) in a fresh one whose allocator
+keeps freed memory, and reported as ratios, so the numbers compare across machines.
 """
 from __future__ import annotations
 

@@ -320,12 +320,8 @@ class AuditContext:
         return self.probe(dtype, samples=min(self.options.size, BASE_SAMPLES))
 
     def base_indices(self) -> torch.Tensor:
-        """Where the points of :meth:`base_probe` sit in the float64 probe (a subset of it)."""
-        return self.memo("base_indices", self._base_indices)
-
-    def _base_indices(self) -> torch.Tensor:
-        if self.options.size <= BASE_SAMPLES:
-            return torch.arange(self.evaluate(torch.float64).x.numel())
+        """Where the points of :meth:`base_probe` sit in the float64 probe (a subset of it;
+        cached with the probe)."""
         return base_positions(domain=self.options.domain, size=self.options.size, seed=self.options.seed,
                               kinks=self.options.kinks, base_samples=BASE_SAMPLES)
 

@@ -218,12 +218,6 @@ def _zero_findings(code: str, what: str, fix: str,
                                **({"grad_output": sign} if sign is not None else {})})
 
 
-def _holds(index: torch.Tensor, value: int) -> bool:
-    """Whether the sorted ``index`` holds ``value`` (binary search)."""
-    position = int(torch.searchsorted(index, torch.tensor(value, dtype=index.dtype)))
-    return position < index.numel() and int(index[position]) == value
-
-
 def run_output(ctx: "AuditContext") -> Iterator[Finding]:
     per_dtype = []
     value_fn = ctx.values64 if ctx.elementwise else None
@@ -234,7 +228,7 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         created = scans.indices(is_negative_zero(ev.y))
         # the probe is sorted and holds -0.0 once, right before +0.0
         at = int(torch.searchsorted(ev.x, torch.tensor(0.0, dtype=ev.x.dtype))) if ev.x.dim() == 1 else -1
-        kept = 0 <= at < ev.x.numel() and bool(is_negative_zero(ev.x[at : at + 1])) and _holds(created, at)
+        kept = 0 <= at < ev.x.numel() and bool(is_negative_zero(ev.x[at : at + 1])) and bool((created == at).any())
         if kept:  # f(-0.0) == -0.0: passed through, not created
             created = created[created != at]
         per_dtype.append((dtype, ev.x, torch.tensor([at] if kept else [], dtype=torch.long), int(kept), "",
