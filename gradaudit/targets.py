@@ -22,6 +22,7 @@ import importlib.util
 import inspect
 import os
 import sys
+import types
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -120,16 +121,26 @@ def display_path(path: str) -> str:
 
 
 def source_location(obj: Any) -> dict[str, Any] | None:
-    """Where ``obj`` is defined, or None for built-ins."""
+    """Where ``obj`` is defined, or None for built-ins. A function's line comes from its code
+    object (the first decorator's line, as :func:`inspect.getsourcelines` gives it, without
+    tokenizing the source: that took 0.2 ms per call, paid twice per audit); a class's line
+    is looked up once per class."""
     try:
         obj = inspect.unwrap(obj)
         path = inspect.getsourcefile(obj)
-        _, line = inspect.getsourcelines(obj)
+        if path is None:
+            return None
+        code = getattr(getattr(obj, "__func__", obj), "__code__", None)  # functions and methods
+        line = code.co_firstlineno if isinstance(code, types.CodeType) else _class_line(obj)
     except (TypeError, OSError):
         return None
-    if path is None:
-        return None
     return {"path": display_path(path), "line": max(int(line), 1)}
+
+
+@functools.lru_cache(maxsize=256)
+def _class_line(obj: Any) -> int:
+    """The first line of ``obj``'s source (classes: the source is parsed, so cache it)."""
+    return inspect.getsourcelines(obj)[1]
 
 
 def target_from_object(obj: Any, name: str | None = None) -> Target:

@@ -6,6 +6,10 @@ scan with torch.isfinite, the cached probe with a fresh one.
 """
 from __future__ import annotations
 
+import functools
+import inspect
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,7 +22,7 @@ from gradaudit.checks import gradient
 from gradaudit.checks.signed_zero import is_negative_zero
 from gradaudit.context import AuditContext
 from gradaudit.core import build_options
-from gradaudit.targets import target_from_object
+from gradaudit.targets import source_location, target_from_object
 from test_torch_builtins import TORCH, recorded, verdict
 
 
@@ -337,3 +341,28 @@ def test_edge_search_finds_how_values_reach_a_zero_region(fn, zero_x, other_x, g
 
     assert _edge_decays(values, zero_x, other_x) is gentle
     assert len(calls) <= 16
+
+
+def _decorated(fn):
+    return functools.wraps(fn)(lambda *args: fn(*args))
+
+
+@_decorated
+def _decorated_silu(x):
+    return F.silu(x)
+
+
+@pytest.mark.parametrize("obj", [F.silu, _decorated_silu, SlightlyWrongNearOne, SlightlyWrongNearOne.backward,
+                                 torch.nn.GELU, torch.nn.GELU().forward, sample("correct:Swish"), sample("defects:neg_relu")])
+def test_source_lines_from_code_objects_match_inspect(obj):
+    """The code object's first line is the line inspect.getsourcelines gives (decorators included)."""
+    unwrapped = inspect.unwrap(obj)
+    location = source_location(obj)
+    assert location is not None
+    assert location["line"] == inspect.getsourcelines(unwrapped)[1]
+    assert os.path.samefile(location["path"], inspect.getsourcefile(unwrapped))
+
+
+def test_built_ins_have_no_source_line():
+    assert source_location(torch.relu) is None
+    assert source_location(torch.sigmoid) is None
