@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 BISECTION_STEPS = 64
 SLOPE_JUMP = 1e-2
 """Relative size of a change of slope that marks a kink candidate."""
+KINK_SIZE = 1e-3
+"""Smallest ``|R - L|`` that :func:`classify` reports, relative to ``1 + |L| + |R|``."""
+QUIET_CHANGE = KINK_SIZE / 10
+QUIET_STEPS = 3
+"""A bisected bracket whose largest change of slope stays below ``QUIET_CHANGE`` (relative
+to ``1 +`` its largest slope) for this many steps is smooth: a kink of ``KINK_SIZE`` keeps
+it above a third of that, once the halving curvature term is small."""
 
 
 @dataclass
@@ -78,10 +85,17 @@ def _bisect(ctx: "AuditContext", brackets: list[tuple[float, float]]) -> list[tu
     With the points a, q1, m, q3, b and the four secant slopes between them, the kink lies
     where consecutive slopes differ most: keep [a, m], [q1, q3] or [m, b] accordingly. A
     kink exactly at a sample point stays inside the kept half.
+
+    A bracket is dropped once it cannot hold a kink that :func:`classify` would report: the
+    three changes of slope add up to ``R - L`` plus a curvature term that halves with every
+    step, so a kink keeps the largest change near ``|R - L| / 3``, while on a smooth stretch
+    (a candidate flagged where the slope crosses zero, as silu's does) it halves with the
+    bracket. Below ``QUIET_CHANGE`` for ``QUIET_STEPS`` steps in a row, the bracket holds
+    neither a jump (its slopes grow) nor a kink of the size :func:`classify` reports.
     """
     a = np.array([p[0] for p in brackets], dtype=np.float64)
     b = np.array([p[1] for p in brackets], dtype=np.float64)
-    columns = np.arange(a.size)
+    quiet = np.zeros(a.size, dtype=np.int64)
     with np.errstate(all="ignore"):  # inf and NaN slopes are expected near jumps
         for _ in range(BISECTION_STEPS):
             m = (a + b) / 2
@@ -92,7 +106,12 @@ def _bisect(ctx: "AuditContext", brackets: list[tuple[float, float]]) -> list[tu
             change = np.abs(np.diff(slopes, axis=0))
             change[np.isnan(change)] = math.inf
             choice = np.argmax(change, axis=0)
+            columns = np.arange(a.size)
             a, b = np.stack([a, q1, m])[choice, columns], np.stack([m, q3, b])[choice, columns]
+            largest = change[choice, columns]
+            quiet = np.where(largest < QUIET_CHANGE * (1 + np.abs(slopes).max(axis=0)), quiet + 1, 0)
+            keep = quiet < QUIET_STEPS
+            a, b, quiet = a[keep], b[keep], quiet[keep]
             if bool(np.all((b - a) <= 1e-13 * np.maximum(np.abs(a), 1.0))):
                 break
     return list(zip(a.tolist(), b.tolist()))
@@ -134,7 +153,7 @@ def classify(ctx: "AuditContext", location: float, declared: bool) -> Kink | Non
         kind = "jump"
     elif abs(left_value - right_value) > 1e-4 * scale:
         kind = "jump"
-    elif math.isfinite(left) and math.isfinite(right) and abs(left - right) > 1e-3 * (1 + abs(left) + abs(right)):
+    elif math.isfinite(left) and math.isfinite(right) and abs(left - right) > KINK_SIZE * (1 + abs(left) + abs(right)):
         kind = "kink"
     elif not (math.isfinite(left) and math.isfinite(right)):
         kind = "kink"

@@ -130,13 +130,13 @@ def test_smooth_functions_have_no_kinks():
         assert kink_details(audit(fn, dtypes=["float64"])) == []
 
 
-def test_discovery_cost_is_linear_in_the_grid():
+def _counting_context(fn, **options):
+    """An audit context for ``fn`` whose float64 point evaluations are recorded (their sizes)."""
     from gradaudit.context import AuditContext
     from gradaudit.core import build_options
-    from gradaudit.kinks import candidate_brackets
     from gradaudit.targets import target_from_object
 
-    context = AuditContext(target_from_object(F.hardswish), build_options())
+    context = AuditContext(target_from_object(fn), build_options(**options))
     calls = []
     original = context.values64
 
@@ -145,6 +145,13 @@ def test_discovery_cost_is_linear_in_the_grid():
         return original(points)
 
     context.values64 = counting  # type: ignore[method-assign]
+    return context, calls
+
+
+def test_discovery_cost_is_linear_in_the_grid():
+    from gradaudit.kinks import candidate_brackets
+
+    context, calls = _counting_context(F.hardswish)
     context.evaluate(torch.float64)
     kinks = context.kinks
     assert [k.location for k in kinks] == [-3.0, 3.0]
@@ -154,3 +161,30 @@ def test_discovery_cost_is_linear_in_the_grid():
     started = time.perf_counter()
     candidate_brackets(x, F.hardswish(x))
     assert time.perf_counter() - started < 1.0
+
+
+def _discovery(fn):
+    """(kinks, bisection brackets kept, calls of the float64 forward) for ``fn``'s discovery."""
+    from gradaudit.kinks import _bisect, _dense_section, candidate_brackets
+
+    context, calls = _counting_context(fn, dtypes=["float64"])
+    brackets = candidate_brackets(*_dense_section(context))
+    return context.kinks, brackets, _bisect(context, brackets) if brackets else [], len(calls)
+
+
+def test_a_smooth_candidate_is_dropped_after_a_few_bisection_steps():
+    """silu's slope crosses zero near -1.28, which flags a candidate; its changes of slope
+    halve with the bracket, so bisection gives it up long before convergence."""
+    kinks, brackets, kept, calls = _discovery(F.silu)
+    assert brackets and kept == [] and kinks == []
+    assert calls < 2 * 20  # twice (find_kinks, then _bisect here); converging takes about 40 each
+
+
+@pytest.mark.parametrize("size", [1.5e-3, 1e-2])
+def test_a_kink_just_above_the_reported_size_survives_the_drop(size):
+    """x^2 + size * relu(x): a change of slope of ``size`` at 0, on a curved background,
+    just above the 1e-3 * (1 + |L| + |R|) that GA301 reports."""
+    kinks, _, kept, _ = _discovery(lambda x: x * x + size * torch.relu(x))
+    assert [k.location for k in kinks] == [0.0]
+    assert kinks[0].right - kinks[0].left == pytest.approx(size, rel=1e-3)
+    assert len(kept) == 1
