@@ -297,19 +297,17 @@ class AuditContext:
     # -- evaluations ------------------------------------------------------------------------
     def probe(self, dtype: torch.dtype, samples: int | None = None) -> torch.Tensor:
         """The sorted probe inputs for ``dtype`` (see :func:`gradaudit.inputs.probe_values`)."""
-        return probe_values(
-            dtype,
-            domain=self.options.domain,
-            size=self.options.size,
-            seed=self.options.seed,
-            kinks=self.options.kinks,
-            samples=samples,
-        )
+        return probe_values(dtype, samples=samples, **self._probe_options)
+
+    @property
+    def _probe_options(self) -> dict[str, Any]:
+        """The options that select the probe (and its cached spacing and positions)."""
+        options = self.options
+        return {"domain": options.domain, "size": options.size, "seed": options.seed, "kinks": options.kinks}
 
     def probe_spacing(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """The spacing of :meth:`probe` (see :func:`gradaudit.inputs.spacing`), cached with it."""
-        return probe_spacing(dtype, domain=self.options.domain, size=self.options.size, seed=self.options.seed,
-                             kinks=self.options.kinks)
+        return probe_spacing(dtype, **self._probe_options)
 
     def base_probe(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """``dtype``'s probe with at most ``BASE_SAMPLES`` of the random samples: the whole
@@ -322,13 +320,11 @@ class AuditContext:
     def base_indices(self) -> torch.Tensor:
         """Where the points of :meth:`base_probe` sit in the float64 probe (a subset of it;
         cached with the probe)."""
-        return base_positions(domain=self.options.domain, size=self.options.size, seed=self.options.seed,
-                              kinks=self.options.kinks, base_samples=BASE_SAMPLES)
+        return base_positions(base_samples=BASE_SAMPLES, **self._probe_options)
 
     def dense_indices(self) -> torch.Tensor:
         """Where the float64 probe holds the points of the dense grid (sorted indices)."""
-        return dense_positions(domain=self.options.domain, size=self.options.size, seed=self.options.seed,
-                               kinks=self.options.kinks)
+        return dense_positions(**self._probe_options)
 
     def evaluate(self, dtype: torch.dtype) -> Evaluation:
         """Forward and backward (for each of :attr:`grad_output_signs`) over ``dtype``'s probe inputs (cached)."""

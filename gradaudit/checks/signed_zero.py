@@ -114,8 +114,8 @@ def classify(
     created: torch.Tensor,
     exact: torch.Tensor,
     value_fn: Callable[[torch.Tensor], torch.Tensor] | None,
-) -> dict[str, tuple[torch.Tensor, int]]:
-    """``(indices, count)`` per class of the created -0.0 elements (``created``, a mask or its sorted indices).
+) -> dict[str, torch.Tensor]:
+    """The indices per class of the created -0.0 elements (``created``, a mask or its sorted indices).
 
     ``exact`` holds the float64 values at the created inputs, in order. Negative there: an
     underflow (the sign is right). Positive: a rounding that lost a tiny positive value
@@ -139,12 +139,9 @@ def classify(
                 bounds = torch.searchsorted(index, torch.tensor([start, end]))
                 kind[int(bounds[0]) : int(bounds[1]) + 1] = chosen
     names = ("spurious", "underflow", "rounding") if value_fn is not None else ("undetermined", "underflow", "rounding")
-    result = {}
-    for code, name in enumerate(names):
-        chosen = index[kind == code]
-        result[name] = (chosen, chosen.numel())
+    result = {name: index[kind == code] for code, name in enumerate(names)}
     if value_fn is None:
-        result["spurious"] = (index[:0], 0)
+        result["spurious"] = index[:0]
     return result
 
 
@@ -165,18 +162,19 @@ def _classify_run(value_fn: Callable[[torch.Tensor], torch.Tensor], x64: torch.T
 
 
 def _zero_findings(code: str, what: str, fix: str,
-                   per_dtype: list[tuple[torch.dtype, torch.Tensor, torch.Tensor, int, str, str, float | None]],
+                   per_dtype: list[tuple[torch.dtype, torch.Tensor, torch.Tensor, str, str, float | None]],
                    location: dict | None) -> Iterator[Finding]:
     """One finding per classification, showing the first dtype (float32 preferred) and naming the
-    rest. ``per_dtype`` rows: dtype, inputs, indices of the class's inputs, their count, extra
-    words, class, grad_output sign."""
+    rest. ``per_dtype`` rows: dtype, inputs, indices of the class's inputs, extra words, class,
+    grad_output sign."""
     for kind, status in (("spurious", "warn"), ("underflow", "info"), ("rounding", "info"),
                          ("undetermined", "info"), ("propagated", "info")):
-        hits = [(d, x, m, c, ex, s) for d, x, m, c, ex, k, s in per_dtype if k == kind and c]
+        hits = [(d, x, m, ex, s) for d, x, m, ex, k, s in per_dtype if k == kind and m.numel()]
         if not hits:
             continue
         hits.sort(key=lambda h: (h[0] != torch.float32,))
-        dtype, x, index, count, extra, sign = hits[0]  # the indices of the shown dtype's inputs
+        dtype, x, index, extra, sign = hits[0]  # the indices of the shown dtype's inputs
+        count = index.numel()
         others = [n for n in dict.fromkeys(dtype_name(h[0]) for h in hits[1:]) if n != dtype_name(hits[0][0])]
         i = example_index(x, index)
         where = describe_intervals(x, index)
@@ -231,15 +229,14 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         kept = 0 <= at < ev.x.numel() and bool(is_negative_zero(ev.x[at : at + 1])) and bool((created == at).any())
         if kept:  # f(-0.0) == -0.0: passed through, not created
             created = created[created != at]
-        per_dtype.append((dtype, ev.x, torch.tensor([at] if kept else [], dtype=torch.long), int(kept), "",
-                          "propagated", None))
+        per_dtype.append((dtype, ev.x, torch.tensor([at] if kept else [], dtype=torch.long), "", "propagated", None))
         if not created.numel():
             continue
         exact = ctx.exact_at(dtype, created).y
         if exact is None:
             continue
         classes = classify(ev.x, created, exact, value_fn)
-        per_dtype += [(dtype, ev.x, where, count, "", kind, None) for kind, (where, count) in classes.items()]
+        per_dtype += [(dtype, ev.x, where, "", kind, None) for kind, where in classes.items()]
     yield from _zero_findings("GA203", "the forward", FIX_OUTPUT, per_dtype, ctx.target.source("forward"))
 
 
@@ -260,7 +257,7 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
                 continue
             classes = classify(ev.x, created, exact, lambda p, s=sign: ctx.grads64(p, s))
             extra = f" for grad_output {number(sign)}"
-            per_dtype += [(dtype, ev.x, where, count, extra, kind, sign) for kind, (where, count) in classes.items()]
+            per_dtype += [(dtype, ev.x, where, extra, kind, sign) for kind, where in classes.items()]
     yield from _zero_findings("GA204", "the backward", FIX_GRADIENT, per_dtype, ctx.target.source("backward"))
 
 
