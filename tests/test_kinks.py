@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import time
 
 import pytest
@@ -188,3 +189,13 @@ def test_a_kink_just_above_the_reported_size_survives_the_drop(size):
     assert [k.location for k in kinks] == [0.0]
     assert kinks[0].right - kinks[0].left == pytest.approx(size, rel=1e-3)
     assert len(kept) == 1
+
+
+def test_a_nan_gradient_at_a_kink_is_not_called_position_dependent():
+    """NaN != NaN: fifteen NaN gradients inside a tensor are one value, not fifteen."""
+    from gradaudit.checks.kink import gradients_at
+
+    context, _ = _counting_context(sample("defects:where_sqrt"))
+    measured = gradients_at(context, 0.0, torch.float64)
+    assert math.isnan(measured["alone"]) and math.isnan(measured["in_tensor"])
+    assert "in_tensor_values" not in measured

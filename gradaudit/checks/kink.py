@@ -30,7 +30,9 @@ def gradients_at(ctx: "AuditContext", value: float, dtype: torch.dtype, fn=None)
     inside = ctx.grads64(big, 1.0, dtype) if fn is None else fn(big)
     values = inside[list(PLACES)].to(torch.float64)
     result = {"alone": float(alone[0])}
-    distinct = sorted(set(values.tolist()), key=lambda v: (v != result["alone"], v))
+    # one NaN object for every NaN, so that NaNs count as one value (NaN != NaN)
+    gradients = [math.nan if math.isnan(v) else v for v in values.tolist()]
+    distinct = sorted(set(gradients), key=lambda v: (v != result["alone"], v))
     result["in_tensor"] = distinct[0] if len(distinct) == 1 else float("nan")
     if len(distinct) > 1:
         result["in_tensor_values"] = distinct
