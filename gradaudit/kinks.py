@@ -1,4 +1,4 @@
-"""Kink and jump discovery: bracket on the float64 dense grid, then bisect.
+"""Kink and jump discovery: bracket on the float64 dense grid, then narrow each bracket.
 
 A *kink* is a point where the one-sided derivatives differ (ReLU at 0); a *jump* is a
 point where the one-sided limits of the forward differ (Heaviside at 0). Discovery costs
@@ -25,9 +25,9 @@ KINK_SIZE = 1e-3
 """Smallest ``|R - L|`` that :func:`classify` reports, relative to ``1 + |L| + |R|``."""
 QUIET_CHANGE = KINK_SIZE / 10
 QUIET_STEPS = 3
-"""A bisected bracket whose largest change of slope stays below ``QUIET_CHANGE`` (relative
-to ``1 +`` its largest slope) for this many steps is smooth: a kink of ``KINK_SIZE`` keeps
-it above a third of that, once the halving curvature term is small."""
+"""A bracket whose largest excess change of slope (see :func:`_bisect`) stays below
+``QUIET_CHANGE`` (relative to ``1 +`` its largest slope) for this many steps is smooth: a
+kink of ``KINK_SIZE`` keeps it above half of that, once the curvature's variation is small."""
 
 
 @dataclass
@@ -78,37 +78,47 @@ def candidate_brackets(x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, fl
     return brackets
 
 
+SECTIONS = 8
+"""Each bisection step evaluates a bracket at ``SECTIONS + 1`` evenly spaced points and keeps
+two of its sections (a quarter of it)."""
+
+
 def _bisect(ctx: "AuditContext", brackets: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Halve every bracket at once around the largest change of slope (arithmetic in NumPy:
-    a few dozen steps of tiny arrays, where torch's per-call cost would dominate).
+    """Narrow every bracket at once to the kink or jump inside it (arithmetic in NumPy: a
+    few dozen steps of tiny arrays, where torch's per-call cost would dominate).
 
-    With the points a, q1, m, q3, b and the four secant slopes between them, the kink lies
-    where consecutive slopes differ most: keep [a, m], [q1, q3] or [m, b] accordingly. A
-    kink exactly at a sample point stays inside the kept half.
+    Each step evaluates the bracket at nine evenly spaced points. On a smooth stretch the
+    seven changes between consecutive secant slopes are nearly equal (the curvature times
+    the section width); a kink adds ``R - L`` to the one or two changes at the ends of its
+    section, a jump adds a large pair. The median of the seven is the curvature's share, so
+    the change that exceeds it most marks the kink, whatever the signs of kink and
+    curvature, and the two sections on either side of that point are kept. (Following the
+    largest change itself loses a small kink against opposite curvature, -x^2 + 0.01 relu(x).)
 
-    A bracket is dropped once it cannot hold a kink that :func:`classify` would report: the
-    three changes of slope add up to ``R - L`` plus a curvature term that halves with every
-    step, so a kink keeps the largest change near ``|R - L| / 3``, while on a smooth stretch
-    (a candidate flagged where the slope crosses zero, as silu's does) it halves with the
-    bracket. Below ``QUIET_CHANGE`` for ``QUIET_STEPS`` steps in a row, the bracket holds
-    neither a jump (its slopes grow) nor a kink of the size :func:`classify` reports.
+    A bracket is dropped once it cannot hold a kink that :func:`classify` would report: a
+    kink keeps its excess near ``|R - L| / 2`` at least, while on a smooth stretch (a candidate
+    flagged where the slope crosses zero, as silu's does) the excess shrinks with the square
+    of the bracket. Below ``QUIET_CHANGE`` (relative to ``1 +`` the largest slope) for
+    ``QUIET_STEPS`` steps in a row, the bracket holds neither a jump (its slopes grow) nor a
+    kink of the size :func:`classify` reports.
     """
     a = np.array([p[0] for p in brackets], dtype=np.float64)
     b = np.array([p[1] for p in brackets], dtype=np.float64)
     quiet = np.zeros(a.size, dtype=np.int64)
+    fractions = np.linspace(0.0, 1.0, SECTIONS + 1)[:, None]
     with np.errstate(all="ignore"):  # inf and NaN slopes are expected near jumps
         for _ in range(BISECTION_STEPS):
-            m = (a + b) / 2
-            q1, q3 = (a + m) / 2, (m + b) / 2
-            points = np.stack([a, q1, m, q3, b])
-            values = ctx.values64(torch.from_numpy(points.reshape(-1))).numpy().reshape(5, -1)
+            points = a + (b - a) * fractions
+            points[-1] = b
+            values = ctx.values64(torch.from_numpy(points.reshape(-1))).numpy().reshape(points.shape)
             slopes = np.diff(values, axis=0) / np.diff(points, axis=0)
-            change = np.abs(np.diff(slopes, axis=0))
-            change[np.isnan(change)] = math.inf
-            choice = np.argmax(change, axis=0)
+            change = np.diff(slopes, axis=0)
+            excess = np.abs(change - np.median(change, axis=0))
+            excess[np.isnan(excess)] = math.inf
             columns = np.arange(a.size)
-            a, b = np.stack([a, q1, m])[choice, columns], np.stack([m, q3, b])[choice, columns]
-            largest = change[choice, columns]
+            peak = np.argmax(excess, axis=0)  # change ``peak`` sits at point ``peak + 1``
+            a, b = points[peak, columns], points[peak + 2, columns]
+            largest = excess[peak, columns]
             quiet = np.where(largest < QUIET_CHANGE * (1 + np.abs(slopes).max(axis=0)), quiet + 1, 0)
             keep = quiet < QUIET_STEPS
             a, b, quiet = a[keep], b[keep], quiet[keep]

@@ -174,8 +174,9 @@ def _discovery(fn):
 
 
 def test_a_smooth_candidate_is_dropped_after_a_few_bisection_steps():
-    """silu's slope crosses zero near -1.28, which flags a candidate; its changes of slope
-    halve with the bracket, so bisection gives it up long before convergence."""
+    """silu's slope crosses zero near -1.28, which flags a candidate; the excess of its
+    changes of slope over their median shrinks with the bracket, so bisection gives it up
+    long before convergence."""
     kinks, brackets, kept, calls = _discovery(F.silu)
     assert brackets and kept == [] and kinks == []
     assert calls < 2 * 20  # twice (find_kinks, then _bisect here); converging takes about 40 each
@@ -189,6 +190,26 @@ def test_a_kink_just_above_the_reported_size_survives_the_drop(size):
     assert [k.location for k in kinks] == [0.0]
     assert kinks[0].right - kinks[0].left == pytest.approx(size, rel=1e-3)
     assert len(kept) == 1
+
+
+@pytest.mark.parametrize("fn, where, size", [
+    (lambda x: -x * x + 0.01 * torch.relu(x), 0.0, 0.01),
+    (lambda x: -x * x + 2e-3 * torch.relu(x), 0.0, 2e-3),
+    (lambda x: torch.sin(3 * x) + 0.1 * torch.relu(x - 0.3), 0.3, 0.1),
+    (lambda x: torch.sin(3 * x) + 0.03 * torch.relu(x - 0.3), 0.3, 0.03),
+], ids=["-x^2+0.01relu", "-x^2+0.002relu", "sin3x+0.1relu", "sin3x+0.03relu"])
+def test_a_small_kink_against_the_curvature_is_found(fn, where, size):
+    """The curvature's share of the secant changes outweighs the kink in the first brackets;
+    the kink still stands out from their median."""
+    kinks, _, kept, _ = _discovery(fn)
+    assert [k.location for k in kinks] == [pytest.approx(where, abs=1e-9)]
+    assert kinks[0].right - kinks[0].left == pytest.approx(size, rel=1e-3)
+
+
+def test_float32_noise_is_not_a_kink():
+    """silu computed in float32: rounding steps of 1e-7 on the grid are not changes of slope."""
+    kinks, _, _, _ = _discovery(lambda x: F.silu(x.float()).double())
+    assert kinks == []
 
 
 def test_a_nan_gradient_at_a_kink_is_not_called_position_dependent():

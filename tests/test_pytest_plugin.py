@@ -76,7 +76,7 @@ def test_ignore_and_strict_keywords(project):
             gradaudit.assert_audit(no_back, strict=True)
 
         def test_ignored_checks(gradaudit):
-            gradaudit.assert_audit(where_sqrt, ignore=["GA202"])
+            gradaudit.assert_audit(where_sqrt, ignore=["GA202", "kink"])
             gradaudit(no_back, ignore=["signed-zero-output", "GA204"], strict=True)
 
         def test_without_the_fixture():
