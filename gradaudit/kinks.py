@@ -113,8 +113,11 @@ def _bisect(ctx: "AuditContext", brackets: list[tuple[float, float]]) -> list[tu
             values = ctx.values64(torch.from_numpy(points.reshape(-1))).numpy().reshape(points.shape)
             slopes = np.diff(values, axis=0) / np.diff(points, axis=0)
             change = np.diff(slopes, axis=0)
-            excess = np.abs(change - np.median(change, axis=0))
-            excess[np.isnan(excess)] = math.inf
+            finite = np.isfinite(change)
+            # the curvature's share from the finite changes; a non-finite one (next to an
+            # infinite or NaN value) has infinite excess, so the bracket closes in on it
+            share = np.median(np.where(finite, change, 0.0), axis=0, keepdims=True)
+            excess = np.where(finite, np.abs(change - share), math.inf)
             columns = np.arange(a.size)
             peak = np.argmax(excess, axis=0)  # change ``peak`` sits at point ``peak + 1``
             a, b = points[peak, columns], points[peak + 2, columns]

@@ -220,3 +220,10 @@ def test_a_nan_gradient_at_a_kink_is_not_called_position_dependent():
     measured = gradients_at(context, 0.0, torch.float64)
     assert math.isnan(measured["alone"]) and math.isnan(measured["in_tensor"])
     assert "in_tensor_values" not in measured
+
+
+def test_a_jump_to_infinity_is_followed_by_the_search():
+    """A change of slope next to an infinite value is not finite: the search closes in on it
+    instead of on the median of the others."""
+    kinks, _, _, _ = _discovery(lambda x: torch.where(x > 1.3, torch.full_like(x, math.inf), x))
+    assert [(k.location, k.kind) for k in kinks] == [(1.3, "jump")]
