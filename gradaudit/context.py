@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from . import scans
-from .inputs import DEFAULT_SIZE, base_positions, dense_positions, probe_spacing, probe_values
+from .inputs import DEFAULT_SIZE, base_positions, dense_points, probe_spacing, probe_values
 from .targets import Target, TargetError
 
 DTYPE_NAMES = {
@@ -322,9 +322,9 @@ class AuditContext:
         cached with the probe)."""
         return base_positions(base_samples=BASE_SAMPLES, **self._probe_options)
 
-    def dense_indices(self) -> torch.Tensor:
-        """Where the float64 probe holds the points of the dense grid (sorted indices)."""
-        return dense_positions(**self._probe_options)
+    def dense_probe(self) -> torch.Tensor:
+        """The float64 probe's points on the dense grid (sorted; cached with the probe)."""
+        return dense_points(**self._probe_options)
 
     def evaluate(self, dtype: torch.dtype) -> Evaluation:
         """Forward and backward (for each of :attr:`grad_output_signs`) over ``dtype``'s probe inputs (cached)."""

@@ -45,11 +45,11 @@ class Kink:
 
 def _dense_section(ctx: "AuditContext") -> tuple[torch.Tensor, torch.Tensor]:
     """The float64 probe's points on the dense grid (multiples of DENSE_STEP in [-10, 10],
-    +0.0 for zero) and the target's values there (positions cached with the probe)."""
-    ev = ctx.evaluate(torch.float64)
-    assert ev.y is not None
-    index = ctx.dense_indices()
-    return ev.x[index], ev.y[index]
+    +0.0 for zero; cached with the probe) and the target's values there, from a call of their
+    own: a few thousand points, so the search neither waits for the whole probe's evaluation
+    nor needs it stored."""
+    x = ctx.dense_probe()
+    return x, ctx.values64(x)
 
 
 def candidate_brackets(x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:

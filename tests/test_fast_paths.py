@@ -319,6 +319,7 @@ def test_cached_positions_match_a_search_of_the_probe(size):
     grid = torch.from_numpy(inputs.dense_grid())
     dense = inputs.dense_positions(domain=None, size=size, seed=0, kinks=())
     assert torch.equal(full[dense], grid)
+    assert torch.equal(inputs.dense_points(domain=None, size=size, seed=0, kinks=()), grid)
     assert not bool(torch.signbit(full[dense][grid == 0]).any())  # +0.0, not -0.0
 
 

@@ -152,12 +152,15 @@ def _counting_context(fn, **options):
 def test_discovery_cost_is_linear_in_the_grid():
     from gradaudit.kinks import candidate_brackets
 
+    from gradaudit.inputs import dense_grid
+
     context, calls = _counting_context(F.hardswish)
-    context.evaluate(torch.float64)
     kinks = context.kinks
     assert [k.location for k in kinks] == [-3.0, 3.0]
-    # bisection: a fixed number of small batched calls, independent of the grid size
-    assert len(calls) <= 70 and max(calls) <= 5 * 8
+    # one call over the dense grid, then a fixed number of small batched calls for the
+    # bisection, independent of the grid size (and of the probe's)
+    assert calls[0] == dense_grid().size
+    assert len(calls) <= 70 and max(calls[1:]) <= 5 * 8
     x = torch.linspace(-10, 10, 20001, dtype=torch.float64)
     started = time.perf_counter()
     candidate_brackets(x, F.hardswish(x))
