@@ -90,6 +90,10 @@ class CallError(Exception):
     """Calling the target failed; the message names the dtype and the exception."""
 
 
+class Unblockable(Exception):
+    """The probe cannot be evaluated block by block: a block failed or surprised."""
+
+
 def _same(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Elementwise equality up to 1e-10 relative (vectorised and scalar kernels may differ in
     the last bit), with NaN equal to NaN."""
@@ -326,50 +330,109 @@ class AuditContext:
         """The float64 probe's points on the dense grid (sorted; cached with the probe)."""
         return dense_points(**self._probe_options)
 
+    @functools.cached_property
+    def streaming(self) -> bool:
+        """Whether every selected check reads the float64 evaluation block by block
+        (``Check.streams``), so that none needs it stored whole."""
+        from .checks import catalogue
+
+        checks = [check for code, check in catalogue().items() if code in self.options.codes and check.run]
+        return bool(checks) and all(check.streams for check in checks)
+
+    def first_evaluation(self) -> Evaluation | None:
+        """The evaluation whose failure stops the audit (GA901): the float64 probe's. None when
+        every selected check streams a probe large enough to be evaluated in blocks: nothing is
+        evaluated up front then (the elementwise test that allows blocks has called the target
+        on the base probe already), and a failure on the probe surfaces in the check that
+        streams it."""
+        if self.streaming and self._blocked(self.probe(torch.float64)):
+            return None
+        return self.evaluate(torch.float64)
+
     def evaluate(self, dtype: torch.dtype) -> Evaluation:
         """Forward and backward (for each of :attr:`grad_output_signs`) over ``dtype``'s probe inputs (cached)."""
         key = (dtype, dtype)
         if key not in self._evaluations:
             x = self.probe(dtype)
-            blocked = x.numel() > 2 * EVALUATION_BLOCK and self.elementwise
-            self._evaluations[key] = self._run_blocks(x, dtype) if blocked else self._run(x, dtype)
+            self._evaluations[key] = self._run_blocks(x, dtype) if self._blocked(x) else self._run(x, dtype)
         return self._evaluations[key]
 
+    def _blocked(self, x: torch.Tensor) -> bool:
+        """Whether a probe this large is evaluated block by block (elementwise targets only)."""
+        return x.numel() > 2 * EVALUATION_BLOCK and self.elementwise
+
     def _run_blocks(self, x: torch.Tensor, dtype: torch.dtype) -> Evaluation:
-        """:meth:`_run` block by block, for an elementwise target on a large probe, straight
-        into leased buffers: the target's temporaries stay in cache and are recycled by the
-        allocator, where probe-sized ones would each be fresh memory. Any failure or
-        surprise (an error, another shape or dtype) repeats the evaluation whole, so errors
-        read as they do without blocks."""
+        """:meth:`_run` block by block (see :meth:`_evaluation_blocks`), straight into leased
+        buffers, so the results are not fresh memory either. Any failure or surprise repeats
+        the evaluation whole, so errors read as they do without blocks."""
         ev = Evaluation(dtype=dtype, x=x)
+        try:
+            for start, out, sign, grad in self._evaluation_blocks(x, dtype):
+                stop = start + out.numel()
+                if ev.y is None:
+                    ev.y = self.lease(x.numel(), out.dtype)
+                if sign == self.grad_output_signs[0]:
+                    ev.y[start:stop] = out
+                if sign not in ev.grads:
+                    ev.grads[sign] = self.lease(x.numel(), grad.dtype)
+                ev.grads[sign][start:stop] = grad
+        except Unblockable:
+            return self._run(x, dtype)
+        return ev
+
+    def evaluation_blocks(self, dtype: torch.dtype) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """``(start, output, gradient)`` for consecutive blocks of ``dtype``'s probe (grad_output
+        +1), each valid until the next is asked for, without storing the whole: for a check
+        that reads the evaluation once, in order, where no other selected check reads it
+        (:attr:`streaming`). Slices of the stored evaluation when there is one. Raises
+        :class:`Unblockable` when the probe cannot be evaluated in blocks (the caller then
+        uses :meth:`evaluate`, which also says what failed)."""
+        key = (dtype, dtype)
+        if key in self._evaluations:
+            ev = self._evaluations[key]
+            if ev.y is None or ev.grad is None:
+                raise Unblockable
+            for start in range(0, ev.x.numel(), EVALUATION_BLOCK):
+                yield start, ev.y[start : start + EVALUATION_BLOCK], ev.grad[start : start + EVALUATION_BLOCK]
+            return
+        x = self.probe(dtype)
+        if not self._blocked(x):
+            raise Unblockable
+        for start, out, sign, grad in self._evaluation_blocks(x, dtype):
+            if sign == 1.0:
+                yield start, out, grad
+
+    def _evaluation_blocks(self, x: torch.Tensor,
+                           dtype: torch.dtype) -> Iterator[tuple[int, torch.Tensor, float, torch.Tensor]]:
+        """Forward and backward of an elementwise target over ``x``, ``EVALUATION_BLOCK``
+        points per call: ``(start, output, sign, gradient)`` for each block and each of
+        :attr:`grad_output_signs`, each valid until the next is asked for. The target's
+        temporaries stay in cache and are recycled by the allocator, where probe-sized ones
+        would each be fresh memory. Raises :class:`Unblockable` when a block fails or
+        differs from the first (another shape or dtype, no gradient)."""
         grad_output: torch.Tensor | None = None
+        dtypes: dict[float | str, torch.dtype] = {}
         for start in range(0, x.numel(), EVALUATION_BLOCK):
             part = x[start : start + EVALUATION_BLOCK]
-            stop = start + part.numel()
             with torch.enable_grad():
                 leaf = part.detach().requires_grad_(True)
                 try:
                     out = self.call(leaf.clone(), dtype=dtype)  # the probe is shared: the target gets a copy
                 except CallError:
-                    return self._run(x, dtype)
-                if out.shape != part.shape or not out.requires_grad or (ev.y is not None and out.dtype != ev.y.dtype):
-                    return self._run(x, dtype)
-                if ev.y is None:
-                    ev.y = self._lease(x.numel(), out.dtype)
+                    raise Unblockable from None
+                if (out.shape != part.shape or not out.requires_grad
+                        or out.dtype != dtypes.setdefault("output", out.dtype)):
+                    raise Unblockable
+                if grad_output is None:
                     grad_output = torch.empty_like(out)  # one buffer for every block and sign
-                ev.y[start:stop] = out.detach()
-                assert grad_output is not None
                 for sign, grad in self._backwards(out, leaf, grad_output[: part.numel()]):
-                    if isinstance(grad, str) or grad.shape != part.shape:
-                        return self._run(x, dtype)
-                    if sign not in ev.grads:
-                        ev.grads[sign] = self._lease(x.numel(), grad.dtype)
-                    elif grad.dtype != ev.grads[sign].dtype:
-                        return self._run(x, dtype)
-                    ev.grads[sign][start:stop] = grad
-        return ev
+                    if isinstance(grad, str) or grad.shape != part.shape or grad.dtype != dtypes.setdefault(sign, grad.dtype):
+                        raise Unblockable
+                    yield start, out.detach(), sign, grad
 
-    def _lease(self, numel: int, dtype: torch.dtype) -> torch.Tensor:
+    def lease(self, numel: int, dtype: torch.dtype) -> torch.Tensor:
+        """An uninitialised probe-sized buffer, recycled from an earlier audit where one is
+        free (no fresh memory), given back when this audit closes."""
         tensor = _RECYCLER.take(numel, dtype)
         self._leased.append(tensor)
         return tensor

@@ -159,10 +159,10 @@ def _run_checks_in(context: AuditContext) -> Report:
     report = Report(target=target.name, location=target.source("forward"))
     started = time.perf_counter()
     try:
-        first = context.evaluate(torch.float64)
+        first = context.first_evaluation()
     except TargetError as exc:
         return error_report(target.name, str(exc))
-    if first.error is not None:
+    if first is not None and first.error is not None:
         advice = (" gradaudit calls the target with one float64 tensor of probe inputs; fix the "
                   "target, restrict its inputs with domain=(lo, hi) / --domain, or audit a wrapper "
                   "that takes one tensor." if "raised" in first.error else "")

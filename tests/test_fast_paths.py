@@ -71,7 +71,7 @@ TARGETS = {
 def test_screen_never_passes_a_point_central_differences_would_fail(name, size, monkeypatch):
     _wrong_at_one_probe_input(size, monkeypatch)
     screened = gradient.compare(_context(TARGETS[name], size))
-    monkeypatch.setattr(gradient, "screen", lambda x, *_: torch.zeros(x.numel(), dtype=torch.bool))
+    monkeypatch.setattr(gradient, "screen", lambda x, *_, **__: torch.zeros(x.numel(), dtype=torch.bool))
     everywhere = gradient.compare(_context(TARGETS[name], size))
     assert torch.equal(screened["wrong"], everywhere["wrong"])
     # no point the screen passed is wrong by central differences
@@ -206,7 +206,7 @@ def test_screen_changes_no_gradient_verdict_on_any_sample_or_builtin(monkeypatch
         except Exception:  # targets that cannot be evaluated are GA901's business
             continue
     assert len(results) > 60
-    monkeypatch.setattr(gradient, "screen", lambda x, *_: torch.zeros(x.numel(), dtype=torch.bool))
+    monkeypatch.setattr(gradient, "screen", lambda x, *_, **__: torch.zeros(x.numel(), dtype=torch.bool))
     for target in _every_elementwise_target():
         if target.name not in results or results[target.name] is None:
             continue
@@ -367,3 +367,44 @@ def test_source_lines_from_code_objects_match_inspect(obj):
 def test_built_ins_have_no_source_line():
     assert source_location(torch.relu) is None
     assert source_location(torch.sigmoid) is None
+
+
+def test_gradient_check_alone_streams_a_large_probe_without_storing_it(monkeypatch):
+    def stored(self, dtype):
+        raise AssertionError("the float64 probe was evaluated whole")
+
+    monkeypatch.setattr(AuditContext, "evaluate", stored)
+    report = audit(F.silu, size=LARGE, select=["GA101"])
+    assert report.status == "pass" and report.codes("fail") == set()
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_streamed_gradient_check_reports_what_the_stored_one_does(name, monkeypatch):
+    _wrong_at_one_probe_input(LARGE, monkeypatch)
+    alone = audit(TARGETS[name], size=LARGE, select=["GA101"], dtypes=["float64"])
+    full = audit(TARGETS[name], size=LARGE, dtypes=["float64"])
+
+    def gradient_findings(report):
+        return [(f.status, f.details.get("points_wrong"), f.message) for f in report.findings if f.code == "GA101"]
+
+    assert gradient_findings(alone) == gradient_findings(full)
+
+
+def _silu_on_small_tensors(x):
+    if x.numel() > 100_000:
+        raise ValueError("at most 100000 elements")
+    return F.silu(x)
+
+
+def _detached_silu(x):
+    return F.silu(x).detach()
+
+
+@pytest.mark.parametrize("fn, status, code", [(_silu_on_small_tensors, "error", "GA901"),
+                                              (_detached_silu, "fail", "GA101")])
+def test_a_target_that_fails_only_on_the_large_probe_is_reported_when_streamed(fn, status, code):
+    """The streamed audit evaluates nothing up front, so a failure on the large probe alone
+    surfaces in GA101, with the verdict the stored audit gives."""
+    for select in (["GA101"], None):
+        report = audit(fn, size=LARGE, select=select, dtypes=["float64"])
+        assert report.status == status and code in report.codes(status), select

@@ -29,6 +29,10 @@ class Check:
     fix: str
     example: str = ""
     run: Callable[["AuditContext"], Iterable["Finding"]] | None = None
+    streams: bool = False
+    """Whether the check reads the float64 probe's evaluation only through
+    ``AuditContext.evaluation_blocks`` (block by block, once); when every selected check
+    does, a large probe is never stored whole."""
 
 
 ERROR = Check(

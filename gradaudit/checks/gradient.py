@@ -2,18 +2,20 @@
 with the probe's neighbours first, central differences where it cannot vouch."""
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 from torch.autograd.gradcheck import GradcheckError
 
 from .. import inputs, scans
+from ..context import EVALUATION_BLOCK, CallError, Unblockable
 from ..messages import describe_intervals, example_index, intervals, number
 from ..report import Finding
 from . import Check
 
 if TYPE_CHECKING:
-    from ..context import AuditContext
+    from ..context import AuditContext, Evaluation
 
 EPS64 = torch.finfo(torch.float64).eps
 STEP = EPS64 ** (1.0 / 3.0)
@@ -70,7 +72,7 @@ than the arithmetic)."""
 
 
 def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor,
-           spacing: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+           spacing: tuple[torch.Tensor, torch.Tensor] | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """Points whose backward provably agrees with the forward, from the probe's own values.
 
     The probe is sorted, so each inner point has neighbours on both sides. By the mean value
@@ -81,15 +83,15 @@ def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor,
     GA101's tolerance: a pass implies the central-difference test would pass too. Everything
     else (grid ends, kinks, coarse stretches, non-finite values) goes to that test. A dozen
     vectorised operations per point, in place where they can be, and no call of the target;
-    ``spacing`` (:func:`gradaudit.inputs.spacing` of ``x``) is cached with the probe.
+    ``spacing`` (:func:`gradaudit.inputs.spacing` of ``x``) is cached with the probe. The
+    verdicts go to ``out`` (a bool buffer like ``x``) when given.
     """
-    passed = torch.zeros(x.numel(), dtype=torch.bool)
+    passed = torch.empty(x.numel(), dtype=torch.bool) if out is None else out
+    passed.fill_(False)
     if y.dtype != torch.float64 or analytic.dtype != torch.float64 or x.numel() < 3:
         return passed  # its rounding bound assumes float64 values (a dtype drift is GA403's)
     inverse_step, inverse_shorter = spacing if spacing is not None else inputs.spacing(x)
-    block = min(SCREEN_BLOCK, x.numel() - 2)
-    scratch = (torch.empty(block + 1, dtype=torch.float64), torch.empty(block, dtype=torch.float64),
-               torch.empty(block, dtype=torch.float64))
+    scratch = functools.cache(lambda: _scratch(min(SCREEN_BLOCK, x.numel() - 2)))
     for start in range(1, x.numel() - 1, SCREEN_BLOCK):
         stop = min(start + SCREEN_BLOCK, x.numel() - 1)  # inner points start..stop-1
         _screen_block(y[start - 1 : stop + 1], analytic[start:stop], inverse_step[start - 1 : stop],
@@ -97,12 +99,19 @@ def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor,
     return passed
 
 
+def _scratch(points: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Work buffers for :func:`_screen_block` of up to ``points`` inner points."""
+    return (torch.empty(points + 1, dtype=torch.float64), torch.empty(points, dtype=torch.float64),
+            torch.empty(points, dtype=torch.float64))
+
+
 def _screen_block(y: torch.Tensor, analytic: torch.Tensor, inverse_step: torch.Tensor,
                   inverse_shorter: torch.Tensor, out: torch.Tensor,
-                  scratch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
-    """:func:`screen` for the inner points of ``y`` (one more on each side), into ``out``."""
+                  scratch: Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> int | None:
+    """:func:`screen` for the inner points of ``y`` (one more on each side), into ``out``, in
+    the buffers ``scratch()`` gives; how many passed where that comes for free, else None."""
     m = analytic.numel()
-    slope, bound, term = (buffer[: m + 1 if i == 0 else m] for i, buffer in enumerate(scratch))
+    slope, bound, term = (buffer[: m + 1 if i == 0 else m] for i, buffer in enumerate(scratch()))
     torch.sub(y[1:], y[:-1], out=slope).mul_(inverse_step)
     left, right = slope[:-1], slope[1:]
     torch.sub(analytic, left, out=bound).abs_()
@@ -113,6 +122,7 @@ def _screen_block(y: torch.Tensor, analytic: torch.Tensor, inverse_step: torch.T
     # strictly less: an infinite secant (an overflowing neighbour) makes the bound infinite
     # too, and inf < inf fails; NaN fails any comparison
     torch.lt(bound, ATOL / 2, out=out)
+    return None
 
 
 def compare(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
@@ -121,31 +131,81 @@ def compare(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
     The :func:`screen` clears most points of a dense probe at once; the rest (indices
     ``checked_by_difference``) are compared with central differences, which decide whether
     each is smooth and whether it is wrong. ``central`` and ``error`` are given for those
-    points only: a screened point is never wrong.
+    points only: a screened point is never wrong. ``analytic`` is None when the probe was
+    streamed (:func:`_compare_streamed`), which happens only when no point is wrong.
     """
+    if ctx.streaming:
+        streamed = _compare_streamed(ctx)
+        if streamed is not None:
+            return streamed
     ev = ctx.evaluate(torch.float64)
     if ev.y is None or ev.grad is None:
         return None
     x, y, analytic = ev.x, ev.y, ev.grad
-    smooth = screen(x, y, analytic, ctx.probe_spacing(torch.float64))
-    wrong = torch.zeros_like(smooth)
-    constant = torch.zeros_like(smooth)
+    smooth = screen(x, y, analytic, ctx.probe_spacing(torch.float64), out=ctx.lease(x.numel(), torch.bool))
     rest = scans.indices(~smooth)
-    xs, ys, gs = x[rest], y[rest], analytic[rest]
-    numeric = numerical_derivative(ctx, xs, ys)
-    smooth_rest = smooth_points(ctx, xs, numeric) & torch.isfinite(gs) & torch.isfinite(ys)
+    result = _compare_rest(ctx, x, smooth, rest, y[rest], analytic[rest])
+    result["analytic"] = analytic
+    if scans.any_true(result["wrong"]):  # for the straight-through test: screened points with a flat forward
+        flat = torch.diff(y) == 0
+        result["constant"][1:-1] |= smooth[1:-1] & flat[:-1] & flat[1:]
+    return result
+
+
+def _compare_streamed(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
+    """:func:`compare` screening each block of the evaluation as it comes
+    (:meth:`~gradaudit.context.AuditContext.evaluation_blocks`), keeping only the values at
+    the points left to central differences: nothing probe-sized but the verdicts is stored,
+    and each block is screened while it is still in cache. None when the probe cannot be
+    streamed, or when some point is wrong: then :func:`compare` evaluates the probe whole,
+    for the full report (examples, the straight-through test)."""
+    x = ctx.probe(torch.float64)
+    inverse_step, inverse_shorter = ctx.probe_spacing(torch.float64)
+    ctx.kinks  # the kink search first, while its small working set is in cache  # noqa: B018
+    smooth = ctx.lease(x.numel(), torch.bool)
+    scratch = functools.cache(lambda: _scratch(EVALUATION_BLOCK))
+    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    try:
+        for start, y, analytic in ctx.evaluation_blocks(torch.float64):
+            if y.dtype != torch.float64 or analytic.dtype != torch.float64:
+                return None  # the screen's rounding bound assumes float64 values
+            stop = start + y.numel()
+            block = smooth[start:stop]
+            passed = None
+            if y.numel() >= 3:
+                passed = _screen_block(y, analytic[1:-1], inverse_step[start : stop - 1],
+                                       inverse_shorter[start : stop - 2], block[1:-1], scratch)
+            ends = torch.tensor([0, y.numel() - 1])  # without a neighbour here: central differences decide
+            block[ends] = False
+            local = ends if passed == y.numel() - 2 else scans.indices(~block)
+            parts.append((local + start, y[local], analytic[local]))
+    except Unblockable:
+        return None
+    rest, ys, gs = (torch.cat(values) for values in zip(*parts))
+    result = _compare_rest(ctx, x, smooth, rest, ys, gs)
+    if scans.any_true(result["wrong"]):
+        return None
+    result["analytic"] = None
+    return result
+
+
+def _compare_rest(ctx: "AuditContext", x: torch.Tensor, smooth: torch.Tensor, rest: torch.Tensor,
+                  ys: torch.Tensor, gs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Central differences at the points ``rest`` that the screen left (values ``ys``,
+    gradients ``gs``); completes ``smooth`` (the screen's verdicts) in place."""
+    numeric = numerical_derivative(ctx, x[rest], ys)
+    smooth_rest = smooth_points(ctx, x[rest], numeric) & torch.isfinite(gs) & torch.isfinite(ys)
     error = (gs - numeric["central"]).abs()
     tolerance = (ATOL + RTOL * numeric["central"].abs() + 16 * numeric["rounding"]
                  + 0.01 * (numeric["forward"] - numeric["backward"]).abs())
     wrong_rest = smooth_rest & (error > tolerance)
+    wrong = ctx.lease(x.numel(), torch.bool).fill_(False)
+    constant = ctx.lease(x.numel(), torch.bool).fill_(False)
     smooth[rest] = smooth_rest
     wrong[rest] = wrong_rest
     constant[rest] = numeric["constant"]
-    if bool(wrong_rest.any()):  # for the straight-through test: screened points with a flat forward
-        flat = torch.diff(y) == 0
-        constant[1:-1] |= smooth[1:-1] & flat[:-1] & flat[1:]
-    return {"x": x, "analytic": analytic, "smooth": smooth, "wrong": wrong, "constant": constant,
-            "checked_by_difference": rest, "central": numeric["central"], "error": error}
+    return {"x": x, "smooth": smooth, "wrong": wrong, "constant": constant, "checked_by_difference": rest,
+            "central": numeric["central"], "error": error}
 
 
 def straight_through(result: dict[str, torch.Tensor]) -> bool:
@@ -159,16 +219,21 @@ def straight_through(result: dict[str, torch.Tensor]) -> bool:
 
 
 def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
-    ev = ctx.evaluate(torch.float64)
     location = ctx.target.source("backward")
-    if ev.grad_error:
-        yield Finding("GA101", "fail", f"no usable gradient: {ev.grad_error}.", dtype="float64", location=location)
+    first = ctx.first_evaluation()
+    if first is not None and first.grad_error:
+        yield _no_gradient(first, location)
         return
     if not ctx.elementwise:
         yield from _gradcheck(ctx, location)
         return
     result = ctx.memo("gradient.compare", lambda: compare(ctx))
     if result is None:
+        ev = ctx.evaluate(torch.float64)  # cached by now: why there was nothing to compare
+        if ev.error:  # the base probe was fine, the rest of the probe is not
+            raise CallError(ev.error)
+        if ev.grad_error:
+            yield _no_gradient(ev, location)
         return
     wrong = result["wrong"]
     count = scans.count(wrong)
@@ -209,6 +274,10 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
     yield Finding("GA101", status, message, dtype="float64", examples=examples, location=location,
                   details={"intervals": intervals(x[result["smooth"]], wrong[result["smooth"]]),
                            "points_checked": total, "points_wrong": count})
+
+
+def _no_gradient(ev: "Evaluation", location: dict | None) -> Finding:
+    return Finding("GA101", "fail", f"no usable gradient: {ev.grad_error}.", dtype="float64", location=location)
 
 
 def _gradcheck(ctx: "AuditContext", location: dict | None) -> Iterator[Finding]:
@@ -255,5 +324,6 @@ CHECKS = [
         "surrogate (surrogate=True, --surrogate) if it is deliberate.",
         example="backward returns 0 for x > 20 where softplus's derivative is 1",
         run=run_gradient,
+        streams=True,
     )
 ]
