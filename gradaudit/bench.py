@@ -201,7 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     audit(F.silu)  # warm-up: imports, allocator, kernels
 
-    print(f"gradaudit benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, F.silu\n")
+    from .checks import gradient
+
+    screen = ("fused (the C extension gradaudit/_screen.c)" if gradient._fused is not None else
+              "PyTorch operations (the optional C extension gradaudit/_screen.c is not built)")
+    print(f"gradaudit benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, F.silu; "
+          f"GA101's screen: {screen}\n")
     rows, base = [], {}
     for n in sizes:
         full, grad_only = best_audit_times(n)

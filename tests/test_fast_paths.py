@@ -369,6 +369,58 @@ def test_built_ins_have_no_source_line():
     assert source_location(torch.sigmoid) is None
 
 
+needs_fused_screen = pytest.mark.skipif(gradient._fused is None,
+                                        reason="the optional C extension (gradaudit/_screen.c) is not built")
+
+
+def _both_screens(x, y, analytic, monkeypatch) -> tuple[torch.Tensor, torch.Tensor]:
+    fused = gradient.screen(x, y, analytic)
+    with monkeypatch.context() as patch:
+        patch.setattr(gradient, "_fused", None)
+        plain = gradient.screen(x, y, analytic)
+    return fused, plain
+
+
+@needs_fused_screen
+@pytest.mark.filterwarnings("ignore:Implicit dimension choice")
+def test_fused_screen_gives_the_pytorch_verdict_at_every_point_of_every_target(monkeypatch):
+    compared = 0
+    for target in _every_elementwise_target():
+        context = AuditContext(target, build_options(dtypes=["float64"]))
+        try:
+            ev = context.evaluate(torch.float64)
+        except Exception:  # targets that cannot be evaluated are GA901's business
+            continue
+        if ev.y is None or ev.grad is None or ev.y.dtype != torch.float64 or ev.y.shape != ev.x.shape:
+            continue
+        fused, plain = _both_screens(ev.x, ev.y.reshape(-1), ev.grad.reshape(-1), monkeypatch)
+        assert torch.equal(fused, plain), target.name
+        compared += 1
+    assert compared > 60
+
+
+@needs_fused_screen
+def test_fused_screen_matches_at_non_finite_values_and_repeated_points(monkeypatch):
+    x = torch.tensor([-3.0, -1.0, -0.0, 0.0, 1e-300, 1.0, 2.0, 3.0, 1e300, 1e308], dtype=torch.float64)
+    y = torch.tensor([1.0, float("nan"), 0.0, 0.0, 1e-300, float("inf"), 2.0, 3.0, 1e300, -1e308], dtype=torch.float64)
+    analytic = torch.tensor([1.0, 1.0, float("nan"), 1.0, 1.0, 1.0, 1.0, float("-inf"), 1.0, 1.0], dtype=torch.float64)
+    fused, plain = _both_screens(x, y, analytic, monkeypatch)
+    assert torch.equal(fused, plain)
+    line = torch.linspace(-5, 5, 1001, dtype=torch.float64)
+    fused, plain = _both_screens(line, 2 * line, torch.full_like(line, 2.0), monkeypatch)
+    assert torch.equal(fused, plain) and bool(fused[1:-1].all()) and not bool(fused[0] or fused[-1])
+
+
+@needs_fused_screen
+def test_fused_screen_rejects_buffers_of_the_wrong_kind():
+    y = torch.zeros(6, dtype=torch.float64).numpy()
+    out = torch.zeros(4, dtype=torch.bool).numpy()
+    with pytest.raises(TypeError):
+        gradient._fused.screen(y.astype("float32"), y[1:-1], y[:-1], out, 1e-3, 1e-5)
+    with pytest.raises(ValueError):
+        gradient._fused.screen(y, y[1:-1], y, out, 1e-3, 1e-5)
+
+
 def test_gradient_check_alone_streams_a_large_probe_without_storing_it(monkeypatch):
     def stored(self, dtype):
         raise AssertionError("the float64 probe was evaluated whole")
@@ -378,9 +430,12 @@ def test_gradient_check_alone_streams_a_large_probe_without_storing_it(monkeypat
     assert report.status == "pass" and report.codes("fail") == set()
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused screen", "pytorch screen"])
 @pytest.mark.parametrize("name", list(TARGETS))
-def test_streamed_gradient_check_reports_what_the_stored_one_does(name, monkeypatch):
+def test_streamed_gradient_check_reports_what_the_stored_one_does(name, fused, monkeypatch):
     _wrong_at_one_probe_input(LARGE, monkeypatch)
+    if not fused:
+        monkeypatch.setattr(gradient, "_fused", None)
     alone = audit(TARGETS[name], size=LARGE, select=["GA101"], dtypes=["float64"])
     full = audit(TARGETS[name], size=LARGE, dtypes=["float64"])
 

@@ -65,6 +65,11 @@ def smooth_points(ctx: "AuditContext", x: torch.Tensor, numeric: dict[str, torch
     return mask
 
 
+try:  # the screen fused into one pass (gradaudit/_screen.c, built by setup.py where a compiler is)
+    from .. import _screen as _fused
+except ImportError:  # pragma: no cover - depends on the install
+    _fused = None
+
 SCREEN_BLOCK = 1 << 17
 """Points screened per block: the temporaries of a block stay in cache and are recycled by
 the allocator, where probe-sized ones would each be fresh memory (page faults cost more
@@ -108,8 +113,11 @@ def _scratch(points: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def _screen_block(y: torch.Tensor, analytic: torch.Tensor, inverse_step: torch.Tensor,
                   inverse_shorter: torch.Tensor, out: torch.Tensor,
                   scratch: Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> int | None:
-    """:func:`screen` for the inner points of ``y`` (one more on each side), into ``out``, in
-    the buffers ``scratch()`` gives; how many passed where that comes for free, else None."""
+    """:func:`screen` for the inner points of ``y`` (one more on each side), into ``out``:
+    in one fused pass where the optional C extension is built (which also says how many
+    passed), else in PyTorch operations (in the buffers ``scratch()`` gives; None)."""
+    if _fused is not None and all(t.is_contiguous() for t in (y, analytic, inverse_step, out)):
+        return _fused.screen(y.numpy(), analytic.numpy(), inverse_step.numpy(), out.numpy(), RTOL, ATOL)
     m = analytic.numel()
     slope, bound, term = (buffer[: m + 1 if i == 0 else m] for i, buffer in enumerate(scratch()))
     torch.sub(y[1:], y[:-1], out=slope).mul_(inverse_step)
