@@ -58,6 +58,22 @@ def check_profile(n: int, repeat: int = 5) -> dict[str, float]:
     return {key: sorted(run[key] for run in runs)[repeat // 2] for key in runs[0]}
 
 
+def pytorch_screen_marginal(first: int, last: int) -> float | None:
+    """GA101 alone's marginal cost from ``first`` to ``last`` in seconds with GA101's screen
+    in PyTorch operations, as an install without a C compiler runs it; None when that is
+    what runs anyway."""
+    from .checks import gradient
+
+    if gradient._fused is None:
+        return None
+    fused, gradient._fused = gradient._fused, None
+    try:
+        times = [best_time(lambda: audit(F.silu, size=n, select=["GA101"]), repeat=21) for n in (first, last)]
+    finally:
+        gradient._fused = fused
+    return times[1] - times[0]
+
+
 def cold_audit_time(n: int) -> float:
     """``audit(F.silu, size=n)`` with the probe caches emptied first: what the first target of
     a run pays on top (drawing the samples and building the probes)."""
@@ -236,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
         both = [ours] + ([theirs] if theirs is not None else [])
         other = f", {theirs:.1f} in the fresh process" if theirs is not None else ""
         print(f"  {label}: {ours:.1f} passes here{other} (target <= {target}: {verdict(max(both) <= target)})")
+    plain = pytorch_screen_marginal(first, last)
+    if plain is not None:
+        print(f"  GA101 alone with its screen in PyTorch operations (an install without a C compiler): "
+              f"{plain / p_last:.1f} passes here")
     if len(sizes) >= 3:
         a, b = sizes[-2], sizes[-1]
         growth = base[b][0] / base[a][0]

@@ -445,6 +445,21 @@ def test_streamed_gradient_check_reports_what_the_stored_one_does(name, fused, m
     assert gradient_findings(alone) == gradient_findings(full)
 
 
+def test_streamed_gradient_check_agrees_with_the_full_audit_on_every_sample():
+    from conftest import SAMPLES
+    from gradaudit.core import audit_target_string
+    from test_samples import table
+
+    def gradient_findings(options):
+        (report,) = audit_target_string(os.path.join(SAMPLES, target), options)
+        return [(f.status, f.message) for f in report.findings if f.code in ("GA101", "GA901")]
+
+    for target, _, _ in table():
+        full = gradient_findings(build_options(size=LARGE, dtypes=["float64"]))
+        alone = gradient_findings(build_options(size=LARGE, dtypes=["float64"], select=["GA101"]))
+        assert alone == full, target
+
+
 def _silu_on_small_tensors(x):
     if x.numel() > 100_000:
         raise ValueError("at most 100000 elements")
