@@ -1,23 +1,26 @@
 /* GA101's screen in one pass: gradaudit.checks.gradient._screen_block, fused.
  *
- * For the m inner points of a block of a sorted probe, with y the forward's values (one
- * more on each side), a the backward's values and inv the reciprocal gaps between
- * neighbours (m + 1 of them):
+ * For the m inner points of a block of a sorted probe x, with y the forward's values and a
+ * the backward's values at the inner points:
  *
- *     left  = (y[i+1] - y[i])   * inv[i]         the secant to the left neighbour
- *     right = (y[i+2] - y[i+1]) * inv[i+1]       the secant to the right neighbour
+ *     inv_left = 1 / (x[i+1] - x[i]),  inv_right = 1 / (x[i+2] - x[i+1])
+ *     left  = (y[i+1] - y[i])   * inv_left       the secant to the left neighbour
+ *     right = (y[i+2] - y[i+1]) * inv_right      the secant to the right neighbour
  *     bound = |a[i] - left| + |a[i] - right|
- *           + 4 eps |y[i+1]| max(inv[i], inv[i+1])  the secants' rounding (the larger
- *                                                   reciprocal is that of the shorter gap)
+ *           + 4 eps |y[i+1]| max(inv_left, inv_right)  the secants' rounding (the larger
+ *                                                      reciprocal is the shorter gap's)
  *           - rtol/2 |left|
  *     out[i] = bound < atol/2                       (NaN and inf fail)
  *
- * and returns how many passed.
- * The PyTorch version makes a dozen passes over the block; this one reads each value once.
- * The operations and their order are PyTorch's, and the build turns off the contraction of
- * a * b + c into one rounding (-ffp-contract=off), so both give the same verdict at every
- * point; the tests compare them. Plain C99: the compiler vectorises the loop. Built as an
- * optional extension (setup.py); gradaudit uses the PyTorch version where it is missing.
+ * and returns how many passed. The PyTorch version makes a dozen passes over the block and
+ * reads the reciprocal gaps cached with the probe; this one reads each value once and
+ * divides instead (the block of x is in cache, having just been copied for the target,
+ * where the cached reciprocals come from memory). The operations and their order are
+ * PyTorch's, division is correctly rounded on both sides, and the build turns off the
+ * contraction of a * b + c into one rounding (-ffp-contract=off), so both give the same
+ * verdict at every point; the tests compare them. Plain C99: the compiler vectorises the
+ * loop. Built as an optional extension (setup.py); gradaudit uses the PyTorch version where
+ * it is missing.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -31,22 +34,24 @@
 #endif
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-/* an AVX2 build and a baseline build of the loop, picked when the module loads (the
-   baseline, SSE2, cannot pack double comparisons into bytes, so it stays scalar) */
-#define SCREEN_CLONES __attribute__((target_clones("avx2", "default")))
+/* AVX-512, AVX2 and baseline builds of the loop, picked when the module loads (the baseline,
+   SSE2, cannot pack double comparisons into bytes, so it stays scalar) */
+#define SCREEN_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define SCREEN_CLONES
 #endif
 
 SCREEN_CLONES
-static Py_ssize_t screen_loop(const double *restrict y, const double *restrict a, const double *restrict inv,
+static Py_ssize_t screen_loop(const double *restrict x, const double *restrict y, const double *restrict a,
                               uint8_t *restrict out, Py_ssize_t m, double half_rtol, double half_atol) {
     const double rounding = 4 * DBL_EPSILON;
     Py_ssize_t passed = 0;
     for (Py_ssize_t i = 0; i < m; i++) {
-        double left = (y[i + 1] - y[i]) * inv[i];
-        double right = (y[i + 2] - y[i + 1]) * inv[i + 1];
-        double shorter = inv[i] > inv[i + 1] ? inv[i] : inv[i + 1];
+        double inv_left = 1.0 / (x[i + 1] - x[i]);
+        double inv_right = 1.0 / (x[i + 2] - x[i + 1]);
+        double left = (y[i + 1] - y[i]) * inv_left;
+        double right = (y[i + 2] - y[i + 1]) * inv_right;
+        double shorter = inv_left > inv_right ? inv_left : inv_right;
         double bound = fabs(a[i] - left) + fabs(a[i] - right);
         bound = bound + rounding * fabs(y[i + 1]) * shorter;
         bound = bound - half_rtol * fabs(left);
@@ -56,7 +61,7 @@ static Py_ssize_t screen_loop(const double *restrict y, const double *restrict a
     return passed;
 }
 
-enum { Y, ANALYTIC, INVERSE_STEP, OUT, BUFFERS };
+enum { X, Y, ANALYTIC, OUT, BUFFERS };
 
 static int is_float64(const Py_buffer *view) {
     return view->itemsize == sizeof(double) && view->format != NULL && strcmp(view->format, "d") == 0;
@@ -64,11 +69,10 @@ static int is_float64(const Py_buffer *view) {
 
 static PyObject *screen(PyObject *self, PyObject *args) {
     (void)self;
-    static const char *names[BUFFERS] = {"y", "analytic", "inverse_step", "out"};
+    static const char *names[BUFFERS] = {"x", "y", "analytic", "out"};
     PyObject *objects[BUFFERS];
     double rtol, atol;
-    if (!PyArg_ParseTuple(args, "OOOOdd", &objects[Y], &objects[ANALYTIC], &objects[INVERSE_STEP], &objects[OUT],
-                          &rtol, &atol))
+    if (!PyArg_ParseTuple(args, "OOOOdd", &objects[X], &objects[Y], &objects[ANALYTIC], &objects[OUT], &rtol, &atol))
         return NULL;
     Py_buffer views[BUFFERS];
     int taken = 0;
@@ -78,7 +82,7 @@ static PyObject *screen(PyObject *self, PyObject *args) {
         if (PyObject_GetBuffer(objects[taken], &views[taken], flags) < 0)
             goto done;
     }
-    for (int k = Y; k <= INVERSE_STEP; k++) {
+    for (int k = X; k <= ANALYTIC; k++) {
         if (!is_float64(&views[k])) {
             PyErr_Format(PyExc_TypeError, "%s must be a contiguous float64 buffer", names[k]);
             goto done;
@@ -90,14 +94,14 @@ static PyObject *screen(PyObject *self, PyObject *args) {
     }
     Py_ssize_t m = views[ANALYTIC].len / (Py_ssize_t)sizeof(double);
     Py_ssize_t item = (Py_ssize_t)sizeof(double);
-    if (views[Y].len != (m + 2) * item || views[INVERSE_STEP].len != (m + 1) * item || views[OUT].len != m) {
-        PyErr_SetString(PyExc_ValueError, "screen needs len(y) - 2 == len(inverse_step) - 1 == len(analytic) == len(out)");
+    if (views[X].len != (m + 2) * item || views[Y].len != (m + 2) * item || views[OUT].len != m) {
+        PyErr_SetString(PyExc_ValueError, "screen needs len(x) - 2 == len(y) - 2 == len(analytic) == len(out)");
         goto done;
     }
     Py_ssize_t passed;
     Py_BEGIN_ALLOW_THREADS
-    passed = screen_loop((const double *)views[Y].buf, (const double *)views[ANALYTIC].buf,
-                         (const double *)views[INVERSE_STEP].buf, (uint8_t *)views[OUT].buf, m, rtol / 2, atol / 2);
+    passed = screen_loop((const double *)views[X].buf, (const double *)views[Y].buf, (const double *)views[ANALYTIC].buf,
+                         (uint8_t *)views[OUT].buf, m, rtol / 2, atol / 2);
     Py_END_ALLOW_THREADS
     result = PyLong_FromSsize_t(passed);
 done:
@@ -108,8 +112,9 @@ done:
 
 static PyMethodDef methods[] = {
     {"screen", screen, METH_VARARGS,
-     "screen(y, analytic, inverse_step, out, rtol, atol) -> how many passed: GA101's screen of the m inner "
-     "points of a block (float64 buffers, len(y) = m + 2, len(inverse_step) = m + 1) into the bool buffer out (m)."},
+     "screen(x, y, analytic, out, rtol, atol) -> how many passed: GA101's screen of the m inner points of a "
+     "block of the sorted probe x (float64 buffers, len(x) = len(y) = m + 2, len(analytic) = m) into the bool "
+     "buffer out (m)."},
     {NULL, NULL, 0, NULL},
 };
 

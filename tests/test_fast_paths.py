@@ -416,9 +416,9 @@ def test_fused_screen_rejects_buffers_of_the_wrong_kind():
     y = torch.zeros(6, dtype=torch.float64).numpy()
     out = torch.zeros(4, dtype=torch.bool).numpy()
     with pytest.raises(TypeError):
-        gradient._fused.screen(y.astype("float32"), y[1:-1], y[:-1], out, 1e-3, 1e-5)
+        gradient._fused.screen(y, y.astype("float32"), y[1:-1], out, 1e-3, 1e-5)
     with pytest.raises(ValueError):
-        gradient._fused.screen(y, y[1:-1], y, out, 1e-3, 1e-5)
+        gradient._fused.screen(y, y[:-1], y[1:-1], out, 1e-3, 1e-5)
 
 
 def test_gradient_check_alone_streams_a_large_probe_without_storing_it(monkeypatch):

@@ -77,7 +77,8 @@ than the arithmetic)."""
 
 
 def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor,
-           spacing: tuple[torch.Tensor, torch.Tensor] | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+           spacing: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None,
+           out: torch.Tensor | None = None) -> torch.Tensor:
     """Points whose backward provably agrees with the forward, from the probe's own values.
 
     The probe is sorted, so each inner point has neighbours on both sides. By the mean value
@@ -86,22 +87,30 @@ def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor,
     lies between them, and ``|backward - f'(x)| <= |backward - left| + |backward - right|``.
     A point passes when that bound, plus the rounding of the secants, is within half of
     GA101's tolerance: a pass implies the central-difference test would pass too. Everything
-    else (grid ends, kinks, coarse stretches, non-finite values) goes to that test. A dozen
-    vectorised operations per point, in place where they can be, and no call of the target;
-    ``spacing`` (:func:`gradaudit.inputs.spacing` of ``x``) is cached with the probe. The
-    verdicts go to ``out`` (a bool buffer like ``x``) when given.
+    else (grid ends, kinks, coarse stretches, non-finite values) goes to that test. No call
+    of the target: one fused pass per block (gradaudit/_screen.c) where the optional C
+    extension is built, else a dozen vectorised PyTorch operations per point, which read the
+    reciprocal gaps ``spacing()`` gives (:func:`gradaudit.inputs.spacing` of ``x``, cached
+    with the probe). The verdicts go to ``out`` (a bool buffer like ``x``) when given.
     """
     passed = torch.empty(x.numel(), dtype=torch.bool) if out is None else out
     passed.fill_(False)
     if y.dtype != torch.float64 or analytic.dtype != torch.float64 or x.numel() < 3:
         return passed  # its rounding bound assumes float64 values (a dtype drift is GA403's)
-    inverse_step, inverse_shorter = spacing if spacing is not None else inputs.spacing(x)
+    whole_spacing = functools.cache(spacing if spacing is not None else lambda: inputs.spacing(x))
     scratch = functools.cache(lambda: _scratch(min(SCREEN_BLOCK, x.numel() - 2)))
     for start in range(1, x.numel() - 1, SCREEN_BLOCK):
         stop = min(start + SCREEN_BLOCK, x.numel() - 1)  # inner points start..stop-1
-        _screen_block(y[start - 1 : stop + 1], analytic[start:stop], inverse_step[start - 1 : stop],
-                      inverse_shorter[start - 1 : stop - 1], passed[start:stop], scratch)
+        _screen_block(x[start - 1 : stop + 1], y[start - 1 : stop + 1], analytic[start:stop], passed[start:stop],
+                      functools.partial(_spacing_of_block, whole_spacing, start - 1, stop + 1), scratch)
     return passed
+
+
+def _spacing_of_block(spacing: Callable[[], tuple[torch.Tensor, torch.Tensor]], start: int,
+                      stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reciprocal gaps of the probe's points ``start..stop-1`` from the whole probe's."""
+    inverse_step, inverse_shorter = spacing()
+    return inverse_step[start : stop - 1], inverse_shorter[start : stop - 2]
 
 
 def _scratch(points: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -110,14 +119,16 @@ def _scratch(points: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             torch.empty(points, dtype=torch.float64))
 
 
-def _screen_block(y: torch.Tensor, analytic: torch.Tensor, inverse_step: torch.Tensor,
-                  inverse_shorter: torch.Tensor, out: torch.Tensor,
+def _screen_block(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor, out: torch.Tensor,
+                  spacing: Callable[[], tuple[torch.Tensor, torch.Tensor]],
                   scratch: Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> int | None:
-    """:func:`screen` for the inner points of ``y`` (one more on each side), into ``out``:
-    in one fused pass where the optional C extension is built (which also says how many
-    passed), else in PyTorch operations (in the buffers ``scratch()`` gives; None)."""
-    if _fused is not None and all(t.is_contiguous() for t in (y, analytic, inverse_step, out)):
-        return _fused.screen(y.numpy(), analytic.numpy(), inverse_step.numpy(), out.numpy(), RTOL, ATOL)
+    """:func:`screen` for the inner points of ``x`` (with one more on each side; ``y`` the
+    values there), into ``out``: in one fused pass where the optional C extension is built
+    (which also says how many passed), else in PyTorch operations with the reciprocal gaps
+    ``spacing()`` gives, in the buffers ``scratch()`` gives (None)."""
+    if _fused is not None and all(t.is_contiguous() for t in (x, y, analytic, out)):
+        return _fused.screen(x.numpy(), y.numpy(), analytic.numpy(), out.numpy(), RTOL, ATOL)
+    inverse_step, inverse_shorter = spacing()
     m = analytic.numel()
     slope, bound, term = (buffer[: m + 1 if i == 0 else m] for i, buffer in enumerate(scratch()))
     torch.sub(y[1:], y[:-1], out=slope).mul_(inverse_step)
@@ -150,7 +161,8 @@ def compare(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
     if ev.y is None or ev.grad is None:
         return None
     x, y, analytic = ev.x, ev.y, ev.grad
-    smooth = screen(x, y, analytic, ctx.probe_spacing(torch.float64), out=ctx.lease(x.numel(), torch.bool))
+    smooth = screen(x, y, analytic, functools.partial(ctx.probe_spacing, torch.float64),
+                    out=ctx.lease(x.numel(), torch.bool))
     rest = scans.indices(~smooth)
     result = _compare_rest(ctx, x, smooth, rest, y[rest], analytic[rest])
     result["analytic"] = analytic
@@ -168,7 +180,7 @@ def _compare_streamed(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
     streamed, or when some point is wrong: then :func:`compare` evaluates the probe whole,
     for the full report (examples, the straight-through test)."""
     x = ctx.probe(torch.float64)
-    inverse_step, inverse_shorter = ctx.probe_spacing(torch.float64)
+    whole_spacing = functools.partial(ctx.probe_spacing, torch.float64)  # cached with the probe
     ctx.kinks  # the kink search first, while its small working set is in cache  # noqa: B018
     smooth = ctx.lease(x.numel(), torch.bool)
     scratch = functools.cache(lambda: _scratch(EVALUATION_BLOCK))
@@ -181,8 +193,8 @@ def _compare_streamed(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
             block = smooth[start:stop]
             passed = None
             if y.numel() >= 3:
-                passed = _screen_block(y, analytic[1:-1], inverse_step[start : stop - 1],
-                                       inverse_shorter[start : stop - 2], block[1:-1], scratch)
+                passed = _screen_block(x[start:stop], y, analytic[1:-1], block[1:-1],
+                                       functools.partial(_spacing_of_block, whole_spacing, start, stop), scratch)
             ends = torch.tensor([0, y.numel() - 1])  # without a neighbour here: central differences decide
             block[ends] = False
             local = ends if passed == y.numel() - 2 else scans.indices(~block)
