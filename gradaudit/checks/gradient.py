@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Callable, Iterator
 
+import numpy as np
 import torch
 from torch.autograd.gradcheck import GradcheckError
 
@@ -183,25 +184,24 @@ def _compare_streamed(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
     whole_spacing = functools.partial(ctx.probe_spacing, torch.float64)  # cached with the probe
     ctx.kinks  # the kink search first, while its small working set is in cache  # noqa: B018
     smooth = ctx.lease(x.numel(), torch.bool)
+    verdicts = smooth.numpy()  # the bookkeeping of each block in NumPy: cheaper calls than torch's
     scratch = functools.cache(lambda: _scratch(EVALUATION_BLOCK))
-    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     try:
         for start, y, analytic in ctx.evaluation_blocks(torch.float64):
             if y.dtype != torch.float64 or analytic.dtype != torch.float64:
                 return None  # the screen's rounding bound assumes float64 values
-            stop = start + y.numel()
-            block = smooth[start:stop]
+            m, stop = y.numel(), start + y.numel()
             passed = None
-            if y.numel() >= 3:
-                passed = _screen_block(x[start:stop], y, analytic[1:-1], block[1:-1],
+            if m >= 3:
+                passed = _screen_block(x[start:stop], y, analytic[1:-1], smooth[start + 1 : stop - 1],
                                        functools.partial(_spacing_of_block, whole_spacing, start, stop), scratch)
-            ends = torch.tensor([0, y.numel() - 1])  # without a neighbour here: central differences decide
-            block[ends] = False
-            local = ends if passed == y.numel() - 2 else scans.indices(~block)
-            parts.append((local + start, y[local], analytic[local]))
+            verdicts[start] = verdicts[stop - 1] = False  # no neighbour in this block: central differences decide
+            local = np.array([0, m - 1]) if passed == m - 2 else np.flatnonzero(~verdicts[start:stop])
+            parts.append((local + start, y.numpy()[local], analytic.numpy()[local]))
     except Unblockable:
         return None
-    rest, ys, gs = (torch.cat(values) for values in zip(*parts))
+    rest, ys, gs = (torch.from_numpy(np.concatenate(values)) for values in zip(*parts))
     result = _compare_rest(ctx, x, smooth, rest, ys, gs)
     if scans.any_true(result["wrong"]):
         return None
