@@ -34,9 +34,14 @@
 #endif
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-/* AVX-512, AVX2 and baseline builds of the loop, picked when the module loads (the baseline,
-   SSE2, cannot pack double comparisons into bytes, so it stays scalar) */
+/* AVX-512 (GCC 12 on: older ones do not know the x86-64-v4 level), AVX2 and baseline builds
+   of the loop, picked when the module loads (the baseline, SSE2, cannot pack double
+   comparisons into bytes, so it stays scalar) */
+#if __GNUC__ >= 12
 #define SCREEN_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define SCREEN_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
 #else
 #define SCREEN_CLONES
 #endif
