@@ -412,6 +412,15 @@ def test_fused_screen_matches_at_non_finite_values_and_repeated_points(monkeypat
 
 
 @needs_fused_screen
+@pytest.mark.parametrize("fn", [F.silu, SlightlyWrongNearOne.apply], ids=["silu", "slightly wrong near 1"])
+def test_fused_screen_matches_across_the_blocks_of_a_large_probe(fn, monkeypatch):
+    ev = _context(fn, LARGE).evaluate(torch.float64)
+    assert ev.x.numel() > 2 * gradient.SCREEN_BLOCK
+    fused, plain = _both_screens(ev.x, ev.y, ev.grad, monkeypatch)
+    assert torch.equal(fused, plain)
+
+
+@needs_fused_screen
 def test_fused_screen_rejects_buffers_of_the_wrong_kind():
     y = torch.zeros(6, dtype=torch.float64).numpy()
     out = torch.zeros(4, dtype=torch.bool).numpy()
