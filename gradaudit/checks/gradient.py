@@ -31,35 +31,44 @@ def numerical_derivative(ctx: "AuditContext", x: torch.Tensor, y: torch.Tensor,
                          evaluate: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Central (steps h and h/2), forward and backward differences at ``x`` (float64) of the
     function ``evaluate`` (the target's forward by default) whose values at ``x`` are ``y``,
-    in one call of it."""
+    in one call of it. The arithmetic is NumPy's: these are the few points the screen left,
+    where a torch operation costs several times a NumPy one."""
     evaluate = evaluate or ctx.values64
-    h = STEP * torch.clamp(x.abs(), min=1.0)
-    plus, minus = x + h, x - h
-    half_plus, half_minus = x + h / 2, x - h / 2
-    values = evaluate(torch.cat([plus, minus, half_plus, half_minus])).reshape(4, -1)
-    yp, ym, yhp, yhm = values
-    central = (yp - ym) / (plus - minus)
-    central_half = (yhp - yhm) / (half_plus - half_minus)
-    forward = (yp - y) / (plus - x)
-    backward = (y - ym) / (x - minus)
-    magnitude = torch.maximum(torch.maximum(y.abs(), yp.abs()), ym.abs())
-    rounding = 8 * EPS64 * magnitude / h
-    locally_constant = (yp == y) & (ym == y)
-    return {
-        "h": h, "plus": plus, "minus": minus, "central": central, "central_half": central_half, "forward": forward,
-        "backward": backward, "rounding": rounding, "constant": locally_constant,
-    }
+    xs, ys = _array(x), _array(y)
+    h = STEP * np.maximum(np.abs(xs), 1.0)
+    plus, minus = xs + h, xs - h
+    half_plus, half_minus = xs + h / 2, xs - h / 2
+    points = torch.from_numpy(np.concatenate([plus, minus, half_plus, half_minus]))
+    yp, ym, yhp, yhm = _array(evaluate(points)).reshape(4, -1)
+    with np.errstate(all="ignore"):  # inf and NaN where the target has them, as torch gives
+        central = (yp - ym) / (plus - minus)
+        central_half = (yhp - yhm) / (half_plus - half_minus)
+        forward = (yp - ys) / (plus - xs)
+        backward = (ys - ym) / (xs - minus)
+        magnitude = np.maximum(np.maximum(np.abs(ys), np.abs(yp)), np.abs(ym))
+        rounding = 8 * EPS64 * magnitude / h
+    locally_constant = (yp == ys) & (ym == ys)
+    numeric = {"h": h, "plus": plus, "minus": minus, "central": central, "central_half": central_half,
+               "forward": forward, "backward": backward, "rounding": rounding, "constant": locally_constant}
+    return {key: torch.from_numpy(value) for key, value in numeric.items()}
+
+
+def _array(t: torch.Tensor) -> np.ndarray:
+    """``t`` as a float64 NumPy array (a view where it already is one)."""
+    return t.detach().to(torch.float64).numpy()
 
 
 def smooth_points(ctx: "AuditContext", x: torch.Tensor, numeric: dict[str, torch.Tensor]) -> torch.Tensor:
     """Points where both one-sided differences agree, central differences with steps h and
     h/2 agree (Richardson), and no kink or jump is within reach."""
-    forward, backward = numeric["forward"], numeric["backward"]
-    central, half = numeric["central"], numeric["central_half"]
-    agree = (forward - backward).abs() <= 0.05 * torch.maximum(forward.abs(), backward.abs()) + 1e-4 + 4 * numeric["rounding"]
-    agree &= (central - half).abs() <= 1e-3 * half.abs() + 1e-6 + 8 * numeric["rounding"]
-    finite = torch.isfinite(central) & torch.isfinite(half) & torch.isfinite(forward) & torch.isfinite(backward)
-    mask = agree & finite & ~ctx.near_kink(x, numeric["h"])
+    forward, backward = numeric["forward"].numpy(), numeric["backward"].numpy()
+    central, half = numeric["central"].numpy(), numeric["central_half"].numpy()
+    rounding = numeric["rounding"].numpy()
+    with np.errstate(all="ignore"):
+        agree = np.abs(forward - backward) <= 0.05 * np.maximum(np.abs(forward), np.abs(backward)) + 1e-4 + 4 * rounding
+        agree &= np.abs(central - half) <= 1e-3 * np.abs(half) + 1e-6 + 8 * rounding
+    finite = np.isfinite(central) & np.isfinite(half) & np.isfinite(forward) & np.isfinite(backward)
+    mask = torch.from_numpy(agree & finite) & ~ctx.near_kink(x, numeric["h"])
     if ctx.options.domain is not None:
         lo, hi = ctx.options.domain
         mask &= (numeric["minus"] >= lo) & (numeric["plus"] <= hi)
@@ -215,10 +224,13 @@ def _compare_rest(ctx: "AuditContext", x: torch.Tensor, smooth: torch.Tensor, re
     gradients ``gs``); completes ``smooth`` (the screen's verdicts) in place."""
     numeric = numerical_derivative(ctx, x[rest], ys)
     smooth_rest = smooth_points(ctx, x[rest], numeric) & torch.isfinite(gs) & torch.isfinite(ys)
-    error = (gs - numeric["central"]).abs()
-    tolerance = (ATOL + RTOL * numeric["central"].abs() + 16 * numeric["rounding"]
-                 + 0.01 * (numeric["forward"] - numeric["backward"]).abs())
-    wrong_rest = smooth_rest & (error > tolerance)
+    central, forward, backward = (numeric[key].numpy() for key in ("central", "forward", "backward"))
+    with np.errstate(all="ignore"):
+        error = np.abs(_array(gs) - central)
+        tolerance = (ATOL + RTOL * np.abs(central) + 16 * numeric["rounding"].numpy()
+                     + 0.01 * np.abs(forward - backward))
+    wrong_rest = smooth_rest & torch.from_numpy(error > tolerance)
+    error = torch.from_numpy(error)
     wrong = ctx.lease(x.numel(), torch.bool).fill_(False)
     constant = ctx.lease(x.numel(), torch.bool).fill_(False)
     smooth[rest] = smooth_rest
