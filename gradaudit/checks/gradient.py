@@ -35,12 +35,13 @@ def numerical_derivative(ctx: "AuditContext", x: torch.Tensor, y: torch.Tensor,
     where a torch operation costs several times a NumPy one."""
     evaluate = evaluate or ctx.values64
     xs, ys = _array(x), _array(y)
-    h = STEP * np.maximum(np.abs(xs), 1.0)
-    plus, minus = xs + h, xs - h
-    half_plus, half_minus = xs + h / 2, xs - h / 2
+    with np.errstate(all="ignore"):  # inf and NaN where the target (or x near the max) has them, as torch gives
+        h = STEP * np.maximum(np.abs(xs), 1.0)
+        plus, minus = xs + h, xs - h
+        half_plus, half_minus = xs + h / 2, xs - h / 2
     points = torch.from_numpy(np.concatenate([plus, minus, half_plus, half_minus]))
     yp, ym, yhp, yhm = _array(evaluate(points)).reshape(4, -1)
-    with np.errstate(all="ignore"):  # inf and NaN where the target has them, as torch gives
+    with np.errstate(all="ignore"):
         central = (yp - ym) / (plus - minus)
         central_half = (yhp - yhm) / (half_plus - half_minus)
         forward = (yp - ys) / (plus - xs)
