@@ -155,14 +155,16 @@ def _screen_block(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor, out:
     return None
 
 
-def compare(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
+def compare(ctx: "AuditContext") -> dict[str, torch.Tensor | None] | None:
     """The GA101 comparison over the float64 probe set, or None when it cannot be made.
 
     The :func:`screen` clears most points of a dense probe at once; the rest (indices
     ``checked_by_difference``) are compared with central differences, which decide whether
     each is smooth and whether it is wrong. ``central`` and ``error`` are given for those
-    points only: a screened point is never wrong. ``analytic`` is None when the probe was
-    streamed (:func:`_compare_streamed`), which happens only when no point is wrong.
+    points only: a screened point is never wrong. When the probe was streamed
+    (:func:`_compare_streamed`), which happens only when no point is wrong and no selected
+    check reads more, the probe-sized ``smooth``, ``wrong``, ``constant`` and ``analytic``
+    are None.
     """
     if ctx.streaming:
         streamed = _compare_streamed(ctx)
@@ -175,70 +177,68 @@ def compare(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
     smooth = screen(x, y, analytic, functools.partial(ctx.probe_spacing, torch.float64),
                     out=ctx.lease(x.numel(), torch.bool))
     rest = scans.indices(~smooth)
-    result = _compare_rest(ctx, x, smooth, rest, y[rest], analytic[rest])
-    result["analytic"] = analytic
-    if scans.any_true(result["wrong"]):  # for the straight-through test: screened points with a flat forward
-        flat = torch.diff(y) == 0
-        result["constant"][1:-1] |= smooth[1:-1] & flat[:-1] & flat[1:]
-    return result
-
-
-def _compare_streamed(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
-    """:func:`compare` screening each block of the evaluation as it comes
-    (:meth:`~gradaudit.context.AuditContext.evaluation_blocks`), keeping only the values at
-    the points left to central differences: nothing probe-sized but the verdicts is stored,
-    and each block is screened while it is still in cache. None when the probe cannot be
-    streamed, or when some point is wrong: then :func:`compare` evaluates the probe whole,
-    for the full report (examples, the straight-through test)."""
-    x = ctx.probe(torch.float64)
-    whole_spacing = functools.partial(ctx.probe_spacing, torch.float64)  # cached with the probe
-    ctx.kinks  # the kink search first, while its small working set is in cache  # noqa: B018
-    smooth = ctx.lease(x.numel(), torch.bool)
-    verdicts = smooth.numpy()  # the bookkeeping of each block in NumPy: cheaper calls than torch's
-    scratch = functools.cache(lambda: _scratch(EVALUATION_BLOCK))
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    try:
-        for start, y, analytic in ctx.evaluation_blocks(torch.float64):
-            if y.dtype != torch.float64 or analytic.dtype != torch.float64:
-                return None  # the screen's rounding bound assumes float64 values
-            m, stop = y.numel(), start + y.numel()
-            passed = None
-            if m >= 3:
-                passed = _screen_block(x[start:stop], y, analytic[1:-1], smooth[start + 1 : stop - 1],
-                                       functools.partial(_spacing_of_block, whole_spacing, start, stop), scratch)
-            verdicts[start] = verdicts[stop - 1] = False  # no neighbour in this block: central differences decide
-            local = np.array([0, m - 1]) if passed == m - 2 else np.flatnonzero(~verdicts[start:stop])
-            parts.append((local + start, y.numpy()[local], analytic.numpy()[local]))
-    except Unblockable:
-        return None
-    rest, ys, gs = (torch.from_numpy(np.concatenate(values)) for values in zip(*parts))
-    result = _compare_rest(ctx, x, smooth, rest, ys, gs)
-    if scans.any_true(result["wrong"]):
-        return None
-    result["analytic"] = None
-    return result
-
-
-def _compare_rest(ctx: "AuditContext", x: torch.Tensor, smooth: torch.Tensor, rest: torch.Tensor,
-                  ys: torch.Tensor, gs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Central differences at the points ``rest`` that the screen left (values ``ys``,
-    gradients ``gs``); completes ``smooth`` (the screen's verdicts) in place."""
-    numeric = numerical_derivative(ctx, x[rest], ys)
-    smooth_rest = smooth_points(ctx, x[rest], numeric) & torch.isfinite(gs) & torch.isfinite(ys)
-    central, forward, backward = (numeric[key].numpy() for key in ("central", "forward", "backward"))
-    with np.errstate(all="ignore"):
-        error = np.abs(_array(gs) - central)
-        tolerance = (ATOL + RTOL * np.abs(central) + 16 * numeric["rounding"].numpy()
-                     + 0.01 * np.abs(forward - backward))
-    wrong_rest = smooth_rest & torch.from_numpy(error > tolerance)
-    error = torch.from_numpy(error)
+    smooth_rest, wrong_rest, numeric, error = _central_differences(ctx, x[rest], y[rest], analytic[rest])
     wrong = ctx.lease(x.numel(), torch.bool).fill_(False)
     constant = ctx.lease(x.numel(), torch.bool).fill_(False)
     smooth[rest] = smooth_rest
     wrong[rest] = wrong_rest
     constant[rest] = numeric["constant"]
-    return {"x": x, "smooth": smooth, "wrong": wrong, "constant": constant, "checked_by_difference": rest,
-            "central": numeric["central"], "error": error}
+    if bool(wrong_rest.any()):  # for the straight-through test: screened points with a flat forward
+        flat = torch.diff(y) == 0
+        constant[1:-1] |= smooth[1:-1] & flat[:-1] & flat[1:]
+    return {"x": x, "analytic": analytic, "smooth": smooth, "wrong": wrong, "constant": constant,
+            "checked_by_difference": rest, "central": numeric["central"], "error": error}
+
+
+def _compare_streamed(ctx: "AuditContext") -> dict[str, torch.Tensor | None] | None:
+    """:func:`compare` screening each block of the evaluation as it comes
+    (:meth:`~gradaudit.context.AuditContext.evaluation_blocks`), keeping only the values at
+    the points left to central differences: nothing probe-sized is stored, and each block is
+    screened while it is in cache, into one block-sized buffer. None when the probe cannot be
+    streamed, or when some point is wrong: then :func:`compare` evaluates the probe whole,
+    for the full report (examples, intervals, the straight-through test)."""
+    x = ctx.probe(torch.float64)
+    whole_spacing = functools.partial(ctx.probe_spacing, torch.float64)  # cached with the probe
+    ctx.kinks  # the kink search first, while its small working set is in cache  # noqa: B018
+    verdicts = torch.empty(min(EVALUATION_BLOCK, x.numel()), dtype=torch.bool)
+    flags = verdicts.numpy()  # the bookkeeping of each block in NumPy: cheaper calls than torch's
+    scratch = functools.cache(lambda: _scratch(EVALUATION_BLOCK))
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    try:
+        for start, y, analytic in ctx.evaluation_blocks(torch.float64):
+            if y.dtype != torch.float64 or analytic.dtype != torch.float64 or y.numel() > verdicts.numel():
+                return None  # the screen's rounding bound assumes float64 values
+            m, stop = y.numel(), start + y.numel()
+            passed = None
+            if m >= 3:
+                passed = _screen_block(x[start:stop], y, analytic[1:-1], verdicts[1 : m - 1],
+                                       functools.partial(_spacing_of_block, whole_spacing, start, stop), scratch)
+            flags[0] = flags[m - 1] = False  # no neighbour in this block: central differences decide
+            local = np.array([0, m - 1]) if passed == m - 2 else np.flatnonzero(~flags[:m])
+            parts.append((local + start, y.numpy()[local], analytic.numpy()[local]))
+    except Unblockable:
+        return None
+    rest, ys, gs = (torch.from_numpy(np.concatenate(values)) for values in zip(*parts))
+    _, wrong_rest, numeric, error = _central_differences(ctx, x[rest], ys, gs)
+    if bool(wrong_rest.any()):
+        return None
+    return {"x": x, "analytic": None, "smooth": None, "wrong": None, "constant": None,
+            "checked_by_difference": rest, "central": numeric["central"], "error": error}
+
+
+def _central_differences(ctx: "AuditContext", xs: torch.Tensor, ys: torch.Tensor, gs: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """GA101's test at the points ``xs`` the screen left (values ``ys``, gradients ``gs``):
+    which are smooth, which are wrong, the numerical derivatives, and the error."""
+    numeric = numerical_derivative(ctx, xs, ys)
+    smooth = smooth_points(ctx, xs, numeric) & torch.isfinite(gs) & torch.isfinite(ys)
+    central, forward, backward = (numeric[key].numpy() for key in ("central", "forward", "backward"))
+    with np.errstate(all="ignore"):
+        error = np.abs(_array(gs) - central)
+        tolerance = (ATOL + RTOL * np.abs(central) + 16 * numeric["rounding"].numpy()
+                     + 0.01 * np.abs(forward - backward))
+    wrong = smooth & torch.from_numpy(error > tolerance)
+    return smooth, wrong, numeric, torch.from_numpy(error)
 
 
 def straight_through(result: dict[str, torch.Tensor]) -> bool:
@@ -269,6 +269,8 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
             yield _no_gradient(ev, location)
         return
     wrong = result["wrong"]
+    if wrong is None:  # streamed: no point is wrong
+        return
     count = scans.count(wrong)
     if count == 0 or straight_through(result):
         return
