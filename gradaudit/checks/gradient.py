@@ -100,7 +100,7 @@ def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor,
     GA101's tolerance: a pass implies the central-difference test would pass too. Everything
     else (grid ends, kinks, coarse stretches, non-finite values) goes to that test. No call
     of the target: one fused pass per block (gradaudit/_screen.c) where the optional C
-    extension is built, else a dozen vectorised PyTorch operations per point, which read the
+    extension is built, else a dozen vectorised PyTorch operations per block, which read the
     reciprocal gaps ``spacing()`` gives (:func:`gradaudit.inputs.spacing` of ``x``, cached
     with the probe). The verdicts go to ``out`` (a bool buffer like ``x``) when given.
     """
@@ -137,7 +137,7 @@ def _screen_block(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor, out:
     values there), into ``out``: in one fused pass where the optional C extension is built
     (which also says how many passed), else in PyTorch operations with the reciprocal gaps
     ``spacing()`` gives, in the buffers ``scratch()`` gives (None)."""
-    if _fused is not None and all(t.is_contiguous() for t in (x, y, analytic, out)):
+    if _fused is not None and x.dtype == torch.float64 and all(t.is_contiguous() for t in (x, y, analytic, out)):
         return _fused.screen(x.numpy(), y.numpy(), analytic.numpy(), out.numpy(), RTOL, ATOL)
     inverse_step, inverse_shorter = spacing()
     m = analytic.numel()
