@@ -172,13 +172,6 @@ def base_positions(*, domain: tuple[float, float] | None, size: int, seed: int, 
                                   _probe_key(torch.float64, domain, size, seed, kinks, base_samples))
 
 
-def dense_positions(*, domain: tuple[float, float] | None, size: int, seed: int,
-                    kinks: Sequence[float]) -> torch.Tensor:
-    """Where the points of :func:`dense_grid` sit in the float64 probe (+0.0 for zero):
-    sorted indices, cached with the probe (read-only)."""
-    return _cached_dense_positions(_probe_key(torch.float64, domain, size, seed, kinks, None))
-
-
 @functools.lru_cache(maxsize=4)
 def _cached_base_positions(full_key: tuple, base_key: tuple) -> torch.Tensor:
     full, base = _cached_probe(*full_key), _cached_probe(*base_key)
@@ -192,30 +185,26 @@ def _cached_base_positions(full_key: tuple, base_key: tuple) -> torch.Tensor:
 
 def dense_points(*, domain: tuple[float, float] | None, size: int, seed: int,
                  kinks: Sequence[float]) -> torch.Tensor:
-    """The float64 probe's points on the dense grid, gathered once (cached with the probe,
-    read-only): a gather from a probe of a million points is a cache miss per point."""
+    """The float64 probe's points on :func:`dense_grid` (+0.0 for zero), found by binary
+    search and gathered once (cached with the probe, read-only): a gather from a probe of a
+    million points is a cache miss per point."""
     return _cached_dense_points(_probe_key(torch.float64, domain, size, seed, kinks, None))
 
 
 @functools.lru_cache(maxsize=4)
 def _cached_dense_points(key: tuple) -> torch.Tensor:
-    return _cached_probe(*key)[_cached_dense_positions(key)]
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_dense_positions(key: tuple) -> torch.Tensor:
     full = _cached_probe(*key)
     grid = torch.from_numpy(dense_grid())
     # the last match: +0.0 sits right after -0.0, and the grid's zero is +0.0
     index = (torch.searchsorted(full, grid, right=True) - 1).clamp_(min=0)
-    return index[full[index] == grid]
+    return full[index[full[index] == grid]]
 
 
 def clear_caches() -> None:
     """Forget every cached probe, sample draw, spacing and position (what the first audit of
     a run pays for; the benchmark measures it)."""
     for cached in (merged_random_samples, _cached_probe, _cached_spacing, _cached_base_positions,
-                   _cached_dense_positions, _cached_dense_points):
+                   _cached_dense_points):
         cached.cache_clear()
 
 
