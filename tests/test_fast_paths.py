@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -417,6 +419,34 @@ def test_fused_screen_matches_across_the_blocks_of_a_large_probe(fn, monkeypatch
     assert ev.x.numel() > 2 * gradient.SCREEN_BLOCK
     fused, plain = _both_screens(ev.x, ev.y, ev.grad, monkeypatch)
     assert torch.equal(fused, plain)
+
+
+@needs_fused_screen
+@pytest.mark.parametrize("fn", [F.silu, SlightlyWrongNearOne.apply], ids=["silu", "slightly wrong near 1"])
+def test_fused_screen_gives_the_same_verdicts_on_any_number_of_threads(fn):
+    ev = _context(fn, LARGE).evaluate(torch.float64)
+    x, y, analytic = (t.numpy() for t in (ev.x, ev.y, ev.grad))
+    threads = torch.get_num_threads()
+    verdicts = []
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)  # the screen's OpenMP team is torch's
+            out = np.zeros(x.size - 2, dtype=np.bool_)
+            passed = gradient._fused.screen(x, y, analytic[1:-1], out, gradient.RTOL, gradient.ATOL)
+            assert passed == int(out.sum())
+            verdicts.append(out)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(np.array_equal(verdicts[0], other) for other in verdicts[1:])
+    assert 0 < int(verdicts[0].sum()) < verdicts[0].size
+
+
+@needs_fused_screen
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads the process's mappings (Linux)")
+def test_fused_screen_runs_on_pytorchs_own_openmp_runtime():
+    mapped = {line.split()[-1] for line in open("/proc/self/maps") if "/" in line}
+    runtimes = {path for path in mapped if re.search(r"/lib(gomp|omp|iomp5)[^/]*\.so", path)}
+    assert len(runtimes) <= 1, runtimes  # a second runtime would be a second pool of threads
 
 
 @needs_fused_screen
