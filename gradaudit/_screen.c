@@ -22,13 +22,18 @@
  * loop. Built as an optional extension (setup.py); gradaudit uses the PyTorch version where
  * it is missing.
  *
- * Where it is built with OpenMP (Linux), a block is split between the threads of PyTorch's
- * own OpenMP pool: the module links libgomp.so.1 and is imported after torch, whose
- * libgomp.so.1 is then the one loaded, so there is one pool (no second set of threads
- * competing with torch's spinning ones) and torch.set_num_threads applies. The split is
- * the one torch gives an elementwise kernel over the block, so each thread mostly reads
- * what it has just written. Each point's verdict is its own, so the split changes nothing.
+ * On Linux a block is split between the threads of PyTorch's own OpenMP team: the module
+ * finds the GNU OpenMP runtime (libgomp) that torch has loaded and calls it through its
+ * stable ABI (GOMP_parallel). It never loads a runtime itself, so there is one pool of
+ * threads (a second one would compete with torch's, which spin after each parallel region)
+ * and torch.set_num_threads applies. The split is the one torch gives an elementwise kernel
+ * over the block, so each thread mostly reads what it has just written. Each point's
+ * verdict is its own, so the split changes nothing. Where no libgomp is loaded (another
+ * runtime, another platform) the screen runs on the calling thread.
  */
+#if defined(__linux__)
+#define _GNU_SOURCE /* dl_iterate_phdr, RTLD_NOLOAD */
+#endif
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <float.h>
@@ -36,8 +41,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
+#if defined(__linux__)
+#include <dlfcn.h>
+#include <link.h>
+#define SCREEN_THREADS
 #endif
 
 #if defined(_MSC_VER)
@@ -81,27 +88,91 @@ static Py_ssize_t screen_loop(const double *restrict x, const double *restrict y
    one thread, as torch's own kernels over them do */
 #define GRAIN 32768
 
-static Py_ssize_t screen_parallel(const double *x, const double *y, const double *a, uint8_t *out, Py_ssize_t m,
-                                  double half_rtol, double half_atol) {
-#ifdef _OPENMP
-    int threads = omp_get_max_threads();
-    if (threads > (m + GRAIN - 1) / GRAIN)
-        threads = (int)((m + GRAIN - 1) / GRAIN);
-    if (threads > 1) {
-        Py_ssize_t passed = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : passed)
-        {
-            /* contiguous shares as torch's parallel_for makes them, cut at multiples of 64
-               points so that no two threads write into one cache line of out */
-            Py_ssize_t team = omp_get_num_threads(), me = omp_get_thread_num();
-            Py_ssize_t share = (m + team - 1) / team;
-            Py_ssize_t lo = (share * me) & ~(Py_ssize_t)63;
-            Py_ssize_t hi = me == team - 1 ? m : (share * (me + 1)) & ~(Py_ssize_t)63;
-            passed += screen_loop(x + lo, y + lo, a + lo, out + lo, hi - lo, half_rtol, half_atol);
-        }
-        return passed;
+#ifdef SCREEN_THREADS
+/* The loaded libgomp's entry points: GOMP_parallel(fn, data, num_threads, flags) runs
+   fn(data) on a team (the calling thread is one of them); NULL where none is loaded. */
+static struct {
+    int looked;
+    void (*parallel)(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
+    int (*max_threads)(void);
+    int (*thread_num)(void);
+    int (*num_threads)(void);
+} gomp;
+
+static int find_libgomp(struct dl_phdr_info *info, size_t size, void *path) {
+    (void)size;
+    const char *base = strrchr(info->dlpi_name, '/');
+    base = base != NULL ? base + 1 : info->dlpi_name;
+    if (strncmp(base, "libgomp", 7) != 0) /* also torch's older, renamed copies (libgomp-<hash>.so.1) */
+        return 0;
+    *(const char **)path = info->dlpi_name;
+    return 1;
+}
+
+/* Look once (with the GIL held) for a libgomp already in the process; never load one. */
+static void find_gomp(void) {
+    if (gomp.looked)
+        return;
+    gomp.looked = 1;
+    const char *path = NULL;
+    dl_iterate_phdr(find_libgomp, &path);
+    void *runtime = path != NULL ? dlopen(path, RTLD_NOW | RTLD_NOLOAD) : NULL;
+    if (runtime == NULL)
+        return;
+    *(void **)&gomp.max_threads = dlsym(runtime, "omp_get_max_threads");
+    *(void **)&gomp.thread_num = dlsym(runtime, "omp_get_thread_num");
+    *(void **)&gomp.num_threads = dlsym(runtime, "omp_get_num_threads");
+    *(void **)&gomp.parallel = dlsym(runtime, "GOMP_parallel");
+    if (!gomp.max_threads || !gomp.thread_num || !gomp.num_threads)
+        gomp.parallel = NULL;
+}
+
+struct job {
+    const double *x, *y, *a;
+    uint8_t *out;
+    Py_ssize_t m, passed;
+    double half_rtol, half_atol;
+};
+
+/* One thread's share: contiguous, as torch's parallel_for makes them, cut at multiples of
+   64 points so that no two threads write into one cache line of out. */
+static void screen_share(void *data) {
+    struct job *job = data;
+    Py_ssize_t team = gomp.num_threads(), me = gomp.thread_num();
+    Py_ssize_t share = (job->m + team - 1) / team;
+    Py_ssize_t lo = (share * me) & ~(Py_ssize_t)63;
+    Py_ssize_t hi = me == team - 1 ? job->m : (share * (me + 1)) & ~(Py_ssize_t)63;
+    Py_ssize_t passed = screen_loop(job->x + lo, job->y + lo, job->a + lo, job->out + lo, hi - lo, job->half_rtol,
+                                    job->half_atol);
+    __atomic_fetch_add(&job->passed, passed, __ATOMIC_RELAXED);
+}
+#endif
+
+/* How many threads screen m points: torch's count (the loaded libgomp's), one per grain. */
+static int screen_threads(Py_ssize_t m) {
+#ifdef SCREEN_THREADS
+    find_gomp();
+    if (gomp.parallel != NULL) {
+        Py_ssize_t threads = gomp.max_threads(), grains = (m + GRAIN - 1) / GRAIN;
+        if (threads > grains)
+            threads = grains;
+        return threads > 1 ? (int)threads : 1;
     }
 #endif
+    (void)m;
+    return 1;
+}
+
+static Py_ssize_t screen_parallel(const double *x, const double *y, const double *a, uint8_t *out, Py_ssize_t m,
+                                  double half_rtol, double half_atol, int threads) {
+#ifdef SCREEN_THREADS
+    if (threads > 1) {
+        struct job job = {x, y, a, out, m, 0, half_rtol, half_atol};
+        gomp.parallel(screen_share, &job, (unsigned)threads, 0);
+        return job.passed;
+    }
+#endif
+    (void)threads;
     return screen_loop(x, y, a, out, m, half_rtol, half_atol);
 }
 
@@ -143,9 +214,11 @@ static PyObject *screen(PyObject *self, PyObject *args) {
         goto done;
     }
     Py_ssize_t passed;
+    int threads = screen_threads(m);
     Py_BEGIN_ALLOW_THREADS
     passed = screen_parallel((const double *)views[X].buf, (const double *)views[Y].buf,
-                             (const double *)views[ANALYTIC].buf, (uint8_t *)views[OUT].buf, m, rtol / 2, atol / 2);
+                             (const double *)views[ANALYTIC].buf, (uint8_t *)views[OUT].buf, m, rtol / 2, atol / 2,
+                             threads);
     Py_END_ALLOW_THREADS
     result = PyLong_FromSsize_t(passed);
 done:
@@ -154,11 +227,22 @@ done:
     return result;
 }
 
+static PyObject *threads(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_ssize_t m;
+    if (!PyArg_ParseTuple(args, "n", &m))
+        return NULL;
+    return PyLong_FromLong(screen_threads(m));
+}
+
 static PyMethodDef methods[] = {
     {"screen", screen, METH_VARARGS,
      "screen(x, y, analytic, out, rtol, atol) -> how many passed: GA101's screen of the m inner points of a "
      "block of the sorted probe x (float64 buffers, len(x) = len(y) = m + 2, len(analytic) = m) into the bool "
      "buffer out (m)."},
+    {"threads", threads, METH_VARARGS,
+     "threads(m) -> how many threads screen a block of m inner points: torch's OpenMP team (the libgomp "
+     "loaded in the process), at most one per 32768 points; 1 where no libgomp is loaded."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -443,10 +443,21 @@ def test_fused_screen_gives_the_same_verdicts_on_any_number_of_threads(fn):
 
 @needs_fused_screen
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads the process's mappings (Linux)")
-def test_fused_screen_runs_on_pytorchs_own_openmp_runtime():
+def test_fused_screen_borrows_pytorchs_openmp_team_and_loads_no_runtime_of_its_own():
     mapped = {line.split()[-1] for line in open("/proc/self/maps") if "/" in line}
     runtimes = {path for path in mapped if re.search(r"/lib(gomp|omp|iomp5)[^/]*\.so", path)}
     assert len(runtimes) <= 1, runtimes  # a second runtime would be a second pool of threads
+    if not any("libgomp" in os.path.basename(path) for path in runtimes):
+        assert gradient._fused.threads(gradient.SCREEN_BLOCK) == 1  # no team to borrow
+        return
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            assert gradient._fused.threads(gradient.SCREEN_BLOCK) == count  # 2^17 points: four grains
+            assert gradient._fused.threads(1000) == 1  # under one grain: the calling thread alone
+    finally:
+        torch.set_num_threads(threads)
 
 
 @needs_fused_screen
