@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from .checks import gradient
 
-    screen = ("fused (the C extension gradaudit/_screen.c)" if gradient._fused is not None else
+    screen = (f"fused (the C extension gradaudit/_screen.c) on {gradient._fused.threads(gradient.SCREEN_BLOCK)} "
+              f"thread(s) of torch's OpenMP team" if gradient._fused is not None else
               "PyTorch operations (the optional C extension gradaudit/_screen.c is not built)")
     print(f"gradaudit benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, F.silu; "
           f"GA101's screen: {screen}\n")
