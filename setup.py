@@ -10,8 +10,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "gradaudit._screen",
-            ["gradaudit/_screen.c"],
+            "gradaudit._fused",
+            ["gradaudit/_fused.c"],
             optional=True,
             # no a * b + c in one rounding: the same verdicts as the PyTorch version, bit for bit
             extra_compile_args=[] if sys.platform == "win32" else ["-O3", "-ffp-contract=off"],

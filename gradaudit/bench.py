@@ -219,9 +219,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from .checks import gradient
 
-    screen = (f"fused (the C extension gradaudit/_screen.c) on {gradient._fused.threads(gradient.SCREEN_BLOCK)} "
+    screen = (f"fused (the C extension gradaudit/_fused.c) on {gradient._fused.threads(gradient.SCREEN_BLOCK)} "
               f"thread(s) of torch's OpenMP team" if gradient._fused is not None else
-              "PyTorch operations (the optional C extension gradaudit/_screen.c is not built)")
+              "PyTorch operations (the optional C extension gradaudit/_fused.c is not built)")
     print(f"gradaudit benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, F.silu; "
           f"GA101's screen: {screen}\n")
     rows, base = [], {}
@@ -269,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"first audit of a run at n = {last:.0e} (probe caches empty): {cold:.3f} s, "
           f"{(cold - base[last][0]) / p_last:.0f} passes more than a further target")
 
-    print(f"\nwhere the time goes (median seconds per check; 'float64 evaluation' is the probe's forward"
-          f" and both backwards, and each check's first use of a cached evaluation counts to it):")
+    print("\nwhere the time goes (median seconds per check; 'float64 evaluation' is the probe's forward"
+          " and both backwards, and each check's first use of a cached evaluation counts to it):")
     small, large = check_profile(first), check_profile(last)
     rows = [[key, f"{small[key] * 1e3:.2f}", f"{large[key] * 1e3:.2f}", f"{(large[key] - small[key]) / p_last:.1f}"]
             for key in sorted(large, key=lambda k: small.get(k, 0.0) - large[k])]

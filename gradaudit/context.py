@@ -80,10 +80,22 @@ class Evaluation:
     error: str | None = None
     grad_error: str | None = None
     exception: BaseException | None = None
+    found: dict[str | float, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
+    """:meth:`flags` found so far, by ``which``."""
 
     @property
     def grad(self) -> torch.Tensor | None:
         return self.grads.get(1.0)
+
+    def flags(self, which: str | float = "y") -> tuple[torch.Tensor, torch.Tensor]:
+        """``(non-finite, negative zeros)`` of the output (``"y"``) or of ``grads[which]``: their
+        sorted flat indices (:func:`gradaudit.scans.flags`; read-only), found once. An
+        evaluation made in blocks finds them block by block, while each block is in cache."""
+        if which not in self.found:
+            values = self.y if which == "y" else self.grads[which]
+            assert values is not None
+            self.found[which] = scans.flags(values)
+        return self.found[which]
 
 
 class CallError(Exception):
@@ -366,18 +378,25 @@ class AuditContext:
         buffers, so the results are not fresh memory either. Any failure or surprise repeats
         the evaluation whole, so errors read as they do without blocks."""
         ev = Evaluation(dtype=dtype, x=x)
+        found: dict[str | float, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # Evaluation.flags, per block
+
+        def store(which: str | float, into: torch.Tensor, start: int, block: torch.Tensor) -> None:
+            into[start : start + block.numel()] = block
+            found.setdefault(which, []).append(tuple(where + start for where in scans.flags(block)))
+
         try:
             for start, out, sign, grad in self._evaluation_blocks(x, dtype):
-                stop = start + out.numel()
                 if ev.y is None:
                     ev.y = self.lease(x.numel(), out.dtype)
                 if sign == self.grad_output_signs[0]:
-                    ev.y[start:stop] = out
+                    store("y", ev.y, start, out)
                 if sign not in ev.grads:
                     ev.grads[sign] = self.lease(x.numel(), grad.dtype)
-                ev.grads[sign][start:stop] = grad
+                store(sign, ev.grads[sign], start, grad)
         except Unblockable:
             return self._run(x, dtype)
+        ev.found = {which: (torch.cat([n for n, _ in parts]), torch.cat([z for _, z in parts]))
+                    for which, parts in found.items()}
         return ev
 
     def evaluation_blocks(self, dtype: torch.dtype) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:

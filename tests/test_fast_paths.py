@@ -21,7 +21,6 @@ from gradaudit import audit
 from gradaudit import inputs, scans
 from gradaudit.bench import WrongSiLU
 from gradaudit.checks import gradient
-from gradaudit.checks.signed_zero import is_negative_zero
 from gradaudit.context import AuditContext
 from gradaudit.core import build_options
 from gradaudit.targets import source_location, target_from_object
@@ -107,9 +106,9 @@ def test_slightly_wrong_backward_fails_with_the_interval():
 def test_negative_zero_by_bit_pattern_matches_signbit(dtype):
     values = torch.tensor([-0.0, 0.0, -1.0, 1.0, float("-inf"), float("nan"), -1e-30, 5.0], dtype=dtype)
     values = torch.cat([values, -values])
-    assert torch.equal(is_negative_zero(values), (values == 0) & torch.signbit(values))
+    assert torch.equal(scans.negative_zero(values), (values == 0) & torch.signbit(values))
     strided = values[::2]  # not contiguous: the slow route
-    assert torch.equal(is_negative_zero(strided), (strided == 0) & torch.signbit(strided))
+    assert torch.equal(scans.negative_zero(strided), (strided == 0) & torch.signbit(strided))
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
@@ -117,6 +116,46 @@ def test_nonfinite_scan_matches_torch(dtype):
     values = torch.tensor([0.0, -0.0, 1.0, float("inf"), float("-inf"), float("nan"), 65504.0], dtype=dtype)
     assert torch.equal(scans.nonfinite(values), ~torch.isfinite(values))
     assert torch.equal(scans.nonfinite(values[::2]), ~torch.isfinite(values[::2]))
+
+
+SPECIAL = [0.0, -0.0, 1.0, -1.0, float("inf"), float("-inf"), float("nan"), -float("nan"), 5e-324, -5e-324, 1e308]
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "numpy"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_flags_find_what_the_separate_scans_find(dtype, fused, monkeypatch):
+    if not fused:
+        monkeypatch.setattr(scans, "_fused", None)
+    generator = torch.Generator().manual_seed(0)
+    for size in (0, 11, 200_003):  # the large one spans several grains: split between threads
+        values = torch.randn(size, generator=generator, dtype=torch.float64)
+        where = torch.randint(0, max(size, 1), (min(size, 40),), generator=generator)
+        values[where] = torch.tensor(SPECIAL * 4, dtype=torch.float64)[: where.numel()]
+        values = values.to(dtype)
+        for view in (values, values[::2]):
+            nonfinite, negative_zero = scans.flags(view)
+            assert torch.equal(nonfinite, scans.indices(~torch.isfinite(view)))
+            assert torch.equal(negative_zero, scans.indices((view == 0) & torch.signbit(view)))
+
+
+def _signs_and_specials(x: torch.Tensor) -> torch.Tensor:
+    """x * mask (-0.0 for x < 0, and in the gradient for grad_output -1), plus a constant that
+    is NaN above 1e3, inf below -1e3 and -0.0 elsewhere (which keeps every sign)."""
+    special = torch.where(x > 1e3, float("nan"), torch.where(x < -1e3, float("inf"), -0.0)).detach()
+    return x * (x > 0).to(x.dtype) + special
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "numpy"])
+def test_an_evaluation_in_blocks_flags_what_its_stored_arrays_hold(fused, monkeypatch):
+    if not fused:
+        monkeypatch.setattr(scans, "_fused", None)
+    ev = _context(_signs_and_specials, LARGE).evaluate(torch.float64)
+    assert ev.x.numel() > 2 * gradient.SCREEN_BLOCK and set(ev.found) == {"y", 1.0, -1.0}  # found per block
+    for which, values in (("y", ev.y), (1.0, ev.grads[1.0]), (-1.0, ev.grads[-1.0])):
+        nonfinite, negative_zero = ev.found[which]
+        assert torch.equal(nonfinite, scans.indices(~torch.isfinite(values))), which
+        assert torch.equal(negative_zero, scans.indices((values == 0) & torch.signbit(values))), which
+    assert ev.found["y"][0].numel() and ev.found["y"][1].numel() and ev.found[-1.0][1].numel()
 
 
 @pytest.mark.parametrize("values", [[], [False], [True], [False] * 99 + [True], [True, False] * 50])
@@ -371,7 +410,7 @@ def test_built_ins_have_no_source_line():
 
 
 needs_fused_screen = pytest.mark.skipif(gradient._fused is None,
-                                        reason="the optional C extension (gradaudit/_screen.c) is not built")
+                                        reason="the optional C extension (gradaudit/_fused.c) is not built")
 
 
 def _both_screens(x, y, analytic, monkeypatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -468,6 +507,8 @@ def test_fused_screen_rejects_buffers_of_the_wrong_kind():
         gradient._fused.screen(y, y.astype("float32"), y[1:-1], out, 1e-3, 1e-5)
     with pytest.raises(ValueError):
         gradient._fused.screen(y, y[:-1], y[1:-1], out, 1e-3, 1e-5)
+    with pytest.raises(TypeError):
+        gradient._fused.scan(y.astype("float32"))
 
 
 def test_gradient_check_alone_streams_a_large_probe_without_storing_it(monkeypatch):

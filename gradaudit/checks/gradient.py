@@ -76,8 +76,8 @@ def smooth_points(ctx: "AuditContext", x: torch.Tensor, numeric: dict[str, torch
     return mask
 
 
-try:  # the screen fused into one pass (gradaudit/_screen.c, built by setup.py where a compiler is)
-    from .. import _screen as _fused
+try:  # the screen fused into one pass (gradaudit/_fused.c, built by setup.py where a compiler is)
+    from .. import _fused
 except ImportError:  # pragma: no cover - depends on the install
     _fused = None
 
@@ -99,7 +99,7 @@ def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor,
     A point passes when that bound, plus the rounding of the secants, is within half of
     GA101's tolerance: a pass implies the central-difference test would pass too. Everything
     else (grid ends, kinks, coarse stretches, non-finite values) goes to that test. No call
-    of the target: one fused pass per block (gradaudit/_screen.c) where the optional C
+    of the target: one fused pass per block (gradaudit/_fused.c) where the optional C
     extension is built, else a dozen vectorised PyTorch operations per block, which read the
     reciprocal gaps ``spacing()`` gives (:func:`gradaudit.inputs.spacing` of ``x``, cached
     with the probe). The verdicts go to ``out`` (a bool buffer like ``x``) when given.

@@ -112,9 +112,9 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         ev = ctx.evaluate(dtype)
         if ev.y is None or ev.y.shape != ev.x.shape:
             continue
-        bad = scans.nonfinite(ev.y)
-        if not scans.any_true(bad):
+        if not ev.flags("y")[0].numel():
             continue
+        bad = scans.nonfinite(ev.y)
         exact = exact_values(ctx, dtype, bad, lambda e: e.y)
         if exact is None:
             continue
@@ -131,9 +131,9 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         ev = ctx.evaluate(dtype)
         if ev.y is None or ev.grad is None or ev.grad.shape != ev.x.shape or ev.y.shape != ev.x.shape:
             continue
-        bad = scans.nonfinite(ev.grad)
-        if not scans.any_true(bad):
+        if not ev.flags(1.0)[0].numel():
             continue
+        bad = scans.nonfinite(ev.grad)
         exact = exact_values(ctx, dtype, bad, lambda e: e.grad)
         if exact is None:
             exact = torch.full_like(ev.x, float("nan"), dtype=torch.float64)

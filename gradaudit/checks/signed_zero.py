@@ -36,19 +36,6 @@ FIX_GRADIENT = (
 )
 
 
-_BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16,
-         torch.bfloat16: torch.int16}
-
-
-def is_negative_zero(t: torch.Tensor) -> torch.Tensor:
-    """Mask of the elements that are -0.0: the one value whose bit pattern is the sign bit
-    alone, so a single integer comparison finds them."""
-    bits = _BITS.get(t.dtype)
-    if bits is None or not t.is_contiguous():
-        return (t == 0) & torch.signbit(t)
-    return t.view(bits) == torch.iinfo(bits).min
-
-
 MAX_RUNS = 32
 """Runs of undecided zeros examined at their edges; more than this are taken as spurious."""
 
@@ -223,10 +210,10 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         ev = ctx.evaluate(dtype)
         if ev.y is None or ev.y.shape != ev.x.shape:
             continue
-        created = scans.indices(is_negative_zero(ev.y))
+        created = ev.flags("y")[1]
         # the probe is sorted and holds -0.0 once, right before +0.0
         at = int(torch.searchsorted(ev.x, torch.tensor(0.0, dtype=ev.x.dtype))) if ev.x.dim() == 1 else -1
-        kept = 0 <= at < ev.x.numel() and bool(is_negative_zero(ev.x[at : at + 1])) and bool((created == at).any())
+        kept = 0 <= at < ev.x.numel() and bool(scans.negative_zero(ev.x[at : at + 1])) and bool((created == at).any())
         if kept:  # f(-0.0) == -0.0: passed through, not created
             created = created[created != at]
         per_dtype.append((dtype, ev.x, torch.tensor([at] if kept else [], dtype=torch.long), "", "propagated", None))
@@ -249,7 +236,7 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         if ev.grad_error or not ev.grads or ev.grads[1.0].shape != ev.x.shape:
             continue
         for sign in ctx.grad_output_signs:
-            created = scans.indices(is_negative_zero(ev.grads[sign]))
+            created = ev.flags(sign)[1]
             if not created.numel():
                 continue
             exact = ctx.exact_at(dtype, created).grads.get(sign)

@@ -1,7 +1,8 @@
-/* GA101's screen in one pass: gradaudit.checks.gradient._screen_block, fused.
+/* gradaudit's fused loops over float64 blocks: GA101's screen and the evaluation's scan.
  *
- * For the m inner points of a block of a sorted probe x, with y the forward's values and a
- * the backward's values at the inner points:
+ * screen: gradaudit.checks.gradient._screen_block in one pass. For the m inner points of a
+ * block of a sorted probe x, with y the forward's values and a the backward's values at the
+ * inner points:
  *
  *     inv_left = 1 / (x[i+1] - x[i]),  inv_right = 1 / (x[i+2] - x[i+1])
  *     left  = (y[i+1] - y[i])   * inv_left       the secant to the left neighbour
@@ -18,9 +19,14 @@
  * where the cached reciprocals come from memory). The operations and their order are
  * PyTorch's, division is correctly rounded on both sides, and the build turns off the
  * contraction of a * b + c into one rounding (-ffp-contract=off), so both give the same
- * verdict at every point; the tests compare them. Plain C99: the compiler vectorises the
- * loop. Built as an optional extension (setup.py); gradaudit uses the PyTorch version where
- * it is missing.
+ * verdict at every point; the tests compare them.
+ *
+ * scan: how many values of a block are NaN or +-inf, and how many are -0.0, in one pass over
+ * the bit patterns (gradaudit.scans.flags; NumPy and PyTorch take a pass for each, and one
+ * more to count).
+ *
+ * Plain C99: the compiler vectorises the loops. Built as an optional extension (setup.py);
+ * gradaudit does the same work with PyTorch and NumPy where it is missing.
  *
  * On Linux a block is split between the threads of PyTorch's own OpenMP team: the module
  * finds the GNU OpenMP runtime (libgomp) that torch has loaded and calls it through its
@@ -28,8 +34,8 @@
  * threads (a second one would compete with torch's, which spin after each parallel region)
  * and torch.set_num_threads applies. The split is the one torch gives an elementwise kernel
  * over the block, so each thread mostly reads what it has just written. Each point's
- * verdict is its own, so the split changes nothing. Where no libgomp is loaded (another
- * runtime, another platform) the screen runs on the calling thread.
+ * verdict is its own and the counts are sums, so the split changes nothing. Where no libgomp
+ * is loaded (another runtime, another platform) the loops run on the calling thread.
  */
 #if defined(__linux__)
 #define _GNU_SOURCE /* dl_iterate_phdr, RTLD_NOLOAD */
@@ -44,7 +50,7 @@
 #if defined(__linux__)
 #include <dlfcn.h>
 #include <link.h>
-#define SCREEN_THREADS
+#define TEAM
 #endif
 
 #if defined(_MSC_VER)
@@ -53,18 +59,18 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 /* AVX-512 (GCC 12 on: older ones do not know the x86-64-v4 level), AVX2 and baseline builds
-   of the loop, picked when the module loads (the baseline, SSE2, cannot pack double
+   of the loops, picked when the module loads (the baseline, SSE2, cannot pack double
    comparisons into bytes, so it stays scalar) */
 #if __GNUC__ >= 12
-#define SCREEN_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#define LOOP_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
-#define SCREEN_CLONES __attribute__((target_clones("avx2", "default")))
+#define LOOP_CLONES __attribute__((target_clones("avx2", "default")))
 #endif
 #else
-#define SCREEN_CLONES
+#define LOOP_CLONES
 #endif
 
-SCREEN_CLONES
+LOOP_CLONES
 static Py_ssize_t screen_loop(const double *restrict x, const double *restrict y, const double *restrict a,
                               uint8_t *restrict out, Py_ssize_t m, double half_rtol, double half_atol) {
     const double rounding = 4 * DBL_EPSILON;
@@ -84,11 +90,43 @@ static Py_ssize_t screen_loop(const double *restrict x, const double *restrict y
     return passed;
 }
 
+LOOP_CLONES
+static void scan_loop(const double *restrict v, Py_ssize_t m, Py_ssize_t counts[2]) {
+    const uint64_t exponent = 0x7ff0000000000000u, sign = 0x8000000000000000u;
+    Py_ssize_t nonfinite = 0, negative_zero = 0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        uint64_t bits;
+        memcpy(&bits, v + i, sizeof bits);
+        nonfinite += (bits & exponent) == exponent; /* inf and NaN: every exponent bit set */
+        negative_zero += bits == sign;              /* -0.0: the sign bit alone */
+    }
+    counts[0] += nonfinite;
+    counts[1] += negative_zero;
+}
+
 /* torch's grain for elementwise kernels (at::internal::GRAIN_SIZE): smaller blocks stay on
    one thread, as torch's own kernels over them do */
 #define GRAIN 32768
 
-#ifdef SCREEN_THREADS
+/* A loop over points lo..hi-1 of m, which adds what it counts to counts[0] (and counts[1]). */
+struct work {
+    void (*loop)(const struct work *work, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t counts[2]);
+    const double *x, *y, *a; /* the screen reads all three, the scan a alone */
+    uint8_t *out;
+    double half_rtol, half_atol;
+    Py_ssize_t m, counts[2];
+};
+
+static void screen_share(const struct work *work, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t counts[2]) {
+    counts[0] += screen_loop(work->x + lo, work->y + lo, work->a + lo, work->out + lo, hi - lo, work->half_rtol,
+                             work->half_atol);
+}
+
+static void scan_share(const struct work *work, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t counts[2]) {
+    scan_loop(work->a + lo, hi - lo, counts);
+}
+
+#ifdef TEAM
 /* The loaded libgomp's entry points: GOMP_parallel(fn, data, num_threads, flags) runs
    fn(data) on a team (the calling thread is one of them); NULL where none is loaded. */
 static struct {
@@ -127,30 +165,25 @@ static void find_gomp(void) {
         gomp.parallel = NULL;
 }
 
-struct job {
-    const double *x, *y, *a;
-    uint8_t *out;
-    Py_ssize_t m, passed;
-    double half_rtol, half_atol;
-};
-
 /* One thread's share: contiguous, as torch's parallel_for makes them, cut at multiples of
    64 points so that no two threads write into one cache line of out. */
-static void screen_share(void *data) {
-    struct job *job = data;
+static void run_share(void *data) {
+    struct work *work = data;
     Py_ssize_t team = gomp.num_threads(), me = gomp.thread_num();
-    Py_ssize_t share = (job->m + team - 1) / team;
+    Py_ssize_t share = (work->m + team - 1) / team;
     Py_ssize_t lo = (share * me) & ~(Py_ssize_t)63;
-    Py_ssize_t hi = me == team - 1 ? job->m : (share * (me + 1)) & ~(Py_ssize_t)63;
-    Py_ssize_t passed = screen_loop(job->x + lo, job->y + lo, job->a + lo, job->out + lo, hi - lo, job->half_rtol,
-                                    job->half_atol);
-    __atomic_fetch_add(&job->passed, passed, __ATOMIC_RELAXED);
+    Py_ssize_t hi = me == team - 1 ? work->m : (share * (me + 1)) & ~(Py_ssize_t)63;
+    Py_ssize_t counts[2] = {0, 0};
+    work->loop(work, lo, hi, counts);
+    __atomic_fetch_add(&work->counts[0], counts[0], __ATOMIC_RELAXED);
+    __atomic_fetch_add(&work->counts[1], counts[1], __ATOMIC_RELAXED);
 }
 #endif
 
-/* How many threads screen m points: torch's count (the loaded libgomp's), one per grain. */
-static int screen_threads(Py_ssize_t m) {
-#ifdef SCREEN_THREADS
+/* How many threads take m points: torch's count (the loaded libgomp's), one per grain. Call
+   with the GIL held. */
+static int team_size(Py_ssize_t m) {
+#ifdef TEAM
     find_gomp();
     if (gomp.parallel != NULL) {
         Py_ssize_t threads = gomp.max_threads(), grains = (m + GRAIN - 1) / GRAIN;
@@ -163,17 +196,18 @@ static int screen_threads(Py_ssize_t m) {
     return 1;
 }
 
-static Py_ssize_t screen_parallel(const double *x, const double *y, const double *a, uint8_t *out, Py_ssize_t m,
-                                  double half_rtol, double half_atol, int threads) {
-#ifdef SCREEN_THREADS
-    if (threads > 1) {
-        struct job job = {x, y, a, out, m, 0, half_rtol, half_atol};
-        gomp.parallel(screen_share, &job, (unsigned)threads, 0);
-        return job.passed;
-    }
+/* Run work over its m points on team_size(m) threads, with the GIL released. */
+static void run(struct work *work) {
+    int threads = team_size(work->m);
+    Py_BEGIN_ALLOW_THREADS
+#ifdef TEAM
+    if (threads > 1)
+        gomp.parallel(run_share, work, (unsigned)threads, 0);
+    else
 #endif
+        work->loop(work, 0, work->m, work->counts);
+    Py_END_ALLOW_THREADS
     (void)threads;
-    return screen_loop(x, y, a, out, m, half_rtol, half_atol);
 }
 
 enum { X, Y, ANALYTIC, OUT, BUFFERS };
@@ -213,17 +247,31 @@ static PyObject *screen(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "screen needs len(x) - 2 == len(y) - 2 == len(analytic) == len(out)");
         goto done;
     }
-    Py_ssize_t passed;
-    int threads = screen_threads(m);
-    Py_BEGIN_ALLOW_THREADS
-    passed = screen_parallel((const double *)views[X].buf, (const double *)views[Y].buf,
-                             (const double *)views[ANALYTIC].buf, (uint8_t *)views[OUT].buf, m, rtol / 2, atol / 2,
-                             threads);
-    Py_END_ALLOW_THREADS
-    result = PyLong_FromSsize_t(passed);
+    struct work work = {screen_share, (const double *)views[X].buf, (const double *)views[Y].buf,
+                        (const double *)views[ANALYTIC].buf, (uint8_t *)views[OUT].buf, rtol / 2, atol / 2, m, {0, 0}};
+    run(&work);
+    result = PyLong_FromSsize_t(work.counts[0]);
 done:
     for (int k = 0; k < taken; k++)
         PyBuffer_Release(&views[k]);
+    return result;
+}
+
+static PyObject *scan(PyObject *self, PyObject *arg) {
+    (void)self;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    if (!is_float64(&view)) {
+        PyErr_SetString(PyExc_TypeError, "values must be a contiguous float64 buffer");
+    } else {
+        struct work work = {scan_share, NULL, NULL, (const double *)view.buf, NULL, 0, 0,
+                            view.len / (Py_ssize_t)sizeof(double), {0, 0}};
+        run(&work);
+        result = Py_BuildValue("(nn)", work.counts[0], work.counts[1]);
+    }
+    PyBuffer_Release(&view);
     return result;
 }
 
@@ -232,7 +280,7 @@ static PyObject *threads(PyObject *self, PyObject *args) {
     Py_ssize_t m;
     if (!PyArg_ParseTuple(args, "n", &m))
         return NULL;
-    return PyLong_FromLong(screen_threads(m));
+    return PyLong_FromLong(team_size(m));
 }
 
 static PyMethodDef methods[] = {
@@ -240,13 +288,17 @@ static PyMethodDef methods[] = {
      "screen(x, y, analytic, out, rtol, atol) -> how many passed: GA101's screen of the m inner points of a "
      "block of the sorted probe x (float64 buffers, len(x) = len(y) = m + 2, len(analytic) = m) into the bool "
      "buffer out (m)."},
+    {"scan", scan, METH_O,
+     "scan(values) -> (non-finite, negative zeros): how many of the float64 values are NaN or +-inf, and how "
+     "many are -0.0."},
     {"threads", threads, METH_VARARGS,
-     "threads(m) -> how many threads screen a block of m inner points: torch's OpenMP team (the libgomp "
-     "loaded in the process), at most one per 32768 points; 1 where no libgomp is loaded."},
+     "threads(m) -> how many threads take a block of m points: torch's OpenMP team (the libgomp loaded in "
+     "the process), at most one per 32768 points; 1 where no libgomp is loaded."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_screen", "GA101's screen, fused (optional).", -1,
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fused",
+                                    "GA101's screen and the evaluation's scan, fused (optional).", -1,
                                     methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__screen(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__fused(void) { return PyModule_Create(&module); }
