@@ -13,6 +13,7 @@ from .. import inputs, scans
 from ..context import EVALUATION_BLOCK, CallError, Unblockable
 from ..messages import describe_intervals, example_index, intervals, number
 from ..report import Finding
+from ..scans import _fused  # the screen in one pass (gradaudit/_fused.c); None where it is not built
 from . import Check
 
 if TYPE_CHECKING:
@@ -75,11 +76,6 @@ def smooth_points(ctx: "AuditContext", x: torch.Tensor, numeric: dict[str, torch
         mask &= (numeric["minus"] >= lo) & (numeric["plus"] <= hi)
     return mask
 
-
-try:  # the screen fused into one pass (gradaudit/_fused.c, built by setup.py where a compiler is)
-    from .. import _fused
-except ImportError:  # pragma: no cover - depends on the install
-    _fused = None
 
 SCREEN_BLOCK = 1 << 17
 """Points screened per block: the temporaries of a block stay in cache and are recycled by
