@@ -74,6 +74,19 @@ def pytorch_screen_marginal(first: int, last: int) -> float | None:
     return times[1] - times[0]
 
 
+def page_faults_per_audit(n: int, select: list[str] | None = None, repeat: int = 5) -> float | None:
+    """Minor page faults per ``audit(F.silu, size=n, select=select)`` in this process (fresh
+    memory the audit touched); None where ``resource`` is missing (Windows)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(repeat):
+        audit(F.silu, size=n, select=select)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / repeat
+
+
 def cold_audit_time(n: int) -> float:
     """``audit(F.silu, size=n)`` with the probe caches emptied first: what the first target of
     a run pays on top (drawing the samples and building the probes)."""
@@ -267,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"growth {a:.0e} -> {b:.0e} (x{b // a} inputs): the audit's time x{growth:.1f} (target <= x{b // a}: "
               f"{verdict(growth <= b // a)}); its marginal cost {marginal_a * 1e3:.2f} -> {marginal_b * 1e3:.2f} ms "
               f"({ratio})")
+    faults = page_faults_per_audit(last), page_faults_per_audit(last, ["GA101"])
+    if faults[0] is not None:
+        print(f"page faults per audit at n = {last:.0e} in this process: {faults[0]:.0f} (full), {faults[1]:.0f} "
+              f"(GA101 alone); a fresh float64 input would be {8 * last // 4096}")
     cold = cold_audit_time(last)
     print(f"first audit of a run at n = {last:.0e} (probe caches empty): {cold:.3f} s, "
           f"{(cold - base[last][0]) / p_last:.0f} passes more than a further target")
