@@ -30,12 +30,31 @@ def best_time(fn: Callable[[], object], repeat: int = 3) -> float:
     return best
 
 
-def best_audit_times(n: int, repeat: int = 21) -> tuple[float, float]:
-    """The fastest of ``repeat`` runs of the full audit and of GA101 alone at ``n``, taken one
-    size at a time as a run of gradaudit would (every target of a run shares the size, so the
-    probes and the recycled buffers of that size are warm)."""
-    full = best_time(lambda: audit(F.silu, size=n), repeat=repeat)
-    return full, best_time(lambda: audit(F.silu, size=n, select=["GA101"]), repeat=repeat)
+def minor_page_faults() -> int:
+    """This process's minor page faults so far (fresh memory touched); 0 where ``resource``
+    is missing (Windows)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def best_time_and_faults(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """:func:`best_time`, and the minor page faults per run."""
+    before = minor_page_faults()
+    best = best_time(fn, repeat=repeat)
+    return best, (minor_page_faults() - before) / repeat
+
+
+def best_audit_times(n: int, repeat: int = 21) -> tuple[float, float, float, float]:
+    """The fastest of ``repeat`` runs of the full audit and of GA101 alone at ``n``, and the
+    page faults per run of each, taken one size at a time as a run of gradaudit would (every
+    target of a run shares the size, so the probes and the recycled buffers of that size are
+    warm)."""
+    full, full_faults = best_time_and_faults(lambda: audit(F.silu, size=n), repeat)
+    alone, alone_faults = best_time_and_faults(lambda: audit(F.silu, size=n, select=["GA101"]), repeat)
+    return full, alone, full_faults, alone_faults
 
 
 def pass_time(n: int, dtype: torch.dtype) -> float:
@@ -72,19 +91,6 @@ def pytorch_screen_marginal(first: int, last: int) -> float | None:
     finally:
         gradient._fused = fused
     return times[1] - times[0]
-
-
-def page_faults_per_audit(n: int, select: list[str] | None = None, repeat: int = 5) -> float | None:
-    """Minor page faults per ``audit(F.silu, size=n, select=select)`` in this process (fresh
-    memory the audit touched); None where ``resource`` is missing (Windows)."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - Windows
-        return None
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(repeat):
-        audit(F.silu, size=n, select=select)
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / repeat
 
 
 def cold_audit_time(n: int) -> float:
@@ -186,8 +192,8 @@ from gradaudit import audit
 from gradaudit.bench import best_audit_times, pass_time
 audit(F.silu)
 p = pass_time({last}, torch.float32)
-(full_first, grad_first), (full_last, grad_last) = best_audit_times({first}), best_audit_times({last})
-print((full_last - full_first) / p, (grad_last - grad_first) / p, p, pass_time({last}, torch.float64))
+(full_first, grad_first, *_), (full_last, grad_last, *faults) = best_audit_times({first}), best_audit_times({last})
+print((full_last - full_first) / p, (grad_last - grad_first) / p, p, pass_time({last}, torch.float64), *faults)
 """
 
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 32)}
@@ -195,15 +201,16 @@ KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESH
 allocator would: freed probe-sized tensors are reused instead of being fresh, faulting pages."""
 
 
-def marginal_with_kept_memory(first: int, last: int) -> tuple[float, float, float, float] | None:
-    """The marginal costs (full audit, GA101 alone, in float32 passes) and the float32 and
-    float64 passes (seconds) measured in a fresh process whose glibc keeps freed memory:
-    what page faults add to the in-process numbers."""
+def marginal_with_kept_memory(first: int, last: int) -> tuple[float, ...] | None:
+    """The marginal costs (full audit, GA101 alone, in float32 passes), the float32 and
+    float64 passes (seconds) and the page faults per audit at ``last`` (full, GA101 alone),
+    measured in a fresh process whose glibc keeps freed memory: what page faults add to the
+    in-process numbers."""
     if not sys.platform.startswith("linux"):
         return None
     out = subprocess.run([sys.executable, "-c", MARGINAL_CODE.format(first=first, last=last)], capture_output=True,
                          text=True, check=True, env={**_env(), **KEEP_FREED_MEMORY}).stdout.split()
-    return float(out[0]), float(out[1]), float(out[2]), float(out[3])
+    return tuple(float(value) for value in out)
 
 
 def _env() -> dict[str, str]:
@@ -239,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
           f"GA101's screen: {screen}\n")
     rows, base = [], {}
     for n in sizes:
-        full, grad_only = best_audit_times(n)
+        full, grad_only, *faults = best_audit_times(n)
         p32, p64 = pass_time(n, torch.float32), pass_time(n, torch.float64)
-        base[n] = (full, grad_only, p32)
+        base[n] = (full, grad_only, p32, *faults)
         rows.append([f"{n:.0e}", f"{full:.3f}", f"{grad_only:.3f}", f"{p32 * 1e3:.3f}", f"{p64 * 1e3:.3f}",
                      f"{full / p32:.0f}", f"{grad_only / p32:.0f}"])
     print(tabulate(rows, headers=["n", "audit s", "GA101 only s", "f32 pass ms", "f64 pass ms",
@@ -280,10 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"growth {a:.0e} -> {b:.0e} (x{b // a} inputs): the audit's time x{growth:.1f} (target <= x{b // a}: "
               f"{verdict(growth <= b // a)}); its marginal cost {marginal_a * 1e3:.2f} -> {marginal_b * 1e3:.2f} ms "
               f"({ratio})")
-    faults = page_faults_per_audit(last), page_faults_per_audit(last, ["GA101"])
-    if faults[0] is not None:
-        print(f"page faults per audit at n = {last:.0e} in this process: {faults[0]:.0f} (full), {faults[1]:.0f} "
-              f"(GA101 alone); a fresh float64 input would be {8 * last // 4096}")
+    print(f"page faults per audit at n = {last:.0e} (fresh memory; one float64 input is {8 * last // 4096} pages): "
+          f"full {base[last][3]:.0f}, GA101 alone {base[last][4]:.0f} here"
+          + (f"; full {kept[4]:.0f}, GA101 alone {kept[5]:.0f} in the fresh process" if kept else ""))
     cold = cold_audit_time(last)
     print(f"first audit of a run at n = {last:.0e} (probe caches empty): {cold:.3f} s, "
           f"{(cold - base[last][0]) / p_last:.0f} passes more than a further target")
