@@ -1,7 +1,8 @@
-"""gradaudit's one optional C extension: GA101's fused screen (the metadata is in setup.cfg).
+"""gradaudit's one optional C extension: its fused loops, GA101's screen and the scan of an
+evaluation for NaN, inf and -0.0 (the metadata is in setup.cfg).
 
 Where it cannot be built (no C compiler), the install goes on without it and gradaudit does
-the same work with PyTorch operations, a few times slower.
+the same work with PyTorch and NumPy operations, a few times slower.
 """
 import sys
 

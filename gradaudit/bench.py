@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -47,14 +47,23 @@ def best_time_and_faults(fn: Callable[[], object], repeat: int) -> tuple[float, 
     return best, (minor_page_faults() - before) / repeat
 
 
-def best_audit_times(n: int, repeat: int = 21) -> tuple[float, float, float, float]:
-    """The fastest of ``repeat`` runs of the full audit and of GA101 alone at ``n``, and the
-    page faults per run of each, taken one size at a time as a run of gradaudit would (every
-    target of a run shares the size, so the probes and the recycled buffers of that size are
-    warm)."""
+class AuditTimes(NamedTuple):
+    """The fastest seconds of the full audit and of GA101 alone at one size, and the minor
+    page faults per run of each."""
+
+    full: float
+    alone: float
+    full_faults: float
+    alone_faults: float
+
+
+def best_audit_times(n: int, repeat: int = 21) -> AuditTimes:
+    """:class:`AuditTimes` over ``repeat`` runs at ``n``, taken one size at a time as a run of
+    gradaudit would (every target of a run shares the size, so the probes and the recycled
+    buffers of that size are warm)."""
     full, full_faults = best_time_and_faults(lambda: audit(F.silu, size=n), repeat)
     alone, alone_faults = best_time_and_faults(lambda: audit(F.silu, size=n, select=["GA101"]), repeat)
-    return full, alone, full_faults, alone_faults
+    return AuditTimes(full, alone, full_faults, alone_faults)
 
 
 def pass_time(n: int, dtype: torch.dtype) -> float:
@@ -192,8 +201,9 @@ from gradaudit import audit
 from gradaudit.bench import best_audit_times, pass_time
 audit(F.silu)
 p = pass_time({last}, torch.float32)
-(full_first, grad_first, *_), (full_last, grad_last, *faults) = best_audit_times({first}), best_audit_times({last})
-print((full_last - full_first) / p, (grad_last - grad_first) / p, p, pass_time({last}, torch.float64), *faults)
+small, large = best_audit_times({first}), best_audit_times({last})
+print((large.full - small.full) / p, (large.alone - small.alone) / p, p, pass_time({last}, torch.float64),
+      large.full_faults, large.alone_faults)
 """
 
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 32)}
@@ -201,16 +211,26 @@ KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESH
 allocator would: freed probe-sized tensors are reused instead of being fresh, faulting pages."""
 
 
-def marginal_with_kept_memory(first: int, last: int) -> tuple[float, ...] | None:
-    """The marginal costs (full audit, GA101 alone, in float32 passes), the float32 and
-    float64 passes (seconds) and the page faults per audit at ``last`` (full, GA101 alone),
-    measured in a fresh process whose glibc keeps freed memory: what page faults add to the
-    in-process numbers."""
+class FreshProcess(NamedTuple):
+    """What :func:`marginal_with_kept_memory` measured: the marginal costs in float32 passes,
+    the passes themselves (seconds), and the page faults per audit at the largest size."""
+
+    full: float
+    alone: float
+    pass32: float
+    pass64: float
+    full_faults: float
+    alone_faults: float
+
+
+def marginal_with_kept_memory(first: int, last: int) -> FreshProcess | None:
+    """The marginal costs from ``first`` to ``last`` measured in a fresh process whose glibc
+    keeps freed memory: what page faults add to the in-process numbers."""
     if not sys.platform.startswith("linux"):
         return None
     out = subprocess.run([sys.executable, "-c", MARGINAL_CODE.format(first=first, last=last)], capture_output=True,
                          text=True, check=True, env={**_env(), **KEEP_FREED_MEMORY}).stdout.split()
-    return tuple(float(value) for value in out)
+    return FreshProcess(*(float(value) for value in out))
 
 
 def _env() -> dict[str, str]:
@@ -244,34 +264,35 @@ def main(argv: list[str] | None = None) -> int:
               "PyTorch operations (the optional C extension gradaudit/_fused.c is not built)")
     print(f"gradaudit benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, F.silu; "
           f"GA101's screen: {screen}\n")
-    rows, base = [], {}
+    rows, times, passes32 = [], {}, {}
     for n in sizes:
-        full, grad_only, *faults = best_audit_times(n)
+        times[n] = best_audit_times(n)
+        full, grad_only = times[n].full, times[n].alone
         p32, p64 = pass_time(n, torch.float32), pass_time(n, torch.float64)
-        base[n] = (full, grad_only, p32, *faults)
+        passes32[n] = p32
         rows.append([f"{n:.0e}", f"{full:.3f}", f"{grad_only:.3f}", f"{p32 * 1e3:.3f}", f"{p64 * 1e3:.3f}",
                      f"{full / p32:.0f}", f"{grad_only / p32:.0f}"])
     print(tabulate(rows, headers=["n", "audit s", "GA101 only s", "f32 pass ms", "f64 pass ms",
                                   "audit / f32 pass", "GA101 / f32 pass"]))
     first, last = sizes[0], sizes[-1]
-    p_last = base[last][2]
-    marginal = (base[last][0] - base[first][0]) / p_last
-    marginal_grad = (base[last][1] - base[first][1]) / p_last
+    p_last = passes32[last]
+    marginal = (times[last].full - times[first].full) / p_last
+    marginal_grad = (times[last].alone - times[first].alone) / p_last
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT met"
 
     kept = marginal_with_kept_memory(first, last)
-    print(f"\nfixed cost (audit at n = {first:.0e}): {base[first][0]:.3f} s  (target <= 1 s: "
-          f"{verdict(base[first][0] <= 1)})")
+    print(f"\nfixed cost (audit at n = {first:.0e}): {times[first].full:.3f} s  (target <= 1 s: "
+          f"{verdict(times[first].full <= 1)})")
     print(f"marginal cost {first:.0e} -> {last:.0e}, in float32 passes of n = {last:.0e}; a target is met when it "
           f"holds both in this process and in a fresh one whose allocator keeps freed memory "
           f"({', '.join(KEEP_FREED_MEMORY)}: no page faults on fresh probe-sized tensors, on either side of the ratio):")
-    print(f"  the float32 pass: {p_last * 1e3:.3f} ms here" + (f", {kept[2] * 1e3:.3f} ms in the fresh process "
-                                                               f"(float64 there: {kept[3] * 1e3:.3f} ms)" if kept else ""))
-    if kept and p_last > 2 * kept[2]:
+    print(f"  the float32 pass: {p_last * 1e3:.3f} ms here" + (f", {kept.pass32 * 1e3:.3f} ms in the fresh process "
+                                                               f"(float64 there: {kept.pass64 * 1e3:.3f} ms)" if kept else ""))
+    if kept and p_last > 2 * kept.pass32:
         print("  (the float32 pass here paid page faults, so the ratios here are too kind: read the fresh process's)")
-    for label, ours, theirs, target in (("full audit", marginal, kept[0] if kept else None, 30),
-                                        ("GA101 alone", marginal_grad, kept[1] if kept else None, 10)):
+    for label, ours, theirs, target in (("full audit", marginal, kept.full if kept else None, 30),
+                                        ("GA101 alone", marginal_grad, kept.alone if kept else None, 10)):
         both = [ours] + ([theirs] if theirs is not None else [])
         other = f", {theirs:.1f} in the fresh process" if theirs is not None else ""
         print(f"  {label}: {ours:.1f} passes here{other} (target <= {target}: {verdict(max(both) <= target)})")
@@ -281,18 +302,18 @@ def main(argv: list[str] | None = None) -> int:
               f"{plain / p_last:.1f} passes here")
     if len(sizes) >= 3:
         a, b = sizes[-2], sizes[-1]
-        growth = base[b][0] / base[a][0]
-        marginal_a, marginal_b = base[a][0] - base[first][0], base[b][0] - base[first][0]
+        growth = times[b].full / times[a].full
+        marginal_a, marginal_b = times[a].full - times[first].full, times[b].full - times[first].full
         ratio = f"x{marginal_b / marginal_a:.1f}" if marginal_a > 0 else "the smaller one is within the timing noise"
         print(f"growth {a:.0e} -> {b:.0e} (x{b // a} inputs): the audit's time x{growth:.1f} (target <= x{b // a}: "
               f"{verdict(growth <= b // a)}); its marginal cost {marginal_a * 1e3:.2f} -> {marginal_b * 1e3:.2f} ms "
               f"({ratio})")
     print(f"page faults per audit at n = {last:.0e} (fresh memory; one float64 input is {8 * last // 4096} pages): "
-          f"full {base[last][3]:.0f}, GA101 alone {base[last][4]:.0f} here"
-          + (f"; full {kept[4]:.0f}, GA101 alone {kept[5]:.0f} in the fresh process" if kept else ""))
+          f"full {times[last].full_faults:.0f}, GA101 alone {times[last].alone_faults:.0f} here"
+          + (f"; full {kept.full_faults:.0f}, GA101 alone {kept.alone_faults:.0f} in the fresh process" if kept else ""))
     cold = cold_audit_time(last)
     print(f"first audit of a run at n = {last:.0e} (probe caches empty): {cold:.3f} s, "
-          f"{(cold - base[last][0]) / p_last:.0f} passes more than a further target")
+          f"{(cold - times[last].full) / p_last:.0f} passes more than a further target")
 
     print("\nwhere the time goes (median seconds per check; 'float64 evaluation' is the probe's forward"
           " and both backwards, and each check's first use of a cached evaluation counts to it):")

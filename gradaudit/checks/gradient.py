@@ -197,7 +197,7 @@ def _compare_streamed(ctx: "AuditContext") -> dict[str, torch.Tensor | None] | N
     whole_spacing = functools.partial(ctx.probe_spacing, torch.float64)  # cached with the probe
     ctx.kinks  # the kink search first, while its small working set is in cache  # noqa: B018
     verdicts = torch.empty(min(EVALUATION_BLOCK, x.numel()), dtype=torch.bool)
-    flags = verdicts.numpy()  # the bookkeeping of each block in NumPy: cheaper calls than torch's
+    passed_here = verdicts.numpy()  # the bookkeeping of each block in NumPy: cheaper calls than torch's
     scratch = functools.cache(lambda: _scratch(EVALUATION_BLOCK))
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     try:
@@ -209,8 +209,8 @@ def _compare_streamed(ctx: "AuditContext") -> dict[str, torch.Tensor | None] | N
             if m >= 3:
                 passed = _screen_block(x[start:stop], y, analytic[1:-1], verdicts[1 : m - 1],
                                        functools.partial(_spacing_of_block, whole_spacing, start, stop), scratch)
-            flags[0] = flags[m - 1] = False  # no neighbour in this block: central differences decide
-            local = np.array([0, m - 1]) if passed == m - 2 else np.flatnonzero(~flags[:m])
+            passed_here[0] = passed_here[m - 1] = False  # no neighbour in this block: central differences decide
+            local = np.array([0, m - 1]) if passed == m - 2 else np.flatnonzero(~passed_here[:m])
             parts.append((local + start, y.numpy()[local], analytic.numpy()[local]))
     except Unblockable:
         return None
