@@ -4,19 +4,16 @@ At a million probe points ``torch.isfinite`` (several kernels) costs about as mu
 float32 forward and backward of the target, and ``Tensor.any`` half of that; NumPy's
 versions are several times cheaper (``Tensor.any`` over a million booleans: 0.19 ms, NumPy:
 0.001 ms; ``torch.nonzero``: 0.32 ms, NumPy: 0.10 ms). The results are identical; only CPU
-tensors of NumPy-supported dtypes take the fast route. :func:`flags` counts non-finite
-values and -0.0 in one fused pass first (gradaudit/_fused.c, where it is built), so the
-indices are looked for only where there are any.
+tensors of NumPy-supported dtypes take the fast route. :func:`flags` first asks two torch
+reductions (on torch's threads) whether there can be any non-finite value or -0.0 at all, so
+the indices are looked for only where there may be some.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
-
-try:  # fused loops over float64 blocks (gradaudit/_fused.c, built by setup.py where a C compiler is)
-    from . import _fused
-except ImportError:  # pragma: no cover - depends on the install
-    _fused = None
 
 _NUMPY_DTYPES = (torch.float64, torch.float32, torch.float16)
 _BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16,
@@ -42,15 +39,32 @@ def negative_zero(values: torch.Tensor) -> torch.Tensor:
 
 def flags(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(non-finite, negative zeros)``: the sorted flat indices of the NaN and ±inf elements
-    of ``values``, and of its -0.0 elements. For a contiguous float64 CPU tensor one fused
-    pass counts both first, and a scan for indices runs only where there are any (rarely)."""
-    if (_fused is not None and values.dtype == torch.float64 and values.device.type == "cpu"
-            and values.is_contiguous() and not values.requires_grad):
-        nonfinite_count, negative_zero_count = _fused.scan(values.numpy())
-        none = torch.empty(0, dtype=torch.long)
-        return (indices(nonfinite(values)) if nonfinite_count else none,
-                indices(negative_zero(values)) if negative_zero_count else none)
-    return indices(nonfinite(values)), indices(negative_zero(values))
+    of ``values``, and of its -0.0 elements. For a contiguous CPU tensor two reductions look
+    first, and a scan for indices runs only where they may find some (rarely)."""
+    none = torch.empty(0, dtype=torch.long)
+    maybe_nonfinite, maybe_negative_zero = _may_hold(values)
+    return (indices(nonfinite(values)) if maybe_nonfinite else none,
+            indices(negative_zero(values)) if maybe_negative_zero else none)
+
+
+def _may_hold(values: torch.Tensor) -> tuple[bool, bool]:
+    """Whether ``values`` may hold a non-finite element, and a -0.0, from two reductions
+    that read it once each (a yes can be wrong, a no cannot):
+
+    - its sum is finite only when every element is (a finite sum that overflows says yes);
+    - -0.0 is the one value whose bit pattern is the sign bit alone, the smallest integer of
+      the pattern's width, so the smallest pattern tells (float64 values are read as pairs of
+      32-bit words, whose minimum torch finds several times faster than that of 64-bit ones:
+      a low word 0x80000000 or a negative subnormal below 2**-1042 says yes too).
+    """
+    bits = _BITS.get(values.dtype)
+    if values.numel() == 0:
+        return False, False
+    if bits is None or values.device.type != "cpu" or not values.is_contiguous() or values.requires_grad:
+        return True, True
+    words = torch.int32 if bits == torch.int64 else bits
+    smallest = int(values.view(words).amin())
+    return not math.isfinite(float(values.sum())), smallest == torch.iinfo(words).min
 
 
 def any_true(mask: torch.Tensor) -> bool:

@@ -13,7 +13,6 @@ from .. import inputs, scans
 from ..context import EVALUATION_BLOCK, CallError, Unblockable
 from ..messages import describe_intervals, example_index, intervals, number
 from ..report import Finding
-from ..scans import _fused  # the screen in one pass (gradaudit/_fused.c); None where it is not built
 from . import Check
 
 if TYPE_CHECKING:
@@ -95,10 +94,9 @@ def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor,
     A point passes when that bound, plus the rounding of the secants, is within half of
     GA101's tolerance: a pass implies the central-difference test would pass too. Everything
     else (grid ends, kinks, coarse stretches, non-finite values) goes to that test. No call
-    of the target: one fused pass per block (gradaudit/_fused.c) where the optional C
-    extension is built, else a dozen vectorised PyTorch operations per block, which read the
-    reciprocal gaps ``spacing()`` gives (:func:`gradaudit.inputs.spacing` of ``x``, cached
-    with the probe). The verdicts go to ``out`` (a bool buffer like ``x``) when given.
+    of the target: a dozen vectorised PyTorch operations per block, on torch's threads, in
+    block-sized buffers, which read the reciprocal gaps ``spacing()`` gives
+    (:func:`gradaudit.inputs.spacing` of ``x``, cached with the probe). The verdicts go to ``out`` (a bool buffer like ``x``) when given.
     """
     passed = torch.empty(x.numel(), dtype=torch.bool) if out is None else out
     if y.dtype != torch.float64 or analytic.dtype != torch.float64 or x.numel() < 3:
@@ -128,13 +126,10 @@ def _scratch(points: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def _screen_block(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor, out: torch.Tensor,
                   spacing: Callable[[], tuple[torch.Tensor, torch.Tensor]],
-                  scratch: Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> int | None:
+                  scratch: Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
     """:func:`screen` for the inner points of ``x`` (with one more on each side; ``y`` the
-    values there), into ``out``: in one fused pass where the optional C extension is built
-    (which also says how many passed), else in PyTorch operations with the reciprocal gaps
-    ``spacing()`` gives, in the buffers ``scratch()`` gives (None)."""
-    if _fused is not None and x.dtype == torch.float64 and all(t.is_contiguous() for t in (x, y, analytic, out)):
-        return _fused.screen(x.numpy(), y.numpy(), analytic.numpy(), out.numpy(), RTOL, ATOL)
+    values there), into ``out``, in PyTorch operations with the reciprocal gaps ``spacing()``
+    gives, in the buffers ``scratch()`` gives."""
     inverse_step, inverse_shorter = spacing()
     m = analytic.numel()
     slope, bound, term = (buffer[: m + 1 if i == 0 else m] for i, buffer in enumerate(scratch()))
@@ -148,7 +143,6 @@ def _screen_block(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor, out:
     # strictly less: an infinite secant (an overflowing neighbour) makes the bound infinite
     # too, and inf < inf fails; NaN fails any comparison
     torch.lt(bound, ATOL / 2, out=out)
-    return None
 
 
 def compare(ctx: "AuditContext") -> dict[str, torch.Tensor | None] | None:
@@ -205,12 +199,12 @@ def _compare_streamed(ctx: "AuditContext") -> dict[str, torch.Tensor | None] | N
             if y.dtype != torch.float64 or analytic.dtype != torch.float64:
                 return None  # the screen's rounding bound assumes float64 values
             m, stop = y.numel(), start + y.numel()
-            passed = None
             if m >= 3:
-                passed = _screen_block(x[start:stop], y, analytic[1:-1], verdicts[1 : m - 1],
-                                       functools.partial(_spacing_of_block, whole_spacing, start, stop), scratch)
+                _screen_block(x[start:stop], y, analytic[1:-1], verdicts[1 : m - 1],
+                              functools.partial(_spacing_of_block, whole_spacing, start, stop), scratch)
             passed_here[0] = passed_here[m - 1] = False  # no neighbour in this block: central differences decide
-            local = np.array([0, m - 1]) if passed == m - 2 else np.flatnonzero(~passed_here[:m])
+            every_inner = m >= 3 and bool(passed_here[1 : m - 1].all())  # the common case, a few µs
+            local = np.array([0, m - 1]) if every_inner else np.flatnonzero(~passed_here[:m])
             parts.append((local + start, y.numpy()[local], analytic.numpy()[local]))
     except Unblockable:
         return None
