@@ -128,6 +128,28 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
+def _check_output(out: torch.Tensor, x: torch.Tensor) -> None:
+    """Raise :class:`CallError` for an output no check can judge: not floating (integer,
+    bool, complex), or empty for a non-empty input."""
+    given = f"for a {dtype_name(x.dtype)} tensor of shape {tuple(x.shape)}"
+    if out.is_complex():
+        raise CallError(
+            f"it returned a tensor of dtype {dtype_name(out.dtype)} {given}. gradaudit audits real-valued "
+            f"targets; audit the real and imaginary parts as two targets, e.g. lambda x: f(x).real"
+        )
+    if not out.is_floating_point():
+        raise CallError(
+            f"it returned a tensor of dtype {dtype_name(out.dtype)} {given}, which carries no gradient. "
+            f"gradaudit audits differentiable targets with floating outputs; return a floating "
+            f"tensor (e.g. .to(x.dtype)), or audit the differentiable function it rounds"
+        )
+    if out.numel() == 0 and x.numel() > 0:
+        raise CallError(
+            f"it returned an empty tensor of shape {tuple(out.shape)} {given}, so there is "
+            f"nothing to audit; return the activation's values, one per input element"
+        )
+
+
 class _Recycler:
     """Probe-sized result tensors handed from one finished audit to the next.
 
@@ -249,6 +271,7 @@ class AuditContext:
                 f"it returned {type(out).__name__}, not a tensor. gradaudit audits callables that "
                 f"map one tensor to one tensor; wrap the target, e.g. lambda x: f(x)[0]"
             )
+        _check_output(out, x)
         return out
 
     # -- structure ------------------------------------------------------------------------

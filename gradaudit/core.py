@@ -8,12 +8,17 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from .checks import catalogue, selected
+from .checks import catalogue, expand, selected
 from .context import AuditContext, CallError, Options, parse_dtype
 from .inputs import DEFAULT_SIZE
-from .report import Finding, Report
+from .render.table import render_table
+from .report import Finding, Report, set_failure_renderer
 from .state import preserved_torch_state
+from .target_errors import (TARGET_EXITS, OptionError, crash_finding, exit_finding, frame_location,
+                            option_finding, user_frame)
 from .targets import Target, TargetError, target_from_object
+
+set_failure_renderer(render_table)  # the text of Report.raise_for_status's AuditFailure
 
 VERBOSE_TRACEBACKS = False
 """Set by the CLI's -v: error findings then carry the traceback in their details."""
@@ -25,10 +30,45 @@ def _validate_domain(domain: Any) -> tuple[float, float] | None:
     try:
         lo, hi = (float(v) for v in domain)
     except (TypeError, ValueError):
-        raise ValueError(f"domain must be a pair (lo, hi) of numbers, not {domain!r}") from None
+        raise OptionError("domain", f"domain must be a pair (lo, hi) of numbers, not {domain!r}") from None
     if math.isnan(lo) or math.isnan(hi) or not lo < hi:
-        raise ValueError(f"domain must satisfy lo < hi, got ({lo}, {hi})")
+        raise OptionError("domain", f"domain must satisfy lo < hi, got ({lo}, {hi})")
     return (lo, hi)
+
+
+def _validate_kinks(kinks: Iterable[float] | None) -> tuple[float, ...]:
+    try:
+        values = tuple(float(k) for k in (kinks or ()))
+    except (TypeError, ValueError):
+        raise OptionError("kinks", f"kinks must be numbers, not {kinks!r}") from None
+    if any(not math.isfinite(k) for k in values):
+        raise OptionError("kinks", f"kinks must be finite numbers, not {kinks!r}")
+    return values
+
+
+def _codes(option: str, patterns: Iterable[str] | None) -> set[str]:
+    """:func:`gradaudit.checks.expand`, its ``ValueError`` naming ``option``."""
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    try:
+        return expand(patterns)
+    except ValueError as exc:
+        raise OptionError(option, f"{option}: {exc}") from None
+
+
+def _load_reference(reference: Any) -> Target:
+    if isinstance(reference, str):
+        from .targets import resolve
+
+        try:
+            (ref_target,) = resolve(reference)[:1]
+        except (TargetError, ValueError) as exc:
+            raise OptionError("reference", f"reference {reference!r} cannot be loaded: {exc}") from None
+        return ref_target
+    try:
+        return target_from_object(reference)
+    except (TargetError, TypeError, ValueError) as exc:
+        raise OptionError("reference", f"reference {reference!r} cannot be audited against: {exc}") from None
 
 
 def build_options(
@@ -44,45 +84,39 @@ def build_options(
     reference: Any = None,
     device: str | Iterable[str] | None = None,
 ) -> Options:
-    """Validate user options; raises ``ValueError`` with a message that names the bad option."""
-    parsed_dtypes = tuple(parse_dtype(d) for d in dtypes) if dtypes is not None else Options.dtypes
+    """Validate user options; raises :class:`OptionError` (a ``ValueError``) whose ``option``
+    and message name the bad option."""
+    try:
+        parsed_dtypes = tuple(parse_dtype(d) for d in dtypes) if dtypes is not None else Options.dtypes
+    except (TypeError, ValueError) as exc:
+        raise OptionError("dtypes", str(exc)) from None
     if not parsed_dtypes:
-        raise ValueError("dtypes must name at least one dtype")
+        raise OptionError("dtypes", "dtypes must name at least one dtype")
     if torch.float64 not in parsed_dtypes:
         parsed_dtypes = (torch.float64,) + parsed_dtypes  # gradients are judged in float64
     if size is None:
         size = DEFAULT_SIZE
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ValueError(f"size must be a non-negative integer, not {size!r}")
-    try:
-        kink_values = tuple(float(k) for k in (kinks or ()))
-    except (TypeError, ValueError):
-        raise ValueError(f"kinks must be numbers, not {kinks!r}") from None
-    if any(not math.isfinite(k) for k in kink_values):
-        raise ValueError(f"kinks must be finite numbers, not {kinks!r}")
-    ref_target: Target | None = None
-    if reference is not None:
-        if isinstance(reference, str):
-            from .targets import resolve
-
-            try:
-                (ref_target,) = resolve(reference)[:1]
-            except (TargetError, ValueError) as exc:
-                raise ValueError(f"reference {reference!r} cannot be loaded: {exc}") from None
-        else:
-            ref_target = target_from_object(reference)
+        raise OptionError("size", f"size must be a non-negative integer, not {size!r}")
+    kink_values = _validate_kinks(kinks)
+    ref_target = _load_reference(reference) if reference is not None else None
+    codes = (_codes("select", select) if select else set(catalogue())) - _codes("ignore", ignore)
     from .devices import parse_devices
 
+    try:
+        devices = parse_devices(device)
+    except ValueError as exc:
+        raise OptionError("device", str(exc)) from None
     return Options(
         kinks=kink_values,
         domain=_validate_domain(domain),
         dtypes=parsed_dtypes,
         size=size,
         seed=int(seed),
-        codes=frozenset(selected(select, ignore)),
+        codes=frozenset(codes),
         surrogate=bool(surrogate),
         reference=ref_target,
-        devices=parse_devices(device),
+        devices=devices,
     )
 
 
@@ -105,9 +139,13 @@ def audit(
 
     ``fn`` is a function, ``functools.partial``, ``nn.Module`` (instance or no-argument
     class) or ``autograd.Function`` subclass. Options given here override those attached
-    with ``@gradaudit.activation``. Bad options raise ``ValueError``; a target that cannot
-    be audited gives a report with status ``error`` (GA901). Torch's global state (RNG,
-    default dtype, grad and anomaly mode, deterministic flags, threads) is left as found.
+    with ``@gradaudit.activation``. Bad options (given here or declared) raise
+    :class:`OptionError`, a ``ValueError`` naming the target and the option. A target that
+    cannot be audited, crashes in its own code, or raises ``SystemExit``/``GeneratorExit``
+    gives a report with GA901 errors; ``KeyboardInterrupt`` is raised on (Ctrl-C stops the
+    run). Torch's global state (RNG, default dtype, grad, anomaly and inference mode,
+    deterministic flags, threads, flush-to-zero) is left as found; the audit itself runs
+    outside inference mode and without flush-to-zero, so it gives the same verdict there.
     ``size`` is the number of seeded random samples in the float64 probe (the lower
     precisions take at most 16384 of them); the cost grows linearly with it.
     """
@@ -127,13 +165,18 @@ def audit(
         "reference": reference if reference is not None else declared.get("reference"),
         "device": device if device is not None else declared.get("device"),
     }
-    options = build_options(**merged)
+    try:
+        options = build_options(**merged)
+    except OptionError as exc:
+        raise exc.for_target(target.name) from None
     return run_audit(target, options)
 
 
-def error_report(target_name: str, message: str, details: dict[str, Any] | None = None) -> Report:
+def error_report(target_name: str, message: str, details: dict[str, Any] | None = None,
+                 location: dict[str, Any] | None = None) -> Report:
     """A report with one GA901 error finding."""
-    return Report(target=target_name, findings=[Finding("GA901", "error", message, details=details)])
+    return Report(target=target_name,
+                  findings=[Finding("GA901", "error", message, details=details, location=location)])
 
 
 def run_audit(target: Target, options: Options) -> Report:
@@ -162,12 +205,17 @@ def _run_checks_in(context: AuditContext) -> Report:
         first = context.first_evaluation()
     except TargetError as exc:
         return error_report(target.name, str(exc))
+    except TARGET_EXITS as exc:
+        report.findings.append(exit_finding(target.name, exc, "while calling it on the float64 probe",
+                                            report.location, _traceback_details(exc)))
+        return report
     if first is not None and first.error is not None:
         advice = (" gradaudit calls the target with one float64 tensor of probe inputs; fix the "
                   "target, restrict its inputs with domain=(lo, hi) / --domain, or audit a wrapper "
                   "that takes one tensor." if "raised" in first.error else "")
         return error_report(target.name, f"{target.name}: {first.error}.{advice}",
-                            details=_traceback_details(first.exception))
+                            details=_traceback_details(first.exception),
+                            location=_blamed_location(first.exception, report.location))
     report.timings["float64 evaluation"] = time.perf_counter() - started
     for code, check in catalogue().items():
         if check.run is None or code not in options.codes:
@@ -182,21 +230,39 @@ def _run_checks_in(context: AuditContext) -> Report:
                 "GA901", "error",
                 f"{target.name}: while running {code} ({check.slug}), {exc}. Fix the target or "
                 f"exclude that check with ignore=['{code}'] / --ignore {code}.",
-                details=_traceback_details(exc)))
-        except Exception as exc:  # a bug in gradaudit itself: say so, keep going
-            report.findings.append(Finding(
-                "GA901", "error",
-                f"{target.name}: gradaudit's check {code} ({check.slug}) crashed with "
-                f"{type(exc).__name__}: {exc}. This is a gradaudit bug; please report it with "
-                f"the output of -v. Other checks still ran.",
-                details={"traceback": traceback.format_exc()}))
+                details=_traceback_details(exc), location=_blamed_location(exc, report.location)))
+        except TARGET_EXITS as exc:
+            report.findings.append(exit_finding(target.name, exc, f"while running {code} ({check.slug})",
+                                                report.location, _traceback_details(exc)))
+        except Exception as exc:
+            report.findings.append(crash_finding(target.name, code, check.slug, exc, _traceback_details(exc))
+                                   or _internal_error(target.name, code, check.slug, exc))
         report.timings[code] = time.perf_counter() - started
     from .blame import blame_findings
 
     started = time.perf_counter()
-    blame_findings(context, report.findings)  # after every check, on copies: adds lines, changes no verdict
+    try:
+        blame_findings(context, report.findings)  # after every check, on copies: adds lines, changes no verdict
+    except TARGET_EXITS:
+        pass  # blame only adds source lines; the checks reported the exit already
     report.timings["blame"] = time.perf_counter() - started
     return report
+
+
+def _internal_error(target_name: str, code: str, slug: str, exc: Exception) -> Finding:
+    """GA901 for a crash with no frame in the target's code: a bug in gradaudit itself."""
+    return Finding(
+        "GA901", "error",
+        f"{target_name}: gradaudit's check {code} ({slug}) crashed with "
+        f"{type(exc).__name__}: {exc}. This is a gradaudit bug; please report it with "
+        f"the output of -v. Other checks still ran.",
+        details={"traceback": traceback.format_exc()})
+
+
+def _blamed_location(exc: BaseException | None, fallback: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Where the target's code raised ``exc``, else ``fallback`` (the target's source)."""
+    frame = user_frame(exc) if exc is not None else None
+    return frame_location(frame) if frame is not None else fallback
 
 
 def _traceback_details(exc: BaseException | None = None) -> dict[str, Any] | None:
@@ -230,8 +296,13 @@ def audit_target_string(
         target_options = options
         if overrides is not None:
             target.options = overrides(target.name, target.options)
-        if target.options:
-            target_options = merge_declared(options, target.options)
+        try:
+            if target.options:
+                target_options = merge_declared(options, target.options)
+        except OptionError as exc:
+            finding = option_finding(target.name, exc, target.source("forward"))
+            reports.append(Report(target=target.name, findings=[finding], location=finding.location))
+            continue
         reports.append(run_audit(target, target_options))
     return reports
 
@@ -243,22 +314,23 @@ def resolve_spec(spec: str) -> list[Target]:
 
 
 def merge_declared(options: Options, declared: dict[str, Any]) -> Options:
-    """Options from ``@gradaudit.activation`` (or config) filled in where the run gave none."""
+    """Options from ``@gradaudit.activation`` (or config) filled in where the run gave none.
+
+    Every declared option is validated, used or not; a bad one raises :class:`OptionError`."""
     from dataclasses import replace
 
     updates: dict[str, Any] = {}
-    if declared.get("kinks") and not options.kinks:
-        updates["kinks"] = tuple(float(k) for k in declared["kinks"])
-    if declared.get("domain") is not None and options.domain is None:
-        updates["domain"] = _validate_domain(declared["domain"])
+    kinks = _validate_kinks(declared.get("kinks"))
+    if kinks and not options.kinks:
+        updates["kinks"] = kinks
+    domain = _validate_domain(declared.get("domain"))
+    if domain is not None and options.domain is None:
+        updates["domain"] = domain
     if declared.get("surrogate") and not options.surrogate:
         updates["surrogate"] = True
     if declared.get("reference") is not None and options.reference is None:
-        ref = declared["reference"]
-        updates["reference"] = build_options(reference=ref).reference
+        updates["reference"] = _load_reference(declared["reference"])
     if declared.get("ignore"):
-        from .checks import expand
-
-        updates["codes"] = options.codes - expand(declared["ignore"])
+        updates["codes"] = options.codes - _codes("ignore", declared["ignore"])
     return replace(options, **updates) if updates else options
 

@@ -1,8 +1,17 @@
-"""Findings and per-target reports: the data every front end renders."""
+"""Findings and per-target reports: the data every front end renders.
+
+Pure data: this module imports neither torch, nor the check registry, nor a renderer.
+A finding's slug comes from :data:`gradaudit.codes.SLUGS`; the text of
+:class:`AuditFailure` comes from the renderer installed with :func:`set_failure_renderer`
+(``gradaudit.core`` installs the table renderer).
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
+
+from .codes import SLUGS
 
 STATUS_ORDER = {"pass": 0, "info": 0, "warn": 1, "fail": 2, "error": 3}
 """Severity of a finding or target status; ``info`` counts as ``pass``."""
@@ -28,17 +37,14 @@ class Finding:
     examples: list[dict[str, Any]] = field(default_factory=list)
     location: dict[str, Any] | None = None
     details: dict[str, Any] | None = None
+    check: str = ""
+    """The check's slug, e.g. ``signed-zero-output``; filled from the code when not given."""
 
     def __post_init__(self) -> None:
         if self.status not in ("info", "warn", "fail", "error"):
             raise ValueError(f"finding status must be info, warn, fail or error, not {self.status!r}")
-
-    @property
-    def check(self) -> str:
-        """The check's slug, e.g. ``signed-zero-output``."""
-        from .checks import catalogue
-
-        return catalogue()[self.code].slug
+        if not self.check:  # a finding built by hand: its slug from the code
+            self.check = SLUGS.get(self.code, "")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -56,6 +62,45 @@ class Finding:
         if self.details is not None:
             out["details"] = self.details
         return out
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def run_document(reports: list["Report"]) -> dict[str, Any]:
+    """The JSON document of DESIGN.md for a run of ``reports`` (NaN and infinities as strings)."""
+    from . import __version__
+
+    return _json_safe({
+        "tool": "gradaudit",
+        "version": __version__,
+        "status": worst_status([r.status for r in reports]) if reports else "pass",
+        "results": [r.result_dict() for r in reports],
+    })
+
+
+FailureRenderer = Callable[[list["Report"]], str]
+_failure_renderer: FailureRenderer | None = None
+
+
+def set_failure_renderer(render: FailureRenderer) -> None:
+    """Install the text renderer :meth:`Report.raise_for_status` puts in its exception
+    (the render layer's table; the model itself renders nothing)."""
+    global _failure_renderer
+    _failure_renderer = render
+
+
+def _plain_text(reports: list["Report"]) -> str:
+    """The findings one per line: the failure text when no renderer is installed."""
+    return "".join(f"  {f.code} {f.check} {f.status}: {f.message}\n" for r in reports for f in r.findings)
 
 
 class AuditFailure(AssertionError):
@@ -104,17 +149,12 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of DESIGN.md for a run of this one target."""
-        from .render.json import run_document
-
         return run_document([self])
 
     def raise_for_status(self, strict: bool = False) -> "Report":
         """Raise :class:`AuditFailure` on a fail or error (or a warn when ``strict``)."""
         limit = STATUS_ORDER["warn"] if strict else STATUS_ORDER["fail"]
         if STATUS_ORDER[self.status] >= limit:
-            from .render.table import render_table
-
-            raise AuditFailure(
-                f"gradaudit: {self.target} is {self.status}\n" + render_table([self]), self
-            )
+            render = _failure_renderer or _plain_text
+            raise AuditFailure(f"gradaudit: {self.target} is {self.status}\n" + render([self]), self)
         return self

@@ -10,11 +10,12 @@ import importlib
 import pkgutil
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from ..report import Finding
 
 if TYPE_CHECKING:
     from ..context import AuditContext
-    from ..report import Finding
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class Check:
     """Whether the check reads the float64 probe's evaluation only through
     ``AuditContext.evaluation_blocks`` (block by block, once); when every selected check
     does, a large probe is never stored whole."""
+
+    def finding(self, status: str, message: str, **fields: Any) -> Finding:
+        """A finding of this check (its code and slug filled in)."""
+        return Finding(self.code, status, message, check=self.slug, **fields)
 
 
 ERROR = Check(
