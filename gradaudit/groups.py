@@ -6,7 +6,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .targets import Target, TargetError, resolve
+from .loading import resolve_named
+from .target_types import Target, TargetError
 
 FUNCTIONAL = [
     "relu", "rrelu", "hardtanh", "relu6", "sigmoid", "hardsigmoid", "tanh", "silu", "mish", "hardswish",
@@ -34,7 +35,7 @@ def torch_activations() -> list[Target]:
     for name in FUNCTIONAL:
         targets.append(Target(name=f"torch.nn.functional:{name}", obj=getattr(F, name)))
     for name in SOFTMAX_FAMILY:
-        targets.extend(resolve(f"torch.nn.functional:{name}(dim=-1)"))
+        targets.append(resolve_named(f"torch.nn.functional:{name}(dim=-1)"))
     return targets
 
 

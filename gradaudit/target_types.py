@@ -1,0 +1,209 @@
+"""What a target is: :class:`Target`, :class:`TargetError`, where a target's source lives, and
+which target names and objects are the same (the bottom of the targets layer: it imports no
+other gradaudit module).
+
+How each kind of object is called:
+    an ``autograd.Function`` subclass through ``.apply``; an ``nn.Module`` subclass is
+    instantiated with no arguments; an ``nn.Module`` instance, a function or a
+    ``functools.partial`` is called as is. Modules are copied and cast to each audit dtype.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import os
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+
+OPTIONS_ATTRIBUTE = "__gradaudit__"
+"""Attribute where ``@gradaudit.activation`` stores a target's audit options."""
+HOME_ATTRIBUTE = "__gradaudit_module__"
+"""Attribute where ``@gradaudit.activation`` records the module it was applied in: the file
+that owns a marked object (``gelu = gradaudit.activation(F.gelu)`` belongs to that file)."""
+
+
+class TargetError(Exception):
+    """A target cannot be audited; the message is one paragraph that says what to do."""
+
+
+@dataclass
+class Target:
+    """One auditable callable and where it came from."""
+
+    name: str
+    obj: Any
+    options: dict[str, Any] = field(default_factory=dict)
+    _sources: dict[str, dict[str, Any] | None] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def kind(self) -> str:
+        """``function``, ``autograd.Function``, ``nn.Module`` or ``nn.Module class``."""
+        if isinstance(self.obj, type) and issubclass(self.obj, torch.autograd.Function):
+            return "autograd.Function"
+        if isinstance(self.obj, type) and issubclass(self.obj, torch.nn.Module):
+            return "nn.Module class"
+        if isinstance(self.obj, torch.nn.Module):
+            return "nn.Module"
+        return "function"
+
+    def callable_for(self, dtype: torch.dtype, device: str | torch.device = "cpu") -> Callable[[torch.Tensor], Any]:
+        """The target as a one-tensor callable, with any module copied and cast to ``dtype``."""
+        obj = self.obj
+        kind = self.kind
+        if kind == "autograd.Function":
+            return obj.apply
+        if kind == "nn.Module class":
+            try:
+                obj = obj()
+            except Exception as exc:  # the user's constructor
+                raise TargetError(
+                    f"{self.name}: the nn.Module subclass {obj.__qualname__} cannot be "
+                    f"constructed with no arguments ({type(exc).__name__}: {exc}). Audit an "
+                    f"instance instead, e.g. audit({obj.__qualname__}(...)) or a module-level "
+                    f"instance as 'module:instance_name'."
+                ) from exc
+        if isinstance(obj, torch.nn.Module):
+            module = copy.deepcopy(obj)
+            return module.to(device=device, dtype=dtype)
+        if not callable(obj):
+            raise TargetError(
+                f"{self.name}: {type(obj).__name__} object is not callable. Point gradaudit at "
+                f"a function, an nn.Module, or an autograd.Function subclass."
+            )
+        return obj
+
+    def source(self, role: str = "forward") -> dict[str, Any] | None:
+        """``{"path", "line"}`` of the target's ``forward`` or ``backward`` source, if known
+        (a fresh dict each time; the source is read once per role)."""
+        if role not in self._sources:
+            self._sources[role] = self._find_source(role)
+        found = self._sources[role]
+        return dict(found) if found is not None else None
+
+    def _find_source(self, role: str) -> dict[str, Any] | None:
+        obj = self.obj
+        while isinstance(obj, functools.partial):
+            obj = obj.func
+        candidates: list[Any] = []
+        if isinstance(obj, type) and issubclass(obj, torch.autograd.Function):
+            candidates = [getattr(obj, role, None), obj]
+        elif isinstance(obj, torch.nn.Module) or (
+            isinstance(obj, type) and issubclass(obj, torch.nn.Module)
+        ):
+            cls = obj if isinstance(obj, type) else type(obj)
+            candidates = [getattr(cls, "forward", None), cls]
+        else:
+            candidates = [obj]
+        for candidate in candidates:
+            location = source_location(candidate)
+            if location is not None:
+                return location
+        return None
+
+
+def display_path(path: str) -> str:
+    """``path`` relative to the working directory when under it, else absolute."""
+    absolute = os.path.abspath(path)
+    cwd = os.getcwd()
+    if absolute == cwd or absolute.startswith(cwd + os.sep):
+        return os.path.relpath(absolute, cwd)
+    return absolute
+
+
+def source_location(obj: Any) -> dict[str, Any] | None:
+    """Where ``obj`` is defined, or None for built-ins. A function's line comes from its code
+    object (the first decorator's line, as :func:`inspect.getsourcelines` gives it, without
+    tokenizing the source: that took 0.2 ms per call, paid twice per audit); a class's line
+    is looked up once per class."""
+    try:
+        obj = inspect.unwrap(obj)
+        path = inspect.getsourcefile(obj)
+        if path is None:
+            return None
+        code = getattr(getattr(obj, "__func__", obj), "__code__", None)  # functions and methods
+        line = code.co_firstlineno if isinstance(code, types.CodeType) else _class_line(obj)
+    except (TypeError, OSError):
+        return None
+    return {"path": display_path(path), "line": max(int(line), 1)}
+
+
+@functools.lru_cache(maxsize=256)
+def _class_line(obj: Any) -> int:
+    """The first line of ``obj``'s source (classes: the source is parsed, so cache it)."""
+    return inspect.getsourcelines(obj)[1]
+
+
+def target_from_object(obj: Any, name: str | None = None) -> Target:
+    """A :class:`Target` for a Python object passed to :func:`gradaudit.audit`."""
+    if name is None:
+        base = obj.func if isinstance(obj, functools.partial) else obj
+        qualname = getattr(base, "__qualname__", None) or type(base).__qualname__
+        module = getattr(base, "__module__", None) or type(base).__module__
+        name = f"{module}:{qualname}" if module else qualname
+    options = dict(getattr(obj, OPTIONS_ATTRIBUTE, {}) or {})
+    return Target(name=name, obj=obj, options=options)
+
+
+@dataclass
+class UnloadableFile(Target):
+    """A file of a directory scan that failed to import: audited, it is one GA901 error (the
+    rest of the directory is still audited). Its name is the file's path, a target string that
+    fails the same way when resolved again."""
+
+    error: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "error"
+
+    def callable_for(self, dtype: torch.dtype, device: str | torch.device = "cpu") -> Callable[[torch.Tensor], Any]:
+        raise TargetError(self.error)
+
+    def source(self, role: str = "forward") -> dict[str, Any] | None:
+        return None
+
+
+def looks_like_path(module_part: str) -> bool:
+    """Whether the part of a target string before the colon is a file path, not a module."""
+    return module_part.endswith(".py") or os.sep in module_part or "/" in module_part
+
+
+def dedupe_key(name: str) -> str:
+    """One spelling of a target name: a file part is made absolute, so ``src/acts.py:relu``,
+    ``./src/acts.py:relu`` and ``/repo/src/acts.py:relu`` are one target."""
+    module, colon, attribute = name.rpartition(":")
+    if not colon or (len(module) == 1 and module.isalpha()):  # no attribute, or a bare "C:\..."
+        module, colon, attribute = name, "", ""
+    if looks_like_path(module) or os.path.isdir(module):
+        module = os.path.normcase(os.path.abspath(module))
+    return module + colon + attribute
+
+
+def unique_names(names: Iterable[str]) -> list[str]:
+    """``names`` without repeats (by :func:`dedupe_key`), in first-seen order: a run given a
+    directory and a file in it, or one file spelled twice, audits each target once."""
+    seen: set[str] = set()
+    kept = []
+    for name in names:
+        key = dedupe_key(name)
+        if key not in seen:
+            seen.add(key)
+            kept.append(name)
+    return kept
+
+
+def unique(targets: Iterable[Target]) -> list[Target]:
+    """``targets`` without repeated objects, in first-seen order: an object that several
+    target strings reach is audited once, under the first name."""
+    seen: set[Any] = set()
+    kept = []
+    for target in targets:
+        key = ("error", dedupe_key(target.name)) if isinstance(target, UnloadableFile) else id(target.obj)
+        if key not in seen:
+            seen.add(key)
+            kept.append(target)
+    return kept
