@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from .checks import catalogue, expand, selected
+from .checks import ERROR, catalogue, expand
 from .context import AuditContext, CallError, Options, parse_dtype
 from .inputs import DEFAULT_SIZE
 from .render.table import render_table
@@ -176,7 +176,7 @@ def error_report(target_name: str, message: str, details: dict[str, Any] | None 
                  location: dict[str, Any] | None = None) -> Report:
     """A report with one GA901 error finding."""
     return Report(target=target_name,
-                  findings=[Finding("GA901", "error", message, details=details, location=location)])
+                  findings=[ERROR.finding("error", message, details=details, location=location)])
 
 
 def run_audit(target: Target, options: Options) -> Report:
@@ -224,10 +224,10 @@ def _run_checks_in(context: AuditContext) -> Report:
         try:
             report.findings.extend(check.run(context))
         except TargetError as exc:
-            report.findings.append(Finding("GA901", "error", str(exc)))
+            report.findings.append(ERROR.finding("error", str(exc)))
         except CallError as exc:
-            report.findings.append(Finding(
-                "GA901", "error",
+            report.findings.append(ERROR.finding(
+                "error",
                 f"{target.name}: while running {code} ({check.slug}), {exc}. Fix the target or "
                 f"exclude that check with ignore=['{code}'] / --ignore {code}.",
                 details=_traceback_details(exc), location=_blamed_location(exc, report.location)))
@@ -251,8 +251,8 @@ def _run_checks_in(context: AuditContext) -> Report:
 
 def _internal_error(target_name: str, code: str, slug: str, exc: Exception) -> Finding:
     """GA901 for a crash with no frame in the target's code: a bug in gradaudit itself."""
-    return Finding(
-        "GA901", "error",
+    return ERROR.finding(
+        "error",
         f"{target_name}: gradaudit's check {code} ({slug}) crashed with "
         f"{type(exc).__name__}: {exc}. This is a gradaudit bug; please report it with "
         f"the output of -v. Other checks still ran.",

@@ -16,6 +16,7 @@ from typing import Any
 import numpy
 import torch
 
+from .checks import ERROR
 from .report import Finding
 
 TARGET_EXITS = (SystemExit, GeneratorExit)
@@ -92,8 +93,8 @@ def exit_finding(target: str, exc: BaseException, during: str, location: dict[st
     frame = user_frame(exc)
     where = frame_location(frame) if frame is not None else location
     at = f" at {where['path']}:{where['line']}" if where else ""
-    return Finding(
-        "GA901", "error",
+    return ERROR.finding(
+        "error",
         f"{target}: {during}, the target raised {describe(exc)}{at}, which would end the whole run "
         f"(a CI gate would then pass with nothing audited). A target must not exit: raise an "
         f"exception instead of calling sys.exit() or raising {type(exc).__name__}.",
@@ -109,8 +110,8 @@ def crash_finding(target: str, code: str, slug: str, exc: BaseException,
     if frame is None:
         return None
     where = frame_location(frame)
-    return Finding(
-        "GA901", "error",
+    return ERROR.finding(
+        "error",
         f"{target}: while running {code} ({slug}), the target's code raised "
         f"{describe(innermost_cause(exc))} at {where['path']}:{where['line']} (in {frame.name}). "
         f"Fix the target there, or exclude that check with ignore=['{code}'] / --ignore {code}. "
@@ -121,8 +122,8 @@ def crash_finding(target: str, code: str, slug: str, exc: BaseException,
 def option_finding(target: str, exc: OptionError, location: dict[str, Any] | None) -> Finding:
     """GA901 for a target whose own options (``@gradaudit.activation`` or its config table)
     are invalid; ``details["option"]`` names the option."""
-    return Finding(
-        "GA901", "error",
+    return ERROR.finding(
+        "error",
         f"{target}: its option {exc.option} is invalid: {exc.reason}. Fix it where the target "
         f"declares it (@gradaudit.activation(...) or its [tool.gradaudit.targets] table).",
         location=location, details={"option": exc.option})
