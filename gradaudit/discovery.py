@@ -17,7 +17,8 @@ import torch
 
 from .loading import import_module, load_file
 from .source_files import mentions_torch, python_files, skipped_file
-from .target_types import HOME_ATTRIBUTE, OPTIONS_ATTRIBUTE, Target, TargetError, UnloadableFile, display_path, looks_like_path
+from .target_names import looks_like_path
+from .target_types import HOME_ATTRIBUTE, OPTIONS_ATTRIBUTE, Target, TargetError, UnloadableFile, display_path
 
 __all__ = ["discover", "targets_in_module", "mentions_torch"]
 

@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from .target_names import dedupe_key
+
 OPTIONS_ATTRIBUTE = "__gradaudit__"
 """Attribute where ``@gradaudit.activation`` stores a target's audit options."""
 HOME_ATTRIBUTE = "__gradaudit_module__"
@@ -165,35 +167,6 @@ class UnloadableFile(Target):
 
     def source(self, role: str = "forward") -> dict[str, Any] | None:
         return None
-
-
-def looks_like_path(module_part: str) -> bool:
-    """Whether the part of a target string before the colon is a file path, not a module."""
-    return module_part.endswith(".py") or os.sep in module_part or "/" in module_part
-
-
-def dedupe_key(name: str) -> str:
-    """One spelling of a target name: a file part is made absolute, so ``src/acts.py:relu``,
-    ``./src/acts.py:relu`` and ``/repo/src/acts.py:relu`` are one target."""
-    module, colon, attribute = name.rpartition(":")
-    if not colon or (len(module) == 1 and module.isalpha()):  # no attribute, or a bare "C:\..."
-        module, colon, attribute = name, "", ""
-    if looks_like_path(module) or os.path.isdir(module):
-        module = os.path.normcase(os.path.abspath(module))
-    return module + colon + attribute
-
-
-def unique_names(names: Iterable[str]) -> list[str]:
-    """``names`` without repeats (by :func:`dedupe_key`), in first-seen order: a run given a
-    directory and a file in it, or one file spelled twice, audits each target once."""
-    seen: set[str] = set()
-    kept = []
-    for name in names:
-        key = dedupe_key(name)
-        if key not in seen:
-            seen.add(key)
-            kept.append(name)
-    return kept
 
 
 def unique(targets: Iterable[Target]) -> list[Target]:

@@ -8,7 +8,7 @@ Target strings:
 
 This module is the front of the targets layer; the imports inside the layer go one way:
 ``targets`` -> ``discovery``, ``groups`` -> ``loading`` -> ``target_types`` (what a target
-is). Its names stay importable from here: :class:`Target`, :class:`TargetError`,
+is) -> ``target_names`` (which names are one target; no torch). Its names stay importable from here: :class:`Target`, :class:`TargetError`,
 :func:`target_from_object`, :func:`resolve`.
 """
 from __future__ import annotations
@@ -17,9 +17,9 @@ from .discovery import discover
 from .groups import resolve_group
 from .loading import (import_module, load_container, load_file, names_attribute, package_module,
                       resolve_attribute, resolve_named, split_call)
+from .target_names import dedupe_key, first_seen, unique_names
 from .target_types import (HOME_ATTRIBUTE, OPTIONS_ATTRIBUTE, Target, TargetError, UnloadableFile,
-                           dedupe_key, display_path, source_location, target_from_object, unique,
-                           unique_names)
+                           display_path, source_location, target_from_object, unique)
 
 
 def resolve(spec: str) -> list[Target]:
@@ -38,7 +38,7 @@ def resolve(spec: str) -> list[Target]:
 
 __all__ = [
     "HOME_ATTRIBUTE", "OPTIONS_ATTRIBUTE", "Target", "TargetError", "UnloadableFile", "dedupe_key",
-    "discover", "display_path", "import_module", "load_container", "load_file", "package_module",
+    "discover", "display_path", "first_seen", "import_module", "load_container", "load_file", "package_module",
     "resolve", "resolve_attribute", "resolve_named", "source_location", "split_call",
     "target_from_object", "unique", "unique_names",
 ]
