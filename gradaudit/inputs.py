@@ -32,6 +32,22 @@ def dense_grid(domain: tuple[float, float] | None = None) -> np.ndarray:
     return _clip(grid, domain)
 
 
+def representable_part(domain: tuple[float, float], dtype: torch.dtype) -> tuple[float, float] | None:
+    """The part of ``domain`` whose values ``dtype`` holds as finite numbers that are not all
+    zero: ``domain`` itself when the dtype covers it, a narrower interval when the domain
+    reaches past the dtype's max, None when no value of it survives the rounding (every value
+    overflows, or every value underflows to zero)."""
+    info = torch.finfo(dtype)
+    top = float(info.max)
+    lo, hi = max(float(domain[0]), -top), min(float(domain[1]), top)
+    if lo > hi:
+        return None
+    half_tiny = float(info.smallest_normal) * float(info.eps) / 2  # rounds to zero below this
+    if -half_tiny <= lo and hi <= half_tiny:
+        return None
+    return lo, hi
+
+
 def _clip(values: np.ndarray, domain: tuple[float, float] | None) -> np.ndarray:
     if domain is None:
         return values

@@ -20,9 +20,11 @@ MODERATE = 20.0
 
 
 def _spread(x: torch.Tensor, count: int) -> torch.Tensor:
-    """``count`` values evenly spread over the sorted ``x``, always holding both zeros."""
+    """``count`` values evenly spread over the sorted ``x``, always holding both zeros; a probe
+    with fewer values (a narrow domain) is repeated to ``count``, so every layout can be built.
+    An empty probe (a domain the dtype cannot represent) stays empty."""
     if x.numel() <= count:
-        picked = x.clone()
+        picked = x.repeat(-(-count // x.numel()))[:count].clone() if x.numel() else x.clone()
     else:
         index = torch.linspace(0, x.numel() - 1, count).round().long()
         picked = x[index]
@@ -122,6 +124,33 @@ def two_forwards(ctx: "AuditContext") -> tuple[torch.Tensor, torch.Tensor]:
             return ctx.call(values.clone(), reseed=False), ctx.call(values.clone(), reseed=False)
 
     return ctx.memo("small_inputs.two_forwards", run)
+
+
+def backward_is_random(ctx: "AuditContext") -> bool:
+    """Whether the backward draws random numbers (cached): over one graph of the small float64
+    input, two backwards with the same RNG state agree and a third with another state does not.
+    A backward that is not reentrant (the first two differ) is GA402's fail, not random here."""
+
+    def run() -> bool:
+        values = small_input(ctx, torch.float64)
+        leaf = values.clone().requires_grad_(True)
+        try:
+            with torch.enable_grad():
+                out = ctx.call(leaf * 1.0)
+                if not out.requires_grad:
+                    return False
+                grad_output = known_grad_output(out, ctx.options.seed)
+                grads = []
+                for seed in (ctx.options.seed, ctx.options.seed, ctx.options.seed + 1):
+                    torch.default_generator.manual_seed(seed)
+                    (grad,) = torch.autograd.grad(out, leaf, grad_output, retain_graph=True, allow_unused=True)
+                    grads.append(torch.zeros_like(leaf) if grad is None else grad.detach())
+        except Exception:
+            return False
+        first, second, third = grads
+        return bool(identical(first, second).all()) and not bool(identical(first, third).all())
+
+    return ctx.memo("small_inputs.backward_is_random", run)
 
 
 def forward_is_random(ctx: "AuditContext") -> bool:

@@ -17,6 +17,7 @@ import torch
 
 from .. import scans
 from ..context import CallError, describe_exception, dtype_name
+from ..inputs import representable_part
 from ..messages import describe_intervals, example_index, intervals, number
 from ..report import Finding
 from ..small_inputs import clause, close
@@ -41,8 +42,14 @@ def run_dtype(ctx: "AuditContext") -> Iterator[Finding]:
     location = ctx.target.source("forward")
     base = ctx.evaluate(torch.float64)
     for dtype in ctx.options.dtypes:
-        ev = ctx.evaluate(dtype)
         name = dtype_name(dtype)
+        if ctx.options.domain is not None:
+            part = representable_part(ctx.options.domain, dtype)
+            if part != tuple(float(v) for v in ctx.options.domain):
+                yield _range_info(ctx.options.domain, part, dtype)
+            if part is None:
+                continue
+        ev = ctx.evaluate(dtype)
         if ev.error is not None:
             error = _dtype_error(ctx, dtype)
             if error is not None:
@@ -71,6 +78,24 @@ def run_dtype(ctx: "AuditContext") -> Iterator[Finding]:
             yield from _low_precision(ctx, dtype)
     if torch.bfloat16 in ctx.options.dtypes and torch.float32 in ctx.options.dtypes:
         yield from _autocast(ctx)
+
+
+def _range_info(domain: tuple[float, float], part: tuple[float, float] | None, dtype: torch.dtype) -> Finding:
+    """Once per dtype that cannot represent the whole ``domain``: what it audits instead."""
+    name = dtype_name(dtype)
+    info = torch.finfo(dtype)
+    shown = f"[{number(float(domain[0]))}, {number(float(domain[1]))}]"
+    limits = (f"its finite values reach {number(float(info.max))} and it rounds magnitudes below "
+              f"{number(float(info.smallest_normal) * float(info.eps) / 2)} to zero")
+    if part is None:
+        words = (f"{name} cannot represent the domain {shown} ({limits}): no input of it exists in {name}, "
+                 f"so {name} is not audited there; the other dtypes are")
+    else:
+        words = (f"{name} represents only [{number(part[0])}, {number(part[1])}] of the domain {shown} "
+                 f"({limits}): {name} is audited there, the rest of the domain in the other dtypes")
+    return Finding("GA403", "info", f"{words}. Shown for information; drop {name} with dtypes=[...] to silence it.",
+                   dtype=name, details={"domain": [float(domain[0]), float(domain[1])],
+                                        "representable": None if part is None else [part[0], part[1]]})
 
 
 def _dtype_error(ctx: "AuditContext", dtype: torch.dtype) -> str | None:
@@ -217,7 +242,7 @@ CHECKS = [
     Check(
         code="GA403",
         slug="dtype",
-        status="warn",
+        status="warn / info",
         summary="output dtype differs from the input's; float16/bfloat16 non-finite or far off where float32 is fine",
         explanation=(
             "For every audited dtype the target must run and return the input's dtype. In float16 and "
@@ -225,7 +250,8 @@ CHECKS = [
             "same rounded inputs, allowing 16 eps of the low dtype relative to the value plus |x|: "
             "what remains is what the low precision breaks, such as exp(-x) overflowing in "
             "x / (1 + exp(-x)). The float32 probe is also run under torch.autocast('cpu', "
-            "dtype=torch.bfloat16) and compared with plain float32."
+            "dtype=torch.bfloat16) and compared with plain float32. A dtype that cannot represent "
+            "all of a given domain says so once (info) and is audited where it can."
         ),
         fix=FIX_PRECISION,
         example="x / (1 + torch.exp(-x)) has a NaN gradient in float16 for x < -11",

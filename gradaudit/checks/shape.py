@@ -1,11 +1,18 @@
-"""GA404: 0-d, empty, non-contiguous, channels-last and batched inputs.
+"""GA404: 0-d, empty, non-contiguous, channels-last and batched inputs; outputs with fewer elements.
 
 The probe set is one contiguous 1-D tensor; real inputs are not. A small input of each
 audited dtype is laid out in every shape below. No layout may crash, forward or backward.
 An elementwise target must give, element by element, the values and gradients of the
-contiguous 1-D call, in the input's shape (fail); zero signs that differ are info, since
-torch's own vectorised and scalar kernels disagree on them. Other targets must give the same
-result for a non-contiguous input as for its contiguous copy. Random targets are only run.
+contiguous 1-D call, in the input's shape; other targets must give the same result for a
+non-contiguous input as for its contiguous copy. Where the two differ by more than a few eps
+of the size of the values involved (``|x|``; for other targets the largest ``|x|`` an element
+depends on), they are judged against the float64 evaluation of the reference: fail only where
+exactly one of them is off it by more than the dtype's tolerance (where both are, the dtype is
+too coarse there, GA403's business). Zero signs that differ are info where the float64 value
+is itself an exact zero (torch's vectorised and scalar kernels disagree on them); where it is
+not, either zero is a rounding of it and no finding. Random forwards are only run; random
+backwards have their gradients left uncompared. A target whose output has fewer elements
+than its input is an info that says so (and how many input elements it ignores).
 """
 from __future__ import annotations
 
@@ -16,16 +23,13 @@ import torch
 
 from ..context import CallError, describe_exception, dtype_name
 from ..report import Finding
-from ..small_inputs import clause, close, describe_mismatch, forward_is_random, small_input
+from ..small_inputs import backward_is_random, clause, forward_is_random, identical, known_grad_output, small_input
 from . import Check
-from .nonfinite import HEADROOM
+from .layouts_judge import Judge, dependency_scales, once
 
 if TYPE_CHECKING:
     from ..context import AuditContext
 
-TOLERANCE_UNITS = 4
-"""Vectorised and scalar CPU kernels of the same function differ by a few eps (gelu's tails):
-values are compared within this many eps of the value plus ``|x|``."""
 FIX = (
     "Use .reshape instead of .view (or call .contiguous() first), index with [..., i] rather than "
     "assuming a 1-D or row-major layout, create outputs with torch.empty_like(x) or out-of-place "
@@ -95,30 +99,15 @@ def _fails(ctx: "AuditContext", make: Callable[[torch.Tensor], torch.Tensor], va
     return False
 
 
-def _at_edge(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Inputs so close to the dtype's max that formulas may overflow on one kernel path and not
-    on another (gelu's vectorised float32 kernel at 3e38): GA201's business, not a layout's."""
-    return x.to(torch.float64).abs() * HEADROOM >= torch.finfo(dtype).max
-
-
-def _mismatch(noun: str, actual: torch.Tensor, expected: torch.Tensor, x: torch.Tensor, where: torch.Tensor | None,
-              dtype: torch.dtype, computed_in: torch.dtype, against: str) -> tuple[str, str] | None:
-    """``(status, words)`` when ``actual`` and ``expected`` disagree: fail for values, info when
-    only signs of zeros (or of infinities, as 1/+-0 gives) differ. ``computed_in`` is the
-    output's dtype, whose precision the target worked in."""
-    eps = max(torch.finfo(dtype).eps, torch.finfo(computed_in).eps if computed_in.is_floating_point else 0.0)
-    agree = close(actual, expected, x, eps, TOLERANCE_UNITS) | _at_edge(x, dtype)
-    if bool(agree.all()):
-        return None
-    values_differ = ~agree & (actual.abs() != expected.abs())
-    count = int(values_differ.sum())
-    if count:
-        return ("fail", f"the {noun} differs from {against} at {count} of {agree.numel()} elements, "
-                        f"{describe_mismatch(actual, expected, where, ~values_differ)}")
-    return ("info", f"the {noun} differs from {against} only in the sign of zero (or of an infinity "
-                    f"from 1/+-0) at {int((~agree).sum())} of {agree.numel()} elements, "
-                    f"{describe_mismatch(actual, expected, where, agree)}: the vectorised and scalar "
-                    f"kernels disagree, so the sign depends on the memory layout")
+def _run(ctx: "AuditContext", make: Callable[[torch.Tensor], torch.Tensor], values: torch.Tensor,
+         dtype: torch.dtype) -> tuple[str, str] | tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """:func:`_forward_backward`, or ``("fail", words)`` when it raises."""
+    try:
+        return _forward_backward(ctx, make, values, dtype)
+    except CallError as exc:
+        return "fail", f"the forward raises {clause(describe_exception(exc.__cause__ or exc))}"
+    except Exception as exc:
+        return "fail", f"the backward raises {clause(describe_exception(exc))}"
 
 
 def _problem(ctx: "AuditContext", layout: Layout, values: torch.Tensor, dtype: torch.dtype,
@@ -127,43 +116,100 @@ def _problem(ctx: "AuditContext", layout: Layout, values: torch.Tensor, dtype: t
     """``(status, words)`` for what goes wrong with ``layout`` in ``dtype``, or None.
 
     ``reference`` is the contiguous 1-D call for elementwise targets; otherwise the result
-    is compared with the same input made contiguous. Random targets are only run.
+    is compared with the same input made contiguous. Random forwards are only run; random
+    backwards have their outputs compared, not their gradients.
     """
     contiguous_copy = lambda t: layout.make(t).contiguous()  # noqa: E731
-    try:
-        x, out, grad = _forward_backward(ctx, layout.make, values, dtype)
-    except Exception as exc:
+    result = _run(ctx, layout.make, values, dtype)
+    if isinstance(result[0], str):
         if reference is None and _fails(ctx, contiguous_copy, values, dtype):
             return None  # the shape itself is unsupported (glu needs an even last dimension)
-        if isinstance(exc, CallError):
-            return "fail", f"the forward raises {clause(describe_exception(exc.__cause__ or exc))}"
-        return "fail", f"the backward raises {clause(describe_exception(exc))}"
+        return result  # type: ignore[return-value]
+    x, out, grad = result  # type: ignore[misc]
     if not compare_values:
         return None
+    values64 = values.detach().to(torch.float64)
     if reference is None:
         try:
             _, expected_out, expected_grad = _forward_backward(ctx, contiguous_copy, values, dtype)
         except Exception:
             return None
-        scale, where = torch.ones_like(out), None
+        where = None
         against = "the same input made contiguous"
+        truth = lambda: _forward_backward(ctx, contiguous_copy, values64, torch.float64)[1:]  # noqa: E731
+        scales = lambda: dependency_scales(ctx, layout, values)  # noqa: E731
     else:
-        expected_out = layout.make(reference[1])
-        expected_grad = None
-        if reference[2] is not None:
-            expected_grad = _pull_back(layout.make, values, layout.make(reference[2]))
-        scale, where = x, x
+        expected_out, expected_grad = _laid_out(layout, values, reference[1], reference[2])
+        where = x
         against = "the contiguous 1-D call"
+        truth = lambda: _laid_out(layout, values64, *_forward_backward(ctx, lambda t: t, values64, torch.float64)[1:])  # noqa: E731
+        scales = lambda: (x.to(torch.float64).abs(), values64.abs())  # noqa: E731
     if out.shape != expected_out.shape:
         return "fail", f"the output has shape {tuple(out.shape)} instead of {tuple(expected_out.shape)}"
-    problems = [_mismatch("output", out, expected_out, scale, where, dtype, out.dtype, against)]
+    judge = Judge(dtype, out.dtype, against, once(truth), once(scales))
+    problems = [judge.mismatch("output", out, expected_out, x if reference is not None else torch.ones_like(out), where)]
     if expected_grad is not None:
         if grad is None:
             return "fail", "the input receives no gradient"
-        problems.append(_mismatch("gradient", grad, expected_grad, values, values, dtype, out.dtype, against))
+        problem = judge.mismatch("gradient", grad, expected_grad, values, values)
+        if problem is not None and not backward_is_random(ctx):
+            problems.append(problem)
     found = [p for p in problems if p is not None]
     found.sort(key=lambda p: p[0] != "fail")
     return found[0] if found else None
+
+
+def _laid_out(layout: Layout, values: torch.Tensor, out: torch.Tensor,
+              grad: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What an elementwise target must give in ``layout``, from its contiguous 1-D ``out`` and
+    ``grad``."""
+    return layout.make(out), None if grad is None else _pull_back(layout.make, values, layout.make(grad))
+
+
+def _dropped_elements(ctx: "AuditContext") -> Finding | None:
+    """GA404 info when the output has fewer elements than the input (on the small float64 input):
+    those checks that compare output i with input i cannot judge the target, and input elements
+    that affect no output are not audited at all."""
+    dtype = torch.float64 if torch.float64 in ctx.options.dtypes else ctx.options.dtypes[0]
+    values = small_input(ctx, dtype)
+    if not values.numel():
+        return None
+    leaf = values.detach().clone().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            out = ctx.call(leaf * 1.0, dtype=dtype)
+            if out.numel() >= values.numel():
+                return None
+            candidates = torch.ones_like(values, dtype=torch.bool)
+            if out.requires_grad:
+                weights = known_grad_output(out, ctx.options.seed).abs()
+                (grad,) = torch.autograd.grad(out, leaf, weights, allow_unused=True)
+                if grad is not None:
+                    candidates = grad == 0
+        with torch.no_grad():
+            moved = values.detach().clone()
+            moved[candidates] = moved[candidates] * 0.75 + 0.3
+            if ctx.options.domain is not None:
+                moved = moved.clamp(*ctx.options.domain)
+            unchanged = ctx.call(moved, dtype=dtype)
+    except Exception:
+        return None  # a failing target is another check's finding
+    ignored = int(candidates.sum()) if unchanged.shape == out.shape and bool(identical(unchanged, out.detach()).all()) else 0
+    total, kept = values.numel(), out.numel()
+    if ignored:
+        first = int(torch.nonzero(candidates).flatten()[0])
+        effect = (f"{ignored} of the input elements (e.g. element {first}) affect no output element: the target "
+                  f"drops them silently, and no check can audit what it never returns")
+    else:
+        effect = "every input element affects the output (a pairing or a reduction, as glu's halves)"
+    return Finding(
+        "GA404", "info",
+        f"the output has {kept} elements for an input of {total} ({dtype_name(dtype)}, shape {tuple(values.shape)} "
+        f"to {tuple(out.shape)}): {effect}. Checks that relate output element i to input element i (kinks, "
+        f"intervals of inputs) judge such a target as a whole. Shown for information; if the target is not "
+        f"meant to drop or combine elements, return a tensor of the input's shape.",
+        dtype=dtype_name(dtype), location=ctx.target.source("forward"),
+        details={"input_elements": total, "output_elements": kept, "ignored_inputs": ignored})
 
 
 def run_shape(ctx: "AuditContext") -> Iterator[Finding]:
@@ -174,6 +220,8 @@ def run_shape(ctx: "AuditContext") -> Iterator[Finding]:
         if ctx.evaluate(dtype).error is not None:
             continue  # the dtype itself fails: GA403
         values = small_input(ctx, dtype)
+        if not values.numel():
+            continue  # the dtype cannot represent the domain: GA403 says so
         reference = None
         if elementwise:
             reference = _forward_backward(ctx, lambda t: t, values, dtype)
@@ -193,6 +241,10 @@ def run_shape(ctx: "AuditContext") -> Iterator[Finding]:
             "GA404", status, f"on a {name} {first_dtype} input{also}, {words}. {advice}",
             dtype=first_dtype, location=ctx.target.source("forward"),
             details={"layout": name, "dtypes": [d for d, _ in found]})
+    if not elementwise:
+        dropped = _dropped_elements(ctx)
+        if dropped is not None:
+            yield dropped
 
 
 CHECKS = [
@@ -205,11 +257,14 @@ CHECKS = [
             "A small input of each audited dtype is laid out as a 0-d tensor, empty tensors, a "
             "transposed and a strided (non-contiguous) tensor, a channels_last 4-D tensor and a "
             "batched 3-D tensor, and run forward and backward. Nothing may crash. An elementwise "
-            "target must return the input's shape and, element by element, the values (zero signs "
-            "included, a few eps of kernel differences allowed) and gradients of the contiguous 1-D "
-            "call; other targets must give the same result as on the contiguous copy. Differences only "
-            "in the sign of zero, as between torch's vectorised and scalar kernels, are info; random "
-            "targets are only run."
+            "target must return the input's shape and, element by element, the values and gradients "
+            "of the contiguous 1-D call; other targets must give the same result as on the contiguous "
+            "copy. Differences beyond a few eps of the values involved are judged against float64: "
+            "they fail only where one of the two results is off the float64 value by more than the "
+            "dtype's tolerance and the other is not. Zero signs that differ where the float64 value is "
+            "an exact zero are info (torch's vectorised and scalar kernels disagree on them); random "
+            "forwards are only run, random backwards' gradients not compared. An output with fewer "
+            "elements than the input is info, with the number of input elements no output depends on."
         ),
         fix=FIX,
         example="x.view(-1) in forward crashes on a transposed input",

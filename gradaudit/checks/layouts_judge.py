@@ -1,0 +1,139 @@
+"""GA404's judgment of a layout's result against its reference: tolerances that scale with the
+size of the values involved, and the float64 evaluation that says which of two differing
+results is wrong (see :mod:`gradaudit.checks.shape`)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import torch
+
+from .. import scans
+from ..context import dtype_name
+from ..small_inputs import close, describe_mismatch
+from .nonfinite import HEADROOM
+
+if TYPE_CHECKING:
+    from ..context import AuditContext
+    from .shape import Layout
+
+TOLERANCE_UNITS = 4
+"""Vectorised and scalar CPU kernels of the same function differ by a few eps (gelu's tails):
+values are compared within this many eps of the value plus the size of the inputs involved."""
+
+
+def at_edge(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Inputs so close to the dtype's max that formulas may overflow on one kernel path and not
+    on another (gelu's vectorised float32 kernel at 3e38): GA201's business, not a layout's."""
+    return x.to(torch.float64).abs() * HEADROOM >= torch.finfo(dtype).max
+
+
+class Judge:
+    """Compares one layout's result with its reference in one dtype, judging differences
+    against the float64 evaluation of the reference (computed only when something differs).
+
+    ``truth`` gives the float64 ``(output, gradient)`` as the reference would be in this layout;
+    ``scales`` the magnitudes each output and gradient element's rounding scales with."""
+
+    def __init__(self, dtype: torch.dtype, computed_in: torch.dtype, against: str,
+                 truth: Callable[[], tuple[torch.Tensor, torch.Tensor | None]],
+                 scales: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> None:
+        eps = torch.finfo(dtype).eps
+        if computed_in.is_floating_point:
+            eps = max(eps, torch.finfo(computed_in).eps)
+        self.dtype, self.eps, self.against = dtype, eps, against
+        self._truth, self._scales = truth, scales
+
+    def mismatch(self, noun: str, actual: torch.Tensor, expected: torch.Tensor, x: torch.Tensor,
+                 where: torch.Tensor | None) -> tuple[str, str] | None:
+        """``(status, words)`` when ``actual`` and ``expected`` disagree, or None.
+
+        Fail where exactly one of them is off the float64 value by more than the dtype's
+        tolerance (where both are, the dtype itself is too coarse: GA403's business); info where
+        only the sign of a zero (or of an infinity) differs and the float64 value is itself zero
+        or infinite (an underflowed value's zero sign is GA203/GA204's business, and either sign
+        is within tolerance of it)."""
+        differs = ~(close(actual, expected, x, self.eps, TOLERANCE_UNITS) | at_edge(x, self.dtype))
+        if not scans.any_true(differs):
+            return None
+        index = 0 if noun == "output" else 1
+        scale = self._scales()[index].reshape(actual.shape)
+        differs &= ~close(actual, expected, scale, self.eps, TOLERANCE_UNITS)
+        if not scans.any_true(differs):
+            return None
+        try:
+            truth = self._truth()[index]
+        except Exception:  # no float64 value to judge by: every difference counts
+            truth = None
+        if truth is None or truth.shape != actual.shape:
+            values_differ = differs & (actual.abs() != expected.abs())
+            if scans.any_true(values_differ):
+                return ("fail", f"the {noun} differs from {self.against} at {int(values_differ.sum())} of "
+                                f"{differs.numel()} elements, {describe_mismatch(actual, expected, where, ~values_differ)}")
+            return None
+        right = [close(t, truth, scale, self.eps, TOLERANCE_UNITS, signed_zeros=False) for t in (actual, expected)]
+        same_magnitude = actual.abs() == expected.abs()
+        wrong = differs & ~same_magnitude & (right[0] != right[1])
+        count = int(wrong.sum())
+        if count:
+            return ("fail", f"the {noun} differs from {self.against} at {count} of {wrong.numel()} elements, "
+                            f"{describe_mismatch(actual, expected, where, ~wrong)}, where float64 gives "
+                            f"{float64_value(truth, wrong)} (one of the two is off it by more than "
+                            f"{TOLERANCE_UNITS} eps of {dtype_name(self.dtype)})")
+        signs = differs & same_magnitude & ((truth == 0) | torch.isinf(truth))
+        if not scans.any_true(signs):
+            return None
+        return ("info", f"the {noun} differs from {self.against} only in the sign of zero (or of an infinity "
+                        f"from 1/+-0) at {int(signs.sum())} of {signs.numel()} elements, "
+                        f"{describe_mismatch(actual, expected, where, ~signs)}, where the float64 value is "
+                        f"exactly {float64_value(truth, signs)}: the vectorised and scalar kernels disagree, "
+                        f"so the sign depends on the memory layout")
+
+
+def float64_value(truth: torch.Tensor, mask: torch.Tensor) -> str:
+    from ..messages import number
+
+    index = int(torch.nonzero(mask.reshape(-1)).flatten()[0])
+    return number(float(truth.reshape(-1)[index]))
+
+
+def dependency_scales(ctx: "AuditContext", layout: "Layout", values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per output element, the largest ``max(1, |x|)`` over the input elements it depends on;
+    per gradient element, the largest of those over the outputs it feeds. That is the size of
+    the values a non-elementwise target multiplies (GLU's gate times the other half), which its
+    rounding scales with, as ``|x|`` does for an elementwise ``x * g(x)``.
+
+    The dependencies are the nonzero entries of the float64 Jacobian of the contiguous copy at
+    seeded moderate inputs (cached per layout); where it cannot be taken, each output element
+    is judged relative to its own value only."""
+    magnitude = values.detach().to(torch.float64).abs().clamp(min=1.0)
+
+    def pattern() -> torch.Tensor | None:
+        generator = torch.Generator().manual_seed(ctx.options.seed + 5)
+        point = torch.randn(values.shape, generator=generator, dtype=torch.float64)
+        if ctx.options.domain is not None:
+            point = point.clamp(*ctx.options.domain)
+        try:
+            jacobian = torch.autograd.functional.jacobian(
+                lambda t: ctx.call(layout.make(t).contiguous(), dtype=torch.float64), point)
+        except Exception:
+            return None
+        return jacobian.reshape(-1, values.numel()) != 0
+
+    depends = ctx.memo(f"shape.dependencies.{layout.name}.{values.numel()}", pattern)
+    if depends is None:
+        return torch.ones(()), magnitude
+    out_scale = torch.where(depends, magnitude, torch.zeros_like(magnitude)).amax(dim=1).clamp(min=1.0)
+    grad_scale = torch.where(depends, out_scale[:, None], torch.zeros_like(out_scale[:, None])).amax(dim=0)
+    return out_scale, torch.maximum(grad_scale, magnitude)
+
+
+def once(compute: Callable[[], object]) -> Callable[[], object]:
+    """``compute``, called at most once."""
+    cache: list[object] = []
+
+    def cached() -> object:
+        if not cache:
+            cache.append(compute())
+        return cache[0]
+
+    return cached
