@@ -36,6 +36,15 @@ class ConfigError(ValueError):
     """The configuration file is unreadable or holds an unknown key or a bad value."""
 
 
+class TargetOptionError(ConfigError):
+    """A per-target table holds a bad value: an error (GA901) for the targets it names, not
+    for the whole run. ``option`` is the key."""
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
 # -- value parsers: each takes a config or command-line value and returns it validated ----
 
 def _string_list(key: str, value: Any) -> list[str]:
@@ -76,12 +85,16 @@ def _seconds(value: Any) -> float:
     return float(value)
 
 
-def _numbers(key: str) -> Callable[[Any], list[float]]:
+def _numbers(key: str, finite: bool = False) -> Callable[[Any], list[float]]:
     def parse(value: Any) -> list[float]:
         if not isinstance(value, (list, tuple)) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
             raise ValueError(f"{key} must be a list of numbers, not {value!r}")
-        return [float(v) for v in value]
+        numbers = [float(v) for v in value]
+        if any(math.isnan(v) or (finite and math.isinf(v)) for v in numbers):
+            kind = "finite numbers" if finite else "numbers (not nan)"
+            raise ValueError(f"{key} must be a list of {kind}, not {value!r}")
+        return numbers
     return parse
 
 
@@ -89,6 +102,8 @@ def _interval(value: Any) -> tuple[float, float]:
     numbers = _numbers("domain")(value)
     if len(numbers) != 2:
         raise ValueError(f"domain must be a pair [lo, hi], not {value!r}")
+    if not numbers[0] < numbers[1]:
+        raise ValueError(f"domain must be a pair [lo, hi] with lo < hi, not {value!r}; swap the bounds")
     return (numbers[0], numbers[1])
 
 
@@ -136,7 +151,7 @@ SETTINGS: tuple[Setting, ...] = (
 """Every top-level ``[tool.gradaudit]`` key, in the order ``--help`` shows them."""
 
 TARGET_KEYS: dict[str, Callable[[Any], Any]] = {
-    "kinks": _numbers("kinks"),
+    "kinks": _numbers("kinks", finite=True),
     "domain": _interval,
     "surrogate": _boolean("surrogate"),
     "reference": _string("reference"),
@@ -162,6 +177,9 @@ class Config:
     path: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    target_errors: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per table key, the options whose values are bad (key: message): reported as an error
+    of each target that table names when it is audited, so the other targets still run."""
 
     @property
     def directory(self) -> str:
@@ -189,13 +207,21 @@ class Config:
                 found.update(table)
         return found
 
+    def option_errors(self, target_name: str) -> list[tuple[str, str]]:
+        """(option, message) for every bad value in a table that matches ``target_name``."""
+        return [(option, message) for key, errors in self.target_errors.items()
+                if target_matches(key, target_name, self.directory) for option, message in errors.items()]
+
     def skips(self, target_name: str) -> bool:
         """Whether the target's config table says ``skip = true``."""
         return bool(self.target_options(target_name).get("skip"))
 
     def declared_for(self, target_name: str, declared: Mapping[str, Any]) -> dict[str, Any]:
         """A target's ``@gradaudit.activation`` options with its config table laid over them;
-        ``ignore`` lists are combined."""
+        ``ignore`` lists are combined. :class:`TargetOptionError` if a matching table holds a
+        bad value."""
+        for option, message in self.option_errors(target_name):
+            raise TargetOptionError(message, option)
         table = {k: v for k, v in self.target_options(target_name).items() if k != "skip"}
         if not table:
             return dict(declared)
@@ -242,12 +268,15 @@ def parse_table(table: Mapping[str, Any], path: str | None) -> Config:
     where = f"{path or 'configuration'} [tool.gradaudit]"
     settings: dict[str, Any] = {}
     targets: dict[str, dict[str, Any]] = {}
+    target_errors: dict[str, dict[str, str]] = {}
     for key, value in table.items():
         if key == "targets":
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: 'targets' must be a table of per-target tables")
             for name, options in value.items():
-                targets[name] = _parse_target_table(name, options, path)
+                targets[name], errors = _parse_target_table(name, options, path)
+                if errors:
+                    target_errors[name] = errors
             continue
         if key not in SETTING_BY_KEY:
             raise _unknown_key(where, key, [s.key for s in SETTINGS] + ["targets"])
@@ -255,25 +284,33 @@ def parse_table(table: Mapping[str, Any], path: str | None) -> Config:
             settings[key] = SETTING_BY_KEY[key].parse(value)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-    return Config(path=path, settings=settings, targets=targets)
+    return Config(path=path, settings=settings, targets=targets, target_errors=target_errors)
 
 
-def _parse_target_table(name: str, options: Any, path: str | None) -> dict[str, Any]:
-    where = f'{path or "configuration"} [tool.gradaudit.targets."{name}"]'
+def target_table_name(name: str, path: str | None) -> str:
+    """How messages name a per-target table: ``pyproject.toml [tool.gradaudit.targets."m:f"]``."""
+    return f'{path or "configuration"} [tool.gradaudit.targets."{name}"]'
+
+
+def _parse_target_table(name: str, options: Any, path: str | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The valid options of a table, and a message per option whose value is bad. A bad key
+    or a table that is not one is a :class:`ConfigError` of the whole file."""
+    where = target_table_name(name, path)
     module, attribute = _split_target(name)
     if not module or not attribute:
         raise ConfigError(f"{where}: a target key is 'package.module:attr' or 'path/to/file.py:attr'")
     if not isinstance(options, dict):
         raise ConfigError(f"{where}: must be a table of options")
     parsed: dict[str, Any] = {}
+    errors: dict[str, str] = {}
     for key, value in options.items():
         if key not in TARGET_KEYS:
             raise _unknown_key(where, key, list(TARGET_KEYS))
         try:
             parsed[key] = TARGET_KEYS[key](value)
         except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-    return parsed
+            errors[key] = f"{where}: {exc}"
+    return parsed, errors
 
 
 def find_pyproject(start: str | None = None) -> str | None:
@@ -315,4 +352,4 @@ def load_config(path: str | None = None, start: str | None = None) -> Config:
     return parse_table(table, path)
 
 
-__all__ = ["Config", "ConfigError", "SETTINGS", "Setting", "TARGET_KEYS", "load_config", "find_pyproject"]
+__all__ = ["Config", "ConfigError", "TargetOptionError", "target_table_name", "SETTINGS", "Setting", "TARGET_KEYS", "load_config", "find_pyproject"]

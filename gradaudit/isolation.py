@@ -7,47 +7,60 @@ other target is still audited.
 
 Workers are long-lived ``spawn`` processes (torch is imported once per worker, not once per
 target). They receive target strings and plain option keywords, never objects, and answer
-with reports. Per task a worker sends ``("located", location)`` once it has found the
-target, so a report for a target that then hangs or crashes still points at its source,
-and ``("done", result)`` when finished.
+with JSON data (:mod:`gradaudit.cli_run_wire`), never pickles, so that a target running in a
+worker cannot make the parent run code. Per task a worker sends ``located`` once it has found
+the target, so a report for a target that then hangs or crashes still points at its source,
+and ``done`` when finished; ``fatal`` says why, if the worker itself is about to die.
 """
 from __future__ import annotations
 
 import collections
+import json
 import multiprocessing
 import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Protocol
 
+from . import cli_run_wire as wire
+from .cli_run_tasks import names_one_target
 from .config import Config
 from .report import Finding, Report
-from .runner import Progress, names_one_target
 
 STARTUP_SECONDS = 300.0
 """How long a new worker may take to import torch and gradaudit before the run gives up."""
+
+
+class ProgressLike(Protocol):
+    def add(self, count: int) -> None: ...
+
+    def advance(self, name: str) -> None: ...
 
 
 # -- the worker process --------------------------------------------------------------------
 
 def _worker_main(conn: Connection, option_kwargs: dict[str, Any], config: Config, verbose: bool,
                  threads: int) -> None:
-    """Serve ``("expand" | "audit", name)`` tasks until ``None`` or the pipe closes."""
+    """Serve ``["expand" | "audit", name]`` tasks until ``null`` or the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which stops the workers
     os.dup2(2, 1)  # targets that print must not corrupt a JSON/SARIF report on stdout
     sys.stdout = sys.stderr
     import torch
 
-    from . import runner
+    from . import cli_run_tasks as tasks
 
     torch.set_num_threads(threads)  # the workers share the cores instead of oversubscribing them
 
-    conn.send(("ready", None))
+    def send(kind: str, payload: Any = None) -> None:
+        conn.send_bytes(wire.encode(kind, payload))
+
+    send("ready")
     while True:
         try:
-            task = conn.recv()
+            task = json.loads(conn.recv_bytes())
         except (EOFError, OSError):
             return
         if task is None:
@@ -55,38 +68,18 @@ def _worker_main(conn: Connection, option_kwargs: dict[str, Any], config: Config
         kind, name = task
         try:
             if kind == "expand":
-                result: Any = runner.expand(name, verbose)
+                result: Any = tasks.expand(name, verbose)
             else:
-                conn.send(("located", runner.locate(name)))
-                result = runner.audit_one(name, option_kwargs, config, verbose)
-        except MemoryError:
-            report = _error(name, f"{name}: ran out of memory (MemoryError) while being audited. "
-                                  f"The target allocates more than this machine has for gradaudit's "
-                                  f"probe tensors (a few thousand elements): fix it, or restrict its "
-                                  f"inputs with --domain.", "memory")
+                send("located", tasks.locate(name))
+                result = tasks.audit_one(name, option_kwargs, config, verbose)
+        except KeyboardInterrupt as exc:  # no Ctrl-C reaches a worker: the target raised it
+            report = tasks.could_not_audit(name, exc, "searching it" if kind == "expand" else "auditing it", verbose)
             result = ([], [report]) if kind == "expand" else report
-        _send(conn, ("done", result))
-
-
-def _send(conn: Connection, message: tuple[str, Any]) -> None:
-    try:
-        conn.send(message)
-    except Exception:  # a finding's details hold something unpicklable: send them as text
-        kind, result = message
-        conn.send((kind, _plain(result)))
-
-
-def _plain(result: Any) -> Any:
-    if isinstance(result, Report):
-        findings = [replace(f, details={k: repr(v) for k, v in f.details.items()} if f.details else None,
-                            examples=[{k: repr(v) for k, v in e.items()} for e in f.examples])
-                    for f in result.findings]
-        return replace(result, findings=findings)
-    if isinstance(result, tuple):
-        return tuple(_plain(item) for item in result)
-    if isinstance(result, list):
-        return [_plain(item) for item in result]
-    return result
+        except BaseException as exc:  # the worker's own failure: say what it was, then die
+            code = exc.code if isinstance(exc, SystemExit) else None
+            send("fatal", {"exception": type(exc).__name__, "message": str(exc)[:1000], "exit_code": code})
+            raise
+        send("done", result)
 
 
 # -- the parent ----------------------------------------------------------------------------
@@ -107,6 +100,8 @@ class _Worker:
     task: _Task | None = None
     started: float = 0.0
     location: dict[str, Any] | None = None
+    fatal: dict[str, Any] | None = None
+    """What the worker said it died of, if it could say."""
 
 
 def _error(name: str, message: str, reason: str, location: dict[str, Any] | None = None,
@@ -122,18 +117,42 @@ def _signal_name(exitcode: int) -> str:
         return f"signal {-exitcode}"
 
 
-def _crash_report(task: _Task, exitcode: int | None, location: dict[str, Any] | None, seconds: float) -> Report:
-    if exitcode is not None and exitcode < 0:
-        how = f"was killed by {_signal_name(exitcode)}"
-    else:
-        how = f"exited with code {exitcode}"
+CRASH_SIGNALS = ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT")
+"""Signals by which a process dies when it crashes itself (rather than being killed)."""
+
+
+def _crash_report(task: _Task, exitcode: int | None, location: dict[str, Any] | None, seconds: float,
+                  fatal: dict[str, Any] | None = None) -> Report:
+    """A worker died while on ``task``: say how, as the worker said (``fatal``) or as its exit
+    status shows (a signal, or an exit code)."""
     doing = "searching" if task.kind == "expand" else "auditing"
-    message = (
-        f"{task.name}: the worker process {doing} it {how}: the target crashed the Python "
-        f"interpreter (os.abort, a segmentation fault in an extension, or the out-of-memory "
-        f"killer, which sends SIGKILL). The other targets were still audited. Run "
-        f"'gradaudit check {task.name}' alone, without --jobs or --timeout, to see the crash.")
-    return _error(task.name, message, "crash", location, seconds, exitcode=exitcode)
+    alone = f"Run 'gradaudit check {task.name}' alone, without --jobs or --timeout, to see it happen."
+    if fatal is not None:
+        exception = str(fatal.get("exception"))
+        reason = "exit" if exception == "SystemExit" else "exception"
+        how = f"raised {exception}({fatal.get('exit_code')!r})" if reason == "exit" else f"raised {exception}: {fatal.get('message')}"
+        message = (f"{task.name}: the worker process {doing} it {how} outside the target's call and died. "
+                   f"The other targets were still audited. {alone}")
+        return _error(task.name, message, reason, location, seconds, exitcode=exitcode,
+                      exception=exception, exit_code=fatal.get("exit_code"))
+    if exitcode is not None and exitcode < 0:
+        name = _signal_name(exitcode)
+        if name in CRASH_SIGNALS:
+            why = ("the target crashed the Python interpreter (os.abort, a segmentation fault or "
+                   "another fault in an extension)")
+        elif name == "SIGKILL":
+            why = ("the out-of-memory killer sends SIGKILL when the target allocates more than the "
+                   "machine has (or another process killed it)")
+        else:
+            why = "the target, or another process, sent it that signal"
+        message = (f"{task.name}: the worker process {doing} it was killed by {name}: {why}. The "
+                   f"other targets were still audited. {alone}")
+        return _error(task.name, message, "crash", location, seconds, exitcode=exitcode, signal=name)
+    message = (f"{task.name}: the worker process {doing} it exited with code {exitcode} before it "
+               f"reported a result: the target ended the process itself (os._exit({exitcode}), or "
+               f"an extension that calls exit()). An activation must return a tensor. The other "
+               f"targets were still audited. {alone}")
+    return _error(task.name, message, "exit", location, seconds, exitcode=exitcode)
 
 
 def _timeout_report(task: _Task, limit: float, location: dict[str, Any] | None) -> Report:
@@ -171,7 +190,7 @@ class _Pool:
             worker.process.kill()
         else:
             try:
-                worker.conn.send(None)
+                worker.conn.send_bytes(b"null")
             except OSError:
                 pass
         worker.process.join(timeout=5)
@@ -186,7 +205,7 @@ class _Pool:
 
 
 def audit_isolated(specs: list[str], option_kwargs: dict[str, Any], config: Config, *, jobs: int,
-                   timeout: float | None, verbose: bool, progress: Progress) -> list[Report]:
+                   timeout: float | None, verbose: bool, progress: ProgressLike) -> list[Report]:
     """Audit every target ``specs`` name in up to ``jobs`` workers, ``timeout`` s per target."""
     pending: collections.deque[_Task] = collections.deque()
     for index, spec in enumerate(specs):
@@ -218,7 +237,7 @@ def audit_isolated(specs: list[str], option_kwargs: dict[str, Any], config: Conf
             for worker in pool.workers:
                 if worker.ready and worker.task is None and pending:
                     worker.task, worker.started, worker.location = pending.popleft(), time.monotonic(), None
-                    worker.conn.send((worker.task.kind, worker.task.name))
+                    worker.conn.send_bytes(json.dumps([worker.task.kind, worker.task.name]).encode())
             wait([w.conn for w in pool.workers] + [w.process.sentinel for w in pool.workers],
                  timeout=_next_deadline(pool))
             for worker in list(pool.workers):
@@ -243,23 +262,29 @@ def _service(pool: _Pool, worker: _Worker, finish: Any, pending: collections.deq
     died = False
     try:
         while worker.conn.poll():
-            kind, payload = worker.conn.recv()
+            expect = {"audit": "report", "expand": "expansion"}.get(worker.task.kind) if worker.task else None
+            kind, payload = wire.decode(worker.conn.recv_bytes(), expect)
             if kind == "ready":
                 worker.ready = True
             elif kind == "located":
                 worker.location = payload
+            elif kind == "fatal":
+                worker.fatal = payload
             elif kind == "done" and worker.task is not None:
                 task, worker.task = worker.task, None
                 finish(task, payload)
     except (EOFError, OSError):
         died = True
+    except wire.WireError as exc:  # not data from gradaudit's worker: never trust that process again
+        _reject(pool, worker, finish, pending, results, str(exc))
+        return
     now = time.monotonic()
     if died or not worker.process.is_alive():
         worker.process.join(timeout=5)
         if worker.task is not None:
             task = worker.task
             finish(task, _expand_error(task, _crash_report(task, worker.process.exitcode, worker.location,
-                                                           now - worker.started)))
+                                                           now - worker.started, worker.fatal)))
             worker.task = None
         elif not worker.ready:
             _fail_all(pending, results, f"a gradaudit worker process failed to start (exit code "
@@ -273,6 +298,22 @@ def _service(pool: _Pool, worker: _Worker, finish: Any, pending: collections.deq
     elif not worker.ready and now - worker.born > STARTUP_SECONDS:
         pool.stop(worker, kill=True)
         _fail_all(pending, results, f"a gradaudit worker process did not start within {STARTUP_SECONDS:g} s")
+
+
+def _reject(pool: _Pool, worker: _Worker, finish: Any, pending: collections.deque[_Task],
+            results: list[tuple[tuple[int, ...], Report]], why: str) -> None:
+    """A worker sent a message that is not gradaudit's JSON: stop it; its task is an error."""
+    task, worker.task = worker.task, None
+    pool.stop(worker, kill=True)
+    if task is None:
+        if not worker.ready:
+            _fail_all(pending, results, f"a gradaudit worker process sent a malformed message ({why})")
+        return
+    message = (f"{task.name}: the worker process auditing it sent a message that is not gradaudit's "
+               f"JSON data ({why}), so it was stopped and its message ignored, never loaded: the "
+               f"target took over the worker's connection or output. The other targets were still "
+               f"audited.")
+    finish(task, _expand_error(task, _error(task.name, message, "protocol", worker.location)))
 
 
 def _expand_error(task: _Task, report: Report) -> Any:
