@@ -1,7 +1,10 @@
 """The ``gradaudit`` command: a thin layer over :func:`gradaudit.audit` and the renderers."""
 from __future__ import annotations
 
+import os
 import sys
+import threading
+import traceback
 from typing import Any
 
 import click
@@ -11,6 +14,8 @@ from .render import FORMATS
 from .report import STATUS_ORDER, Report, worst_status
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
+"""Ctrl-C: the shell's convention, 128 + SIGINT."""
 
 
 def exit_code(reports: list[Report], strict: bool) -> int:
@@ -69,7 +74,39 @@ def audit_options(function: Any) -> Any:
     return function
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Program(click.Group):
+    """The ``gradaudit`` group. Run as a program (``args`` taken from ``sys.argv``), it does not
+    wait at exit for non-daemon threads that an audited target started and left running:
+    Python would join them and the command would never end."""
+
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        as_program = args is None
+        before = set(threading.enumerate())
+        try:
+            return super().main(args, *rest, **kwargs)
+        except SystemExit as exc:
+            if as_program:
+                _leave_stray_threads(before, exc.code)
+            raise
+
+
+def _leave_stray_threads(before: set[threading.Thread], code: Any) -> None:
+    """End the process now if threads that the run did not start are alive and not daemons."""
+    stray = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+    if not stray:
+        return
+    names = ", ".join(sorted(t.name for t in stray))
+    click.echo(f"gradaudit: not waiting for {len(stray)} thread(s) that an audited target started and "
+               f"left running ({names}); exiting.", err=True)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+
+
+@click.group(cls=Program, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gradaudit", prog_name="gradaudit")
 def main() -> None:
     """Audit PyTorch activations and autograd.Functions: gradients, kinks, signed zeros, NaNs."""
@@ -94,18 +131,22 @@ def check(targets: tuple[str, ...], output_format: str, output: str | None, conf
     """
     from . import core
     from .render import renderer
+    from .cli_run_tasks import stdout_to_stderr
     from .runner import run_check
 
     core.VERBOSE_TRACEBACKS = verbose
     try:
-        config = load_config(config_path)
-        settings = config.resolve({s.key: options.pop(s.key, None) for s in SETTINGS})
-        option_kwargs = audit_kwargs(options, settings)
-        core.build_options(**option_kwargs)  # validate here: a bad option is a usage error
-    except (ConfigError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from None
-    reports: list[Report] = run_check(list(targets), option_kwargs, config, jobs=settings["jobs"],
-                                      timeout=settings["timeout"], verbose=verbose)
+        with stdout_to_stderr():  # importing a --reference or a target may print
+            config, settings, option_kwargs = _prepare(config_path, options, verbose)
+            reports: list[Report] = run_check(list(targets), option_kwargs, config, jobs=settings["jobs"],
+                                              timeout=settings["timeout"], verbose=verbose)
+    except KeyboardInterrupt:
+        click.echo("gradaudit: interrupted (Ctrl-C); no report was written.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except SystemExit as exc:  # a target's exit that got past the runner: never a silent 0
+        click.echo(f"gradaudit: error: the run was ended by SystemExit({exc.code!r}) from an audited "
+                   f"target; no report was written. Audit the targets one by one to find it.", err=True)
+        sys.exit(EXIT_USAGE)
     text = renderer(output_format)(reports, verbose=verbose)
     if output:
         with open(output, "w", encoding="utf-8") as handle:
@@ -113,6 +154,27 @@ def check(targets: tuple[str, ...], output_format: str, output: str | None, conf
     else:
         click.echo(text, nl=False)
     sys.exit(exit_code(reports, settings["strict"]))
+
+
+def _prepare(config_path: str | None, options: dict[str, Any], verbose: bool) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The config, the run's settings and its audit keywords, built once to validate them: a
+    bad one is a usage error that names it (with the traceback under -v), whatever it raised."""
+    from . import core
+
+    try:
+        config = load_config(config_path)
+        settings = config.resolve({s.key: options.pop(s.key, None) for s in SETTINGS})
+        option_kwargs = audit_kwargs(options, settings)
+        core.build_options(**option_kwargs)
+        return config, settings, option_kwargs
+    except (ConfigError, ValueError) as exc:
+        raise click.UsageError(str(exc) + (f"\n{traceback.format_exc()}" if verbose else "")) from None
+    except (KeyboardInterrupt, click.ClickException):
+        raise
+    except BaseException as exc:  # a --reference that raises SystemExit or a property's error
+        where = "--reference" if options.get("reference") is not None else "the options"
+        raise click.UsageError(f"{where}: building the run's options raised {type(exc).__name__}: {exc}"
+                               + (f"\n{traceback.format_exc()}" if verbose else "")) from None
 
 
 @main.command("list")
