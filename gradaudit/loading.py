@@ -97,6 +97,26 @@ def _private_package(root: str, top: str) -> str:
     return alias
 
 
+def _family(top: str) -> list[str]:
+    return [name for name in sys.modules if name == top or name.startswith(top + ".")]
+
+
+def _import_aliased(root: str, dotted: str) -> Any:
+    """Import ``root``'s ``dotted`` with its top package under a private name, the loaded
+    package of that name (another file's) moved aside meanwhile: the file's relative imports
+    and its absolute imports of its own package (``from ops.helpers import x``) then both
+    find this root's modules. Modules imported by the package's own name are not kept."""
+    top, _, rest = dotted.partition(".")
+    theirs = {name: sys.modules.pop(name) for name in _family(top)}
+    try:
+        alias = _private_package(root, top)
+        return importlib.import_module(f"{alias}.{rest}" if rest else alias)
+    finally:
+        for name in _family(top):
+            del sys.modules[name]
+        sys.modules.update(theirs)
+
+
 def _import_failed(path: str, target: str, exc: BaseException) -> TargetError:
     return TargetError(
         f"{target}: importing {path!r} raised {type(exc).__name__}: {exc}. Fix the error in that "
@@ -136,9 +156,7 @@ def _load_file(absolute: str, path: str) -> Any:
                 module = importlib.import_module(dotted)
                 if _same_file(module, absolute):
                     return module
-            top, _, rest = dotted.partition(".")
-            alias = _private_package(root, top)
-            return importlib.import_module(f"{alias}.{rest}" if rest else alias)
+            return _import_aliased(root, dotted)
     digest = hashlib.sha1(absolute.encode()).hexdigest()[:10]
     module_name = f"_gradaudit_file_{os.path.splitext(os.path.basename(absolute))[0]}_{digest}"
     if module_name in sys.modules:

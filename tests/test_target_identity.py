@@ -142,8 +142,6 @@ def test_first_seen_keeps_one_spelling_over_a_whole_run(src_and_tests):
         "pkg.acts:sqrt_relu"]  # a dotted name is not matched to a file without importing it
 
 
-@pytest.mark.xfail(strict=False, reason="needs gradaudit/runner.py (and isolation.py) to drop names "
-                                        "with gradaudit.target_names.first_seen over the whole run")
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_a_run_given_a_directory_and_a_file_in_it_audits_each_target_once(src_and_tests, jobs):
     code, run = check("src", "src/pkg/acts.py", "./src/pkg/acts.py:sqrt_relu", "--jobs", jobs)
@@ -169,7 +167,8 @@ def two_ops(tmp_path, monkeypatch):
         write(tmp_path / root / "ops" / "acts.py", f'''
             import torch
             import gradaudit
-            from .helpers import ROOT, scale
+            from ops.helpers import ROOT
+            from .helpers import scale
 
 
             @gradaudit.activation
