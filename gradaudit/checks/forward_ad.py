@@ -36,6 +36,44 @@ def own_method(obj: Any, name: str) -> Any:
     return None
 
 
+def at_base(ctx: "AuditContext", *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """``tensors`` (probe-long, float64 probe order) at :meth:`AuditContext.base_indices`.
+
+    At the default size the base probe is the whole probe, so nothing is copied; otherwise
+    ``index_select``, which stays on one thread at these sizes where advanced indexing
+    (``t[index]``) starts a parallel region: on a busy machine each such region can wait
+    milliseconds for its second thread, more than the whole check computes.
+    """
+    chosen = ctx.base_indices()
+    if all(chosen.numel() == t.numel() for t in tensors):
+        return list(tensors)  # the base probe is a subset of the probe: same size, same points
+    return [t.index_select(0, chosen) for t in tensors]
+
+
+def functorch_refusal(ctx: "AuditContext") -> str | None:
+    """The error every torch.func transform raises on entering an ``autograd.Function`` without
+    a setup_context staticmethod, or None when the target is not such a Function.
+
+    torch refuses those Functions in ``Function.apply`` whichever transform is active, with
+    one message. It is learnt here under ``torch.func.vmap`` on two points, which costs
+    nothing, where ``torch.func.jvp`` would first load torch's forward-AD decompositions
+    (TorchScript-compiled on first use: 0.2 to 0.4 s of a first audit) only to raise the same.
+    """
+    obj = ctx.target.obj
+    if not (isinstance(obj, type) and issubclass(obj, torch.autograd.Function)) or own_method(obj, "setup_context"):
+        return None
+
+    def learn() -> str | None:
+        try:
+            torch.func.vmap(lambda t: ctx.call(t))(torch.zeros(2, 1, dtype=torch.float64))
+        except Exception as exc:
+            error = transform_error(exc)
+            return error if "setup_context" in error else None
+        return None
+
+    return ctx.memo("forward_ad.functorch_refusal", learn)
+
+
 def transform_error(exc: BaseException) -> str:
     """The exception a torch.func transform raised, without gradaudit's call wrapper."""
     if isinstance(exc, CallError) and exc.__cause__ is not None:
@@ -48,17 +86,19 @@ def run_forward_ad(ctx: "AuditContext") -> Iterator[Finding]:
     if ev.grad is None or ev.y is None or ev.y.dtype != torch.float64:
         return  # no usable backward to compare with (GA101 says why), or not float64 (GA403)
     location = ctx.target.source("forward")
+    refusal = functorch_refusal(ctx)
+    if refusal is not None:
+        yield _unsupported(ctx, refusal, location)
+        return
     call: Callable[[torch.Tensor], torch.Tensor] = lambda t: ctx.call(t)
     if ctx.elementwise:
         # a wrong jvp formula is wrong over intervals: the base probe finds it at a fixed cost
-        chosen = ctx.base_indices()
-        x = ev.x[chosen]
+        x, backward = at_base(ctx, ev.x, ev.grad)
         try:
             _, tangent = torch.func.jvp(call, (x.clone(),), (torch.ones_like(x),))  # in-place targets
         except Exception as exc:
             yield _unsupported(ctx, transform_error(exc), location)
             return
-        backward = ev.grad[chosen]
         at_kink = ctx.near_kink(x, torch.zeros_like(x))
     else:
         x = small_matrix(ctx)

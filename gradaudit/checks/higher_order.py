@@ -16,10 +16,12 @@ from torch.autograd.gradcheck import GradcheckError
 
 from ..context import describe_exception
 from ..messages import describe_intervals, example_index, intervals, number
+from ..numerics import numerical_derivative, smooth_points
 from ..report import Finding
 from ..small_inputs import clause, small_matrix
 from . import Check
-from .gradient import compare, numerical_derivative, smooth_points
+from .forward_ad import at_base
+from .gradient import compare
 
 if TYPE_CHECKING:
     from ..context import AuditContext
@@ -81,8 +83,7 @@ def run_second_order(ctx: "AuditContext") -> Iterator[Finding]:
         yield from _gradgradcheck(ctx, location)
         return
     # a wrong or detached double backward is systematic: the base probe finds it at a fixed cost
-    chosen = ctx.base_indices()
-    x, first = ev.x[chosen], ev.grad[chosen]
+    x, first = at_base(ctx, ev.x, ev.grad)
     try:
         second, connected = double_backward(ctx, x)
     except DoubleBackwardError as exc:
@@ -94,7 +95,8 @@ def run_second_order(ctx: "AuditContext") -> Iterator[Finding]:
     smooth = smooth_points(ctx, x, numeric) & torch.isfinite(first) & torch.isfinite(second)
     first_order = ctx.memo("gradient.compare", lambda: compare(ctx))
     if first_order is not None:  # where the backward disagrees with the forward, GA101 reports it
-        smooth &= first_order["smooth"][chosen] & ~first_order["wrong"][chosen]
+        smooth_first, wrong_first = at_base(ctx, first_order["smooth"], first_order["wrong"])
+        smooth &= smooth_first & ~wrong_first
     central = numeric["central"]
     error = (second - central).abs()
     tolerance = ATOL + RTOL * central.abs() + 16 * numeric["rounding"] + 0.01 * (numeric["forward"] - numeric["backward"]).abs()

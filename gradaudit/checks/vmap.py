@@ -7,7 +7,8 @@ generate_vmap_rule) is named.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+import sys
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 
@@ -21,6 +22,53 @@ if TYPE_CHECKING:
 
 BATCH = 4
 TOLERANCE_UNITS = 4
+SAVED_TENSORS_HOOKS_MESSAGE = ("torch.func.{grad, vjp, jacrev, hessian} don't yet support saved tensor hooks. "
+                               "Please open an issue with your use case.")
+"""What torch.func.grad says when saved-tensor hooks are active (its own text)."""
+
+
+def _grad_steps() -> tuple[Callable, ...] | None:
+    """The pieces torch.func.grad is made of (torch._functorch.eager_transforms), or None
+    where this torch does not have them under these names."""
+    try:
+        from torch._functorch import eager_transforms as steps
+
+        return (steps.grad_increment_nesting, steps._wrap_all_tensors, steps._create_differentiable,
+                steps._undo_create_differentiable)
+    except (ImportError, AttributeError):  # pragma: no cover - another torch
+        return None
+
+
+def func_grad(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``torch.func.grad(fn)(x)``, without importing ``torch._dynamo`` where nothing has yet.
+
+    torch.func.grad runs its backward inside ``torch._dynamo.compiled_autograd._disable()``,
+    and that attribute access imports torch._dynamo: about 1 s, most of the first audit of a
+    run. Compiled autograd can only be switched on through torch._dynamo, so while that
+    module was never imported the guard has nothing to disable; the steps of torch.func.grad
+    (``grad_and_value_impl``: a grad level, the input wrapped and made differentiable, the
+    function called, ``torch.autograd.grad`` with create_graph, the result unwrapped) run
+    here without it. Once torch._dynamo is loaded, or where this torch's internals are not
+    the ones expected, torch.func.grad itself runs.
+    """
+    steps = None if "torch._dynamo" in sys.modules else _grad_steps()
+    if steps is None:
+        return torch.func.grad(fn)(x)
+    nesting, wrap, make_differentiable, unwrap = steps
+    with torch.autograd.graph.disable_saved_tensors_hooks(SAVED_TENSORS_HOOKS_MESSAGE):
+        with nesting() as level, torch.enable_grad():
+            (inner,) = wrap((x,), level)
+            make_differentiable(inner, level)
+            output = fn(inner)
+            if not isinstance(output, torch.Tensor) or output.dim() != 0:
+                return torch.func.grad(fn)(x)  # torch's own error (fn is a sum here: never taken)
+            grad = None
+            if output.requires_grad:
+                (grad,) = torch.autograd.grad((output,), (inner,), None, retain_graph=False,
+                                              create_graph=True, allow_unused=True)
+            if grad is None:
+                grad = torch.zeros_like(inner)
+            return unwrap(grad, level)
 
 
 def missing_piece(ctx: "AuditContext", transform: str, error: str) -> tuple[str, list[str]]:
@@ -98,7 +146,7 @@ def _func_grad(ctx: "AuditContext", values: torch.Tensor, location: dict | None)
     if expected is None:
         return
     try:
-        got = torch.func.grad(lambda t: (ctx.call(t) * weights).sum())(values.clone())
+        got = func_grad(lambda t: (ctx.call(t) * weights).sum(), values.clone())
     except Exception as exc:
         error = transform_error(exc)
         advice, missing = missing_piece(ctx, "grad", error)
