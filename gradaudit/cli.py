@@ -181,16 +181,27 @@ def _prepare(config_path: str | None, options: dict[str, Any], verbose: bool) ->
 @click.argument("targets", nargs=-1, required=True)
 def list_targets(targets: tuple[str, ...]) -> None:
     """Print the targets that ``check`` would audit."""
+    from .cli_run_tasks import stdout_to_stderr
     from .targets import TargetError, resolve
 
     failed = False
     for spec in targets:
         try:
-            for target in resolve(spec):
-                click.echo(f"{target.name}\t{target.kind}")
+            with stdout_to_stderr():  # what an imported file prints is not a target name
+                found = [f"{target.name}\t{target.kind}" for target in resolve(spec)]
         except TargetError as exc:
             click.echo(f"error: {exc}", err=True)
             failed = True
+            continue
+        except KeyboardInterrupt:
+            click.echo("gradaudit: interrupted (Ctrl-C).", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except BaseException as exc:  # SystemExit or an error of the searched code
+            click.echo(f"error: {spec}: searching it raised {type(exc).__name__}: {exc}", err=True)
+            failed = True
+            continue
+        for line in found:
+            click.echo(line)
     sys.exit(EXIT_USAGE if failed else EXIT_OK)
 
 

@@ -29,6 +29,7 @@ from . import cli_run_wire as wire
 from .cli_run_tasks import names_one_target
 from .config import Config
 from .report import Finding, Report
+from .target_names import first_seen
 
 STARTUP_SECONDS = 300.0
 """How long a new worker may take to import torch and gradaudit before the run gives up."""
@@ -207,28 +208,36 @@ class _Pool:
 def audit_isolated(specs: list[str], option_kwargs: dict[str, Any], config: Config, *, jobs: int,
                    timeout: float | None, verbose: bool, progress: ProgressLike) -> list[Report]:
     """Audit every target ``specs`` name in up to ``jobs`` workers, ``timeout`` s per target."""
-    pending: collections.deque[_Task] = collections.deque()
-    for index, spec in enumerate(specs):
-        if names_one_target(spec):
-            pending.append(_Task((index, 0), "audit", spec))
-            progress.add(1)
-        else:
-            pending.append(_Task((index,), "expand", spec))
+    pending: collections.deque[_Task] = collections.deque(
+        _Task((index,), "expand", spec) for index, spec in enumerate(specs) if not names_one_target(spec))
+    expanded: dict[int, list[str]] = {index: [spec] for index, spec in enumerate(specs) if names_one_target(spec)}
     results: list[tuple[tuple[int, ...], Report]] = []
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     pool = _Pool(max(1, jobs), timeout, (option_kwargs, config, verbose, threads))
+    seen: set[str] = set()
+    released = 0
+
+    def release() -> None:
+        """Queue the audits of every spec whose own and earlier specs' targets are known, in
+        spec order, so that a target named twice is audited once, under its first spelling."""
+        nonlocal released
+        while released < len(specs) and released in expanded:
+            names = first_seen([n for n in expanded[released] if not config.skips(n)], seen)
+            progress.add(len(names))
+            pending.extend(_Task((released, j), "audit", name) for j, name in enumerate(names))
+            released += 1
 
     def finish(task: _Task, result: Any) -> None:
         if task.kind == "expand":
             names, errors = result
-            names = [name for name in names if not config.skips(name)]
             results.extend(((task.key[0], 0), report) for report in errors)
-            progress.add(len(names))
-            pending.extend(_Task((task.key[0], j), "audit", name) for j, name in enumerate(names))
+            expanded[task.key[0]] = names
+            release()
         else:
             results.append((task.key, result))
             progress.advance(task.name)
 
+    release()
     try:
         while pending or any(w.task for w in pool.workers):
             busy = sum(1 for w in pool.workers if w.task is not None)
@@ -244,6 +253,10 @@ def audit_isolated(specs: list[str], option_kwargs: dict[str, Any], config: Conf
                 _service(pool, worker, finish, pending, results)
     finally:
         pool.close()
+    for index in range(released, len(specs)):  # the workers failed before every spec was searched
+        for j, name in enumerate(expanded.get(index, [])):
+            results.append(((index, j), _error(name, f"{name}: not audited: the gradaudit worker "
+                                                     f"processes failed; run without --jobs and --timeout.", "worker")))
     return [report for _, report in sorted(results, key=lambda item: item[0])]
 
 

@@ -14,6 +14,7 @@ from typing import IO, Any, Mapping
 from .cli_run_tasks import audit_one, expand, is_path, locate, names_one_target, stdout_to_stderr
 from .config import Config
 from .report import Report
+from .target_names import first_seen
 
 PROGRESS_MIN_TARGETS = 8
 """Progress is shown on a terminal's stderr from this many targets on."""
@@ -79,7 +80,8 @@ def run_check(
 def _audit_in_process(specs: list[str], option_kwargs: Mapping[str, Any], config: Config,
                       verbose: bool, progress: Progress) -> list[Report]:
     reports: list[Report] = []
-    expanded = [([n for n in names if not config.skips(n)], errors)
+    seen: set[str] = set()  # a target named twice (a directory and a file in it) is audited once
+    expanded = [(first_seen([n for n in names if not config.skips(n)], seen), errors)
                 for names, errors in (expand(spec, verbose) for spec in specs)]
     progress.add(sum(len(names) for names, _ in expanded))
     for names, errors in expanded:
