@@ -7,24 +7,24 @@ A created -0.0 is classified (see DESIGN.md):
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
 
-import numpy as np
 import torch
 
 from .. import scans
 from ..blame import offending_inputs
-from ..context import dtype_name
-from ..messages import describe_intervals, example_index, flagged, intervals, number, runs_of
+from ..context import CallError, Evaluation, dtype_name
+from ..messages import describe_intervals, example_index, intervals, number
 from ..report import Finding
+from ..zero_regions import GENTLE_DECAY, SEARCH_POINTS, WholeFn, classify, classify_whole, edge_decays, jitter, shuffled
 from . import Check
 
 if TYPE_CHECKING:
     from ..context import AuditContext
 
-GENTLE_DECAY = 1e3
-"""Past the edge of an underflow region values grow by at most this factor over a small step."""
-BISECTION_STEPS = 80
+__all__ = ["CHECKS", "GENTLE_DECAY", "SEARCH_POINTS", "classify", "run_gradient", "run_output"]
+_edge_decays = edge_decays  # the name the tests know
 
 FIX_OUTPUT = (
     "Return real zeros: torch.where(mask, x, torch.zeros_like(x)) or x.clamp(min=0) instead of "
@@ -34,181 +34,160 @@ FIX_GRADIENT = (
     "In backward, select instead of multiplying by a mask: "
     "torch.where(mask, grad_output, torch.zeros_like(grad_output)), or add + 0.0 to the gradient."
 )
+KINDS = (("spurious", "warn"), ("underflow", "info"), ("rounding", "info"), ("undetermined", "info"),
+         ("propagated", "info"))
 
 
-MAX_RUNS = 32
-"""Runs of undecided zeros examined at their edges; more than this are taken as spurious."""
+@dataclass
+class Row:
+    """The created -0.0 of one class in one dtype (and grad_output sign)."""
+
+    dtype: torch.dtype
+    x: torch.Tensor
+    """The sorted probe the indices describe (for a shape-changing output: the shuffled one)."""
+    index: torch.Tensor
+    kind: str
+    sign: float | None = None
+    outputs: int | None = None
+    """Output elements, where the target changes the shape (``index`` is then into the output)."""
+    elementwise: bool = True
 
 
-SEARCH_POINTS = 64
-"""Points evaluated at once per step of the edge search: each step narrows the bracket
-65-fold, so a float64 bracket closes in about ten calls of the target instead of fifty."""
-
-
-def _edge_decays(value_fn: Callable[[torch.Tensor], torch.Tensor], zero_x: float, other_x: float) -> bool:
-    """Whether the zero region at ``zero_x`` is reached through gently decaying values.
-
-    Search from the zero point towards ``other_x`` (non-zero value) for the last non-zero
-    input ``edge``: each step evaluates ``SEARCH_POINTS`` evenly spread points of the bracket
-    and keeps the two around the first non-zero value, until no float64 lies between them.
-    The zero is a rounding of a tiny true value when the bracket does not cross x = 0 and
-    the values decay gently into the zero (exponential tails, as silu or 1 - tanh^2) instead
-    of reaching it at a root with a non-zero slope (hardswish at -3).
-    """
-    if (zero_x < 0) != (other_x < 0) or zero_x == 0 or other_x == 0:
-        return False
-    zero, edge = zero_x, other_x
-    for _ in range(BISECTION_STEPS):
-        inside = np.linspace(zero, edge, SEARCH_POINTS + 2)[1:-1]
-        inside = inside[(inside != zero) & (inside != edge)]
-        if not inside.size:
-            break
-        nonzero = np.flatnonzero(value_fn(torch.from_numpy(inside)).numpy() != 0)  # NaN counts as non-zero
-        if nonzero.size:
-            j = int(nonzero[0])
-            edge = float(inside[j])
-            if j:
-                zero = float(inside[j - 1])
-        else:
-            zero = float(inside[-1])
-    e = edge
-    if abs(e) < 1.0:
-        far = e * 2.0 if abs(e) > abs(zero) else e / 2.0
-    else:
-        far = e + 1e-3 * abs(e) * (1.0 if e > zero else -1.0)
-    # evaluated in a batch of the search's size, so the target takes the same (vectorised)
-    # code path as in the search: near the edge a scalar path may round to zero where the
-    # vectorised one did not
-    values = value_fn(torch.from_numpy(np.resize(np.array([e, far]), SEARCH_POINTS)))
-    at_edge, beyond = float(values[0]), float(values[1])
-    if at_edge == 0 or not beyond == beyond:
-        return False
-    return abs(beyond) <= GENTLE_DECAY * abs(at_edge)
-
-
-def _is_isolated_root(value_fn: Callable[[torch.Tensor], torch.Tensor], lo: float, hi: float) -> bool:
-    """Zeros confined to ``[lo, hi]`` (a point, or -0.0 and +0.0) between non-zero values of
-    opposite sign, as a derivative at a smooth minimum: their sign carries no meaning."""
-    delta = 1e-6 * max(1.0, abs(lo), abs(hi))
-    if hi - lo > delta:
-        return False
-    left, right = value_fn(torch.tensor([lo - delta, hi + delta], dtype=torch.float64)).tolist()
-    return left != 0 and right != 0 and (left < 0) != (right < 0)
-
-
-def classify(
-    x: torch.Tensor,
-    created: torch.Tensor,
-    exact: torch.Tensor,
-    value_fn: Callable[[torch.Tensor], torch.Tensor] | None,
-) -> dict[str, torch.Tensor]:
-    """The indices per class of the created -0.0 elements (``created``, a mask or its sorted indices).
-
-    ``exact`` holds the float64 values at the created inputs, in order. Negative there: an
-    underflow (the sign is right). Positive: a rounding that lost a tiny positive value
-    (cancellation, as gelu's backward in float32). Zero there too: each run of such inputs is
-    examined in float64 with ``value_fn``; a lone root is dropped, a zero region reached
-    through gently decaying values is an underflow (negative side) or rounding (positive
-    side), and any other zero region is exactly zero: spurious. The work follows the number
-    of created zeros, not the size of the probe.
-    """
-    index = flagged(created)
-    exact = exact.to(torch.float64)
-    kind = torch.zeros(index.numel(), dtype=torch.int8)  # 0 undecided, 1 underflow, 2 rounding, 3 dropped
-    kind[exact < 0] = 1
-    kind[exact > 0] = 2
-    undecided = index[kind == 0]
-    if value_fn is not None and undecided.numel():
-        x64 = x.to(torch.float64)
-        for start, end in runs_of(undecided)[:MAX_RUNS]:
-            chosen = _classify_run(value_fn, x64, start, end)
-            if chosen:  # the run's place among the created indices (both sorted)
-                bounds = torch.searchsorted(index, torch.tensor([start, end]))
-                kind[int(bounds[0]) : int(bounds[1]) + 1] = chosen
-    names = ("spurious", "underflow", "rounding") if value_fn is not None else ("undetermined", "underflow", "rounding")
-    result = {name: index[kind == code] for code, name in enumerate(names)}
-    if value_fn is None:
-        result["spurious"] = index[:0]
-    return result
-
-
-def _classify_run(value_fn: Callable[[torch.Tensor], torch.Tensor], x64: torch.Tensor, start: int, end: int) -> int:
-    """1 (underflow), 2 (rounding), 3 (dropped: a lone root) or 0 (spurious) for the run of
-    zeros at probe indices ``start..end``, examined at its edges."""
-    if _is_isolated_root(value_fn, float(x64[start]), float(x64[end])):
-        return 3
-    for edge, neighbour in ((start, start - 1), (end, end + 1)):
-        if not 0 <= neighbour < x64.numel():
-            continue
-        value = float(value_fn(x64[neighbour : neighbour + 1])[0])
-        if value == 0 or value != value:
-            continue
-        if _edge_decays(value_fn, float(x64[edge]), float(x64[neighbour])):
-            return 1 if value < 0 else 2
-    return 0
-
-
-def _zero_findings(code: str, what: str, fix: str,
-                   per_dtype: list[tuple[torch.dtype, torch.Tensor, torch.Tensor, str, str, float | None]],
-                   location: dict | None) -> Iterator[Finding]:
-    """One finding per classification, showing the first dtype (float32 preferred) and naming the
-    rest. ``per_dtype`` rows: dtype, inputs, indices of the class's inputs, extra words, class,
-    grad_output sign."""
-    for kind, status in (("spurious", "warn"), ("underflow", "info"), ("rounding", "info"),
-                         ("undetermined", "info"), ("propagated", "info")):
-        hits = [(d, x, m, ex, s) for d, x, m, ex, k, s in per_dtype if k == kind and m.numel()]
+def _zero_findings(code: str, what: str, fix: str, rows: list[Row], location: dict | None) -> Iterator[Finding]:
+    """One finding per classification, showing the first dtype (float32 preferred) and naming the rest."""
+    for kind, status in KINDS:
+        hits = [r for r in rows if r.kind == kind and r.index.numel()]
         if not hits:
             continue
-        hits.sort(key=lambda h: (h[0] != torch.float32,))
-        dtype, x, index, extra, sign = hits[0]  # the indices of the shown dtype's inputs
-        count = index.numel()
-        others = [n for n in dict.fromkeys(dtype_name(h[0]) for h in hits[1:]) if n != dtype_name(hits[0][0])]
+        hits.sort(key=lambda r: r.dtype != torch.float32)
+        row = hits[0]
+        dtypes = list(dict.fromkeys(dtype_name(r.dtype) for r in hits))
+        yield _finding(code, status, what, fix, row, dtypes, location)
+
+
+def _finding(code: str, status: str, what: str, fix: str, row: Row, dtypes: list[str],
+             location: dict | None) -> Finding:
+    x, index, kind = row.x, row.index, row.kind
+    count, name = index.numel(), dtypes[0]
+    also = f" (also in {', '.join(dtypes[1:])})" if dtypes[1:] else ""
+    extra = f" for grad_output {number(row.sign)}" if row.sign is not None else ""
+    details: dict = {"kind": kind, "count": count, "dtypes": dtypes,
+                     **({"grad_output": row.sign} if row.sign is not None else {})}
+    if row.outputs is None:
         i = example_index(x, index)
-        where = describe_intervals(x, index)
-        name = dtype_name(dtype)
-        also = f" (also in {', '.join(others)})" if others else ""
-        example_input = number(float(x[i]))
-        if kind == "spurious":
-            message = (
-                f"{what} creates -0.0 in {name}{also} at {count} of {x.numel()} inputs: {where}; "
-                f"e.g. x = {example_input} gives -0.0{extra}, where the exact value is +0 (the function "
-                f"is exactly zero there). -0.0 == 0.0, so allclose and gradcheck cannot see it, but "
-                f"atan2, 1/x, copysign and sign tests can. {fix}"
-            )
-        elif kind == "underflow":
-            message = (
-                f"{what} returns -0.0 in {name}{also} at {count} inputs ({where}), e.g. x = "
-                f"{example_input}{extra}, where the true value is a tiny negative number that rounds "
-                f"to zero: the sign is correct."
-            )
-        elif kind == "undetermined":
-            message = (
-                f"{what} returns -0.0 in {name}{also} at {count} inputs ({where}) where the float64 "
-                f"value is zero too; the target is not elementwise, so gradaudit cannot tell an exact "
-                f"zero from an underflow. Shown for information."
-            )
-        elif kind == "rounding":
-            message = (
-                f"{what} returns -0.0 in {name}{also} at {count} inputs ({where}), e.g. x = "
-                f"{example_input}{extra}, where the true value is a tiny positive number lost to "
-                f"rounding or cancellation; the zero's sign is arbitrary there."
-            )
-        else:
-            message = f"{what} maps -0.0 to -0.0 in {name}{also}: the input's sign is propagated, as torch.tanh does."
-        yield Finding(code, status, message, dtype=name, location=location,
-                      examples=[{"input": float(x[i]), "output": "-0.0"}],
-                      details={"kind": kind, "intervals": intervals(x, index), "count": count,
-                               "dtypes": list(dict.fromkeys(dtype_name(h[0]) for h in hits)),
-                               "inputs": offending_inputs(x, index, i),
-                               **({"grad_output": sign} if sign is not None else {})})
+        where = f"at {count} of {x.numel()} inputs: {describe_intervals(x, index)}"
+        example = f"x = {number(float(x[i]))} gives -0.0{extra}"
+        examples = [{"input": float(x[i]), "output": "-0.0"}]
+        details.update(intervals=intervals(x, index), inputs=offending_inputs(x, index, i))
+    else:
+        i = int(index[0])
+        where = (f"at {count} of {row.outputs} output elements (the target changes the shape; probed with "
+                 f"the inputs shuffled, so that every pairing of signs occurs)")
+        example = f"output element {i} is -0.0{extra}"
+        examples = [{"output_index": i, "output": "-0.0"}]
+        details.update(intervals=[], probe="shuffled")
+    around = "" if row.elementwise else (
+        " in every input element it depends on (small perturbations of all of them"
+        + (" and of grad_output" if row.sign is not None else "") + " leave it zero)")
+    if kind == "spurious":
+        message = (
+            f"{what} creates -0.0 in {name}{also} {where}; e.g. {example}, where the exact value is +0 "
+            f"(the function is exactly zero around that point{around}). -0.0 == 0.0, so allclose and "
+            f"gradcheck cannot see it, but atan2, 1/x, copysign and sign tests can. {fix}")
+    elif kind == "underflow":
+        message = (f"{what} returns -0.0 in {name}{also} {where}; e.g. {example}, where the true value "
+                   f"is a tiny negative number that rounds to zero: the sign is correct.")
+    elif kind == "undetermined":
+        message = (f"{what} returns -0.0 in {name}{also} {where}, where the float64 value is zero too; "
+                   f"gradaudit could not evaluate the target near those inputs, so it cannot tell an exact "
+                   f"zero from an underflow. Shown for information.")
+    elif kind == "rounding":
+        message = (f"{what} returns -0.0 in {name}{also} {where}; e.g. {example}, where the true value is "
+                   f"a tiny positive number lost to rounding or cancellation; the zero's sign is arbitrary there.")
+    elif row.elementwise:
+        message = f"{what} maps -0.0 to -0.0 in {name}{also}: the input's sign is propagated, as torch.tanh does."
+    else:
+        message = (f"{what} returns -0.0 in {name}{also} {where}; e.g. {example}, where the function is zero "
+                   f"but takes non-zero values arbitrarily close (perturbing the inputs"
+                   f"{' or grad_output' if row.sign is not None else ''}): the zero carries the sign of a "
+                   f"vanishing product or sum (as a * gelu(b) at a = +0.0), not a mask's.")
+    return Finding(code, status, message, dtype=name, location=location, examples=examples, details=details)
 
 
+# -- float64 evaluations of the whole probe ----------------------------------------------------------
+def _whole(ctx: "AuditContext", sign: float | None) -> WholeFn:
+    """The float64 target (``sign`` None) or its vjp with grad_output ``sign`` at a whole probe;
+    draw ``k`` perturbs grad_output by :func:`gradaudit.zero_regions.jitter`."""
+    seed = ctx.options.seed
+
+    def values(x64: torch.Tensor, draw: int | None) -> torch.Tensor:
+        if sign is None:
+            with torch.no_grad():
+                return ctx.call(x64.clone(), dtype=torch.float64).detach().to(torch.float64).reshape(-1)
+        leaf = x64.clone().requires_grad_(True)
+        with torch.enable_grad():
+            out = ctx.call(leaf.clone(), dtype=torch.float64)
+            grad_output = torch.full_like(out, sign)
+            if draw is not None:
+                grad_output = grad_output * (1 + jitter(out.numel(), draw, seed).reshape(out.shape).to(out.dtype))
+            (grad,) = torch.autograd.grad(out, leaf, grad_output, allow_unused=True)
+        return (torch.zeros_like(leaf) if grad is None else grad.detach()).to(torch.float64).reshape(-1)
+
+    return values
+
+
+def _classify_whole(ctx: "AuditContext", x: torch.Tensor, created: torch.Tensor, exact: torch.Tensor,
+                    sign: float | None) -> dict[str, torch.Tensor]:
+    try:
+        return classify_whole(x, created, exact, _whole(ctx, sign), ctx.options.seed, ctx.options.domain)
+    except (CallError, RuntimeError):  # the target fails near the probe: say what is known
+        return classify_whole(x, created, exact, None)
+
+
+def _evaluate_at(ctx: "AuditContext", x: torch.Tensor, dtype: torch.dtype) -> Evaluation:
+    """Forward and backward (each grad_output sign) of the target at ``x`` in ``dtype``."""
+    ev = Evaluation(dtype=dtype, x=x)
+    leaf = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = ctx.call(leaf.clone(), dtype=dtype)
+        ev.y = out.detach().clone()
+        for sign in ctx.grad_output_signs if out.requires_grad else ():
+            (grad,) = torch.autograd.grad(out, leaf, torch.full_like(out, sign), retain_graph=True, allow_unused=True)
+            if grad is not None:
+                ev.grads[sign] = grad.detach().clone()
+    return ev
+
+
+def _shuffled(ctx: "AuditContext", dtype: torch.dtype) -> tuple[torch.Tensor, Evaluation, Evaluation] | None:
+    """For a shape-changing target: the permutation of ``dtype``'s probe, the evaluation there,
+    and the float64 one at the same inputs (shared by GA203 and GA204); None if it fails."""
+    def compute() -> tuple[torch.Tensor, Evaluation, Evaluation] | None:
+        x = ctx.evaluate(dtype).x
+        order = shuffled(torch.arange(x.numel()), ctx.options.seed)
+        try:
+            ev = _evaluate_at(ctx, x[order], dtype)
+            exact = ev if dtype == torch.float64 else _evaluate_at(ctx, x[order].to(torch.float64), torch.float64)
+        except (CallError, RuntimeError):
+            return None
+        return order, ev, exact
+
+    return ctx.memo(f"signed-zero shuffled {dtype}", compute)
+
+
+def _changes_shape(ev: Evaluation) -> bool:
+    return ev.y is not None and ev.y.shape != ev.x.shape
+
+
+# -- the checks ------------------------------------------------------------------------------------------
 def run_output(ctx: "AuditContext") -> Iterator[Finding]:
-    per_dtype = []
-    value_fn = ctx.values64 if ctx.elementwise else None
+    rows: list[Row] = []
+    elementwise = ctx.elementwise
     for dtype in ctx.options.dtypes:
         ev = ctx.evaluate(dtype)
-        if ev.y is None or ev.y.shape != ev.x.shape:
+        if ev.y is None:
+            continue
+        if _changes_shape(ev):
+            rows += _shape_changing_output(ctx, dtype)
             continue
         created = ev.flags("y")[1]
         # the probe is sorted and holds -0.0 once, right before +0.0
@@ -216,36 +195,68 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         kept = 0 <= at < ev.x.numel() and bool(scans.negative_zero(ev.x[at : at + 1])) and bool((created == at).any())
         if kept:  # f(-0.0) == -0.0: passed through, not created
             created = created[created != at]
-        per_dtype.append((dtype, ev.x, torch.tensor([at] if kept else [], dtype=torch.long), "", "propagated", None))
+        rows.append(Row(dtype, ev.x, torch.tensor([at] if kept else [], dtype=torch.long), "propagated"))
         if not created.numel():
             continue
         exact = ctx.exact_at(dtype, created).y
         if exact is None:
             continue
-        classes = classify(ev.x, created, exact, value_fn)
-        per_dtype += [(dtype, ev.x, where, "", kind, None) for kind, where in classes.items()]
-    yield from _zero_findings("GA203", "the forward", FIX_OUTPUT, per_dtype, ctx.target.source("forward"))
+        if elementwise:
+            classes = classify(ev.x, created, exact, ctx.values64)
+        else:
+            classes = _classify_whole(ctx, ev.x, created, exact, None)
+        rows += [Row(dtype, ev.x, where, kind, elementwise=elementwise) for kind, where in classes.items()]
+    yield from _zero_findings("GA203", "the forward", FIX_OUTPUT, rows, ctx.target.source("forward"))
+
+
+def _shape_changing_output(ctx: "AuditContext", dtype: torch.dtype) -> list[Row]:
+    found = _shuffled(ctx, dtype)
+    if found is None:
+        return []
+    _, ev, exact = found
+    created = scans.flags(ev.y)[1]
+    if not created.numel() or exact.y is None:
+        return []
+    classes = _classify_whole(ctx, ev.x, created, exact.y.reshape(-1)[created], None)
+    return [Row(dtype, ev.x, where, kind, outputs=ev.y.numel(), elementwise=False) for kind, where in classes.items()]
 
 
 def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
-    if not ctx.elementwise:
-        return  # a vjp element mixes many grad_output elements: "created" has no meaning
-    per_dtype = []
+    rows: list[Row] = []
+    elementwise = ctx.elementwise
     for dtype in ctx.options.dtypes:
         ev = ctx.evaluate(dtype)
         if ev.grad_error or not ev.grads or ev.grads[1.0].shape != ev.x.shape:
             continue
+        order, exact_ev = None, None
+        if _changes_shape(ev):  # gradients over the shuffled probe, described at sorted inputs
+            found = _shuffled(ctx, dtype)
+            if found is None:
+                continue
+            order, ev, exact_ev = found
         for sign in ctx.grad_output_signs:
-            created = ev.flags(sign)[1]
+            if sign not in ev.grads:
+                continue
+            created = scans.flags(ev.grads[sign])[1] if order is not None else ev.flags(sign)[1]
             if not created.numel():
                 continue
-            exact = ctx.exact_at(dtype, created).grads.get(sign)
+            if exact_ev is not None:
+                exact = exact_ev.grads.get(sign)
+                exact = exact.reshape(-1)[created] if exact is not None else None
+            else:
+                exact = ctx.exact_at(dtype, created).grads.get(sign)
             if exact is None:
                 continue
-            classes = classify(ev.x, created, exact, lambda p, s=sign: ctx.grads64(p, s))
-            extra = f" for grad_output {number(sign)}"
-            per_dtype += [(dtype, ev.x, where, extra, kind, sign) for kind, where in classes.items()]
-    yield from _zero_findings("GA204", "the backward", FIX_GRADIENT, per_dtype, ctx.target.source("backward"))
+            if elementwise:
+                classes = classify(ev.x, created, exact, lambda p, s=sign: ctx.grads64(p, s))
+            else:
+                classes = _classify_whole(ctx, ev.x, created, exact, sign)
+            x = ev.x
+            if order is not None:  # shuffled positions -> the sorted probe's
+                x = ctx.evaluate(dtype).x
+                classes = {kind: torch.sort(order[where]).values for kind, where in classes.items()}
+            rows += [Row(dtype, x, where, kind, sign, elementwise=elementwise) for kind, where in classes.items()]
+    yield from _zero_findings("GA204", "the backward", FIX_GRADIENT, rows, ctx.target.source("backward"))
 
 
 CHECKS = [
