@@ -1,6 +1,6 @@
 """What a target is: :class:`Target`, :class:`TargetError`, where a target's source lives, and
-which target names and objects are the same (the bottom of the targets layer: it imports no
-other gradaudit module).
+which targets are the same object (near the bottom of the targets layer: it imports only
+:mod:`gradaudit.target_names`).
 
 How each kind of object is called:
     an ``autograd.Function`` subclass through ``.apply``; an ``nn.Module`` subclass is
