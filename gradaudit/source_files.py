@@ -1,7 +1,8 @@
 """Which ``.py`` files of a directory ``gradaudit check DIR`` imports.
 
 Only files that mention torch, and none a user expects left alone: ``setup.py``; anything in a
-virtualenv (a folder with ``pyvenv.cfg``, ``.venv``, ``venv``), ``site-packages``, ``build/``,
+virtualenv (a folder with ``pyvenv.cfg``, ``.venv``, ``venv``) or conda environment (with
+``conda-meta``), ``site-packages`` and ``dist-packages``, ``build/``,
 ``dist/``, ``node_modules``, ``*.egg-info``, hidden folders and ``__pycache__``; and what
 ``.gitignore`` ignores (asked of ``git check-ignore`` inside a repository, else read from the
 ``.gitignore`` files of the scanned tree).
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 SKIPPED_FILES = frozenset({"setup.py"})
 """Files never imported by a search: ``setup.py`` runs ``setup()`` when imported."""
-SKIPPED_DIRECTORIES = frozenset({"build", "dist", "site-packages", "node_modules", "venv", "__pycache__"})
+SKIPPED_DIRECTORIES = frozenset({"build", "dist", "site-packages", "dist-packages", "node_modules", "venv", "__pycache__"})
 """Folders never searched, besides hidden ones, ``*.egg-info`` and virtualenvs."""
 
 
@@ -37,7 +38,7 @@ def skipped_directory(path: str) -> bool:
     """Whether a search stays out of the folder ``path``."""
     name = os.path.basename(path)
     return (name.startswith((".", "__")) or name in SKIPPED_DIRECTORIES or name.endswith(".egg-info")
-            or os.path.isfile(os.path.join(path, "pyvenv.cfg")))
+            or os.path.isfile(os.path.join(path, "pyvenv.cfg")) or os.path.isdir(os.path.join(path, "conda-meta")))
 
 
 @dataclass(frozen=True)

@@ -208,9 +208,10 @@ def project(tmp_path, monkeypatch):
     for skipped in ("setup.py", ".venv/lib/python3.11/site-packages/torchy/__init__.py",
                     "venv/lib/python3.11/site-packages/torchy/mod.py", "env2/lib/acts.py",
                     "build/lib/pkg/acts.py", "dist/acts.py", ".hidden/acts.py",
-                    "__pycache__/acts.py", "lib/site-packages/acts.py"):
+                    "__pycache__/acts.py", "lib/site-packages/acts.py", "condaenv/lib/acts.py"):
         write(tmp_path / skipped, TRAP.format(skipped))
     write(tmp_path / "env2" / "pyvenv.cfg", "home = /usr/bin\n")
+    (tmp_path / "condaenv" / "conda-meta").mkdir()
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
