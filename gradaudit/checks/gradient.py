@@ -12,68 +12,17 @@ from torch.autograd.gradcheck import GradcheckError
 from .. import inputs, scans
 from ..context import EVALUATION_BLOCK, CallError, Unblockable
 from ..messages import describe_intervals, example_index, intervals, number
+from ..numerics import (ATOL, EPS64, RTOL, STEP, _array, numerical_derivative, shorter_steps,  # noqa: F401 (STEP: for GA105)
+                        smooth_points, within_reach)
 from ..report import Finding
 from . import Check
 
 if TYPE_CHECKING:
     from ..context import AuditContext, Evaluation
 
-EPS64 = torch.finfo(torch.float64).eps
-STEP = EPS64 ** (1.0 / 3.0)
-"""Relative step of the central differences (optimal for O(h^2) truncation)."""
-RTOL, ATOL = 1e-3, 1e-5
 CONSTANT_SHARE = 0.99
 """Above this share of locally constant smooth points, the forward is piecewise constant and
 a non-zero backward is a straight-through estimator (GA302), not a wrong formula."""
-
-
-def numerical_derivative(ctx: "AuditContext", x: torch.Tensor, y: torch.Tensor,
-                         evaluate: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """Central (steps h and h/2), forward and backward differences at ``x`` (float64) of the
-    function ``evaluate`` (the target's forward by default) whose values at ``x`` are ``y``,
-    in one call of it. The arithmetic is NumPy's: these are the few points the screen left,
-    where a torch operation costs several times a NumPy one."""
-    evaluate = evaluate or ctx.values64
-    xs, ys = _array(x), _array(y)
-    with np.errstate(all="ignore"):  # inf and NaN where the target (or x near the max) has them, as torch gives
-        h = STEP * np.maximum(np.abs(xs), 1.0)
-        plus, minus = xs + h, xs - h
-        half_plus, half_minus = xs + h / 2, xs - h / 2
-    points = torch.from_numpy(np.concatenate([plus, minus, half_plus, half_minus]))
-    yp, ym, yhp, yhm = _array(evaluate(points)).reshape(4, -1)
-    with np.errstate(all="ignore"):
-        central = (yp - ym) / (plus - minus)
-        central_half = (yhp - yhm) / (half_plus - half_minus)
-        forward = (yp - ys) / (plus - xs)
-        backward = (ys - ym) / (xs - minus)
-        magnitude = np.maximum(np.maximum(np.abs(ys), np.abs(yp)), np.abs(ym))
-        rounding = 8 * EPS64 * magnitude / h
-    locally_constant = (yp == ys) & (ym == ys)
-    numeric = {"h": h, "plus": plus, "minus": minus, "central": central, "central_half": central_half,
-               "forward": forward, "backward": backward, "rounding": rounding, "constant": locally_constant}
-    return {key: torch.from_numpy(value) for key, value in numeric.items()}
-
-
-def _array(t: torch.Tensor) -> np.ndarray:
-    """``t`` as a float64 NumPy array (a view where it already is one)."""
-    return t.detach().to(torch.float64).numpy()
-
-
-def smooth_points(ctx: "AuditContext", x: torch.Tensor, numeric: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Points where both one-sided differences agree, central differences with steps h and
-    h/2 agree (Richardson), and no kink or jump is within reach."""
-    forward, backward = numeric["forward"].numpy(), numeric["backward"].numpy()
-    central, half = numeric["central"].numpy(), numeric["central_half"].numpy()
-    rounding = numeric["rounding"].numpy()
-    with np.errstate(all="ignore"):
-        agree = np.abs(forward - backward) <= 0.05 * np.maximum(np.abs(forward), np.abs(backward)) + 1e-4 + 4 * rounding
-        agree &= np.abs(central - half) <= 1e-3 * np.abs(half) + 1e-6 + 8 * rounding
-    finite = np.isfinite(central) & np.isfinite(half) & np.isfinite(forward) & np.isfinite(backward)
-    mask = torch.from_numpy(agree & finite) & ~ctx.near_kink(x, numeric["h"])
-    if ctx.options.domain is not None:
-        lo, hi = ctx.options.domain
-        mask &= (numeric["minus"] >= lo) & (numeric["plus"] <= hi)
-    return mask
 
 
 SCREEN_BLOCK = 1 << 17
@@ -177,7 +126,8 @@ def compare(ctx: "AuditContext") -> dict[str, torch.Tensor | None] | None:
         flat = torch.diff(y) == 0
         constant[1:-1] |= smooth[1:-1] & flat[:-1] & flat[1:]
     return {"x": x, "analytic": analytic, "smooth": smooth, "wrong": wrong, "constant": constant,
-            "checked_by_difference": rest, "central": numeric["central"], "error": error}
+            "checked_by_difference": rest, "central": numeric["central"], "error": error,
+            "unresolved": rest[numeric["unresolved"]]}
 
 
 def _compare_streamed(ctx: "AuditContext") -> dict[str, torch.Tensor | None] | None:
@@ -213,21 +163,42 @@ def _compare_streamed(ctx: "AuditContext") -> dict[str, torch.Tensor | None] | N
     if bool(wrong_rest.any()):
         return None
     return {"x": x, "analytic": None, "smooth": None, "wrong": None, "constant": None,
-            "checked_by_difference": rest, "central": numeric["central"], "error": error}
+            "checked_by_difference": rest, "central": numeric["central"], "error": error,
+            "unresolved": rest[numeric["unresolved"]]}
 
 
 def _central_differences(ctx: "AuditContext", xs: torch.Tensor, ys: torch.Tensor, gs: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
     """GA101's test at the points ``xs`` the screen left (values ``ys``, gradients ``gs``):
-    which are smooth, which are wrong, the numerical derivatives, and the error."""
+    which are smooth, which are wrong, the numerical derivatives, and the error.
+
+    A point that disagrees, or that does not look smooth with the step h although no kink,
+    jump or domain end is within reach, is differenced again with shorter steps
+    (:func:`~gradaudit.numerics.shorter_steps`): where they agree with the backward it is right,
+    where they agree on another derivative it is wrong, and where float64 cannot resolve its
+    derivative it is neither smooth nor wrong (``numeric["unresolved"]`` marks it)."""
     numeric = numerical_derivative(ctx, xs, ys)
-    smooth = smooth_points(ctx, xs, numeric) & torch.isfinite(gs) & torch.isfinite(ys)
+    finite = torch.isfinite(gs) & torch.isfinite(ys)
+    smooth = smooth_points(ctx, xs, numeric) & finite
     central, forward, backward = (numeric[key].numpy() for key in ("central", "forward", "backward"))
     with np.errstate(all="ignore"):
         error = np.abs(_array(gs) - central)
         tolerance = (ATOL + RTOL * np.abs(central) + 16 * numeric["rounding"].numpy()
                      + 0.01 * np.abs(forward - backward))
     wrong = smooth & torch.from_numpy(error > tolerance)
+    unresolved = torch.zeros_like(wrong)
+    suspects = scans.indices(wrong | (~smooth & finite & within_reach(ctx, xs, numeric)))
+    if suspects.numel():
+        ladder = shorter_steps(ctx, xs[suspects], gs[suspects], numeric["h"][suspects])
+        right, skipped = ladder["right"], ladder["unresolved"]
+        judged = (ladder["resolved"] | wrong[suspects]) & ~skipped  # a smooth point that disagreed was resolved by h
+        unresolved[suspects] = skipped
+        wrong[suspects] = judged & ~right
+        smooth[suspects] = judged | right
+        shorter = ladder["resolved"]  # report the shorter steps' derivative where they decided
+        numeric["central"][suspects[shorter]] = ladder["estimate"][shorter]
+        error[suspects[shorter].numpy()] = np.abs(_array(gs[suspects[shorter]] - ladder["estimate"][shorter]))
+    numeric["unresolved"] = unresolved
     return smooth, wrong, numeric, torch.from_numpy(error)
 
 
@@ -259,11 +230,12 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
             yield _no_gradient(ev, location)
         return
     wrong = result["wrong"]
-    if wrong is None:  # streamed: no point is wrong
+    skipped = result["unresolved"]
+    if wrong is None or scans.count(wrong) == 0 or straight_through(result):  # None: streamed, none wrong
+        if skipped.numel():
+            yield _unresolved(result["x"][skipped], location)
         return
     count = scans.count(wrong)
-    if count == 0 or straight_through(result):
-        return
     total = scans.count(result["smooth"])
     x, rest = result["x"], result["checked_by_difference"]
     central, error = result["central"], result["error"]  # at the points of ``rest``
@@ -298,7 +270,22 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         )
     yield Finding("GA101", status, message, dtype="float64", examples=examples, location=location,
                   details={"intervals": intervals(x[result["smooth"]], wrong[result["smooth"]]),
-                           "points_checked": total, "points_wrong": count})
+                           "points_checked": total, "points_wrong": count, "points_unresolved": skipped.numel()})
+
+
+def _unresolved(x: torch.Tensor, location: dict | None) -> Finding:
+    """Information: points skipped because float64 cannot resolve the derivative there."""
+    magnitude = x.abs()
+    shown = float(x[int(magnitude.argmin())])
+    return Finding(
+        "GA101", "info",
+        f"the derivative cannot be resolved in float64 at {x.numel()} point(s) with |x| from "
+        f"{number(float(magnitude.min()))} to {number(float(magnitude.max()))} (e.g. x = {number(shown)}): "
+        "the backward changes within the shortest finite-difference step that float64's rounding "
+        "allows there (a period shorter than the step), so these points were skipped, not judged. "
+        "Shown for information.",
+        dtype="float64", location=location, examples=[{"input": shown}],
+        details={"points_unresolved": x.numel()})
 
 
 def _no_gradient(ev: "Evaluation", location: dict | None) -> Finding:

@@ -1,6 +1,7 @@
 """GA201/GA202: NaN or inf outputs and gradients at finite inputs inside the domain."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Iterator
 
 import torch
@@ -10,6 +11,7 @@ from ..blame import offending_inputs
 from ..context import CallError, dtype_name
 from ..inputs import SPECIAL_VALUES
 from ..messages import describe_intervals, example_index, flagged, intervals, number
+from ..numerics import numerical_derivative, smooth_points
 from ..report import Finding
 from . import Check
 
@@ -23,13 +25,16 @@ DOMAIN_HINT = "If the target is undefined there, declare it: domain=(lo, hi) or 
 
 
 def defects(x: torch.Tensor, dtype: torch.dtype, values: torch.Tensor, exact: torch.Tensor,
-            elementwise: bool = True, values_nonfinite: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+            elementwise: bool = True, values_nonfinite: torch.Tensor | None = None,
+            exact_is_reference: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(fail mask, info mask) of non-finite ``values`` given the float64 ``exact`` values.
 
     Below float64, a non-finite value is a defect where the float64 value is finite and fits
     in ``dtype``. In float64 itself, NaN is a defect and inf is information (an overflow or a
-    pole cannot be told apart without more precision). Inputs within ``HEADROOM`` of the
-    dtype's max only give information.
+    pole cannot be told apart without more precision), unless ``exact_is_reference``: then
+    ``exact`` does not come from the values' own formula (for gradients, the float64
+    forward's central differences) and an inf where it is finite is a defect too. Inputs
+    within ``HEADROOM`` of the dtype's max only give information.
     """
     nonfinite = values_nonfinite if values_nonfinite is not None else scans.nonfinite(values)
     magnitude = x.to(torch.float64).abs()
@@ -37,7 +42,8 @@ def defects(x: torch.Tensor, dtype: torch.dtype, values: torch.Tensor, exact: to
         magnitude = magnitude.max().expand(values.shape) if magnitude.numel() else magnitude
     top = (magnitude * HEADROOM >= torch.finfo(dtype).max) & torch.isinf(values)
     if dtype == torch.float64:
-        fail = nonfinite & torch.isnan(values) & ~top
+        judged = torch.isnan(values) | (torch.isfinite(exact) if exact_is_reference else False)
+        fail = nonfinite & judged & ~top
         return fail, nonfinite & ~fail
     fits = torch.isfinite(exact) & (exact.abs() <= torch.finfo(dtype).max)
     fail = nonfinite & fits & ~top
@@ -73,7 +79,8 @@ def _report(code: str, noun: str, ev: "Evaluation", fail: torch.Tensor, info: to
             how = (" (an overflow or a pole, or a formula without headroom near the dtype's max; "
                    "not judged)")
         elif ev.dtype == torch.float64:
-            how = ""
+            how = (f" where the float64 forward's derivative (central differences) is finite "
+                   f"(e.g. {number(float(exact[i]))})" if code == "GA202" and math.isfinite(float(exact[i])) else "")
         else:
             how = f" where the float64 value is finite and fits in {name} (e.g. {number(float(exact[i]))})"
         message = (
@@ -104,6 +111,38 @@ def special_values(ctx: "AuditContext") -> Iterator[Finding]:
                       f"hidden here instead of propagating (f(-inf) = {mapping['-inf']}, f(inf) = "
                       f"{mapping['inf']}). Shown for information.",
                       dtype="float64", location=ctx.target.source("forward"), details={"special": mapping})
+
+
+def slope_reference(ctx: "AuditContext", ev: "Evaluation", where: torch.Tensor) -> torch.Tensor:
+    """The derivative of the float64 forward at the ``where``-masked inputs of ``ev`` (NaN
+    elsewhere and where it cannot be told): central differences where the forward is smooth
+    around the input (no kink, no jump, no pole within the step, inside the domain), and at
+    -0.0 the gradient of +0.0 where +0.0 and both neighbours in the probe share one finite
+    gradient (a -inf there alone is the sign of zero reaching a 1/x, not a pole)."""
+    reference = torch.full(ev.x.shape, float("nan"), dtype=torch.float64)
+    index = scans.indices(where)
+    if not index.numel():
+        return reference
+    x = ev.x.reshape(-1)[index].to(torch.float64)
+    try:
+        y = ctx.values64(x)
+        numeric = numerical_derivative(ctx, x, y)
+    except CallError:
+        return reference
+    smooth = smooth_points(ctx, x, numeric) & torch.isfinite(y)
+    values = torch.where(smooth, numeric["central"], float("nan"))
+    grad = ev.grad.reshape(-1)
+    probe = ev.x.reshape(-1)
+    for k in scans.indices((x == 0) & torch.signbit(x)).tolist():  # the probe's one -0.0, if flagged
+        i = int(index[k])
+        if not (1 <= i and i + 2 < probe.numel() and bool(probe[i - 1] < 0) and bool(probe[i + 2] > 0)
+                and bool(probe[i + 1] == 0) and not bool(torch.signbit(probe[i + 1]))):
+            continue
+        left, positive_zero, right = (float(grad[j]) for j in (i - 1, i + 1, i + 2))
+        if math.isfinite(positive_zero) and left == positive_zero == right:
+            values[k] = positive_zero
+    reference.view(-1)[index] = values
+    return reference
 
 
 def run_output(ctx: "AuditContext") -> Iterator[Finding]:
@@ -137,7 +176,12 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         exact = exact_values(ctx, dtype, bad, lambda e: e.grad)
         if exact is None:
             exact = torch.full_like(ev.x, float("nan"), dtype=torch.float64)
-        fail, info = defects(ev.x, dtype, ev.grad, exact, ctx.elementwise, bad)
+        # where the float64 backward is no better, the float64 forward's own slope decides; below
+        # float64 (always audited for gradients) that is the float64 finding's business
+        by_slope = ctx.elementwise and dtype == torch.float64
+        if by_slope:
+            exact = torch.where(torch.isfinite(exact), exact, slope_reference(ctx, ev, bad & ~torch.isfinite(exact)))
+        fail, info = defects(ev.x, dtype, ev.grad, exact, ctx.elementwise, bad, exact_is_reference=by_slope)
         finite_output = ~scans.nonfinite(ev.y)
         fix = (
             "A NaN gradient at a finite output usually comes from torch.where or masking over a "
