@@ -33,6 +33,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from .messages import flagged
+from .zero_regions import shuffled
 from .targets import display_path
 
 if TYPE_CHECKING:
@@ -316,7 +317,10 @@ def trace(ctx: "AuditContext", dtype: torch.dtype, inputs: list[float], kind: st
     if not isinstance(y, torch.Tensor):
         return None
     if phase == "forward":
-        elements = defect_mask(y, kind) & ~_inherited(y.shape, [defect_mask(x, kind)])
+        # a shape-changing target's output elements have no input element of their own: the
+        # ops inside tell created from inherited
+        inputs_held = [defect_mask(x, kind)] if y.shape == x.shape else []
+        elements = defect_mask(y, kind) & ~_inherited(y.shape, inputs_held)
         if not bool(elements.any()):
             return None  # not reproduced on these inputs alone
         event = forward.creator(y, elements)
@@ -384,11 +388,14 @@ def blame_findings(ctx: "AuditContext", findings: list["Finding"]) -> None:
         kind, phase = BLAMED_CODES[finding.code]
         details = finding.details or {}
         inputs = details.get("inputs") or [e["input"] for e in finding.examples if "input" in e]
-        if not inputs:
-            continue
         dtype = parse_dtype(finding.dtype)
         if not ctx.elementwise:  # outputs depend on other elements: trace the whole probe
-            inputs = ctx.evaluate(dtype).x.tolist()
+            probe = ctx.evaluate(dtype).x
+            if details.get("probe") == "shuffled":  # as the check saw it (a shape-changing target)
+                probe = shuffled(probe, ctx.options.seed)
+            inputs = probe.tolist()
+        if not inputs:
+            continue
         try:
             blame = trace(ctx, dtype, inputs, kind, phase, float(details.get("grad_output", 1.0)))
         except Exception:  # the target misbehaves under tracing: leave the finding as it is

@@ -35,9 +35,11 @@ GENTLE_DECAY = 1e3
 DECAY = 4.0
 """...and by at least this factor a step further away (10%, or x2 near zero): they decay into
 the zero region. A step from 1/6 to 0 (a mask) has the same value on both sides of it."""
-SUBNORMAL = 2.0 ** -1000
-"""Values this small at the edge reach the zero region through subnormals: an underflow
-however slowly they decay (1 / x**2 once x**2 overflows)."""
+TINY = 2.0 ** -40
+"""Values this small at the edge are rounding residues of terms of order one (1 - tanh**2,
+softmin's vjp) or reach the zero region through subnormals (1 / x**2 once x**2 overflows):
+an underflow or a rounding however they behave past the edge. A mask steps from values of
+the order of its function (1/6, 0.5)."""
 BISECTION_STEPS = 80
 SEARCH_POINTS = 64
 """Points evaluated at once per step of the edge search: each step narrows the bracket
@@ -56,7 +58,7 @@ ends: the ray brings every magnitude towards 1 at once (2**-12 maps 1e-308 .. 1e
 MAX_EXAMINED = len(RAY_POWERS)
 """Zeros (of a non-elementwise target) followed to the edge of their region, one per power at
 which zeros end: each stands for the others that end at the same power."""
-RAY_PRECISION = 2.0 ** -40
+RAY_PRECISION = 2.0 ** -32
 """Relative width at which the search along the ray stops."""
 RAY_NEAR = 1e-6
 """The small step past the edge along the ray (relative): a power's step moves large inputs
@@ -100,7 +102,7 @@ def reached_gently(value_fn: ValueFn, edge: float, zero: float, relative: bool, 
                    near: float = 1e-3) -> bool:
     """Whether values decay gently into the zero region that begins past ``edge`` (towards
     ``zero``): they grow by at most ``GENTLE_DECAY`` a small step away from it (no root with a
-    slope) and are subnormal at the edge or grow by ``DECAY`` a step further (no mask's step).
+    slope) and are tiny at the edge or grow by ``DECAY`` a step further (no mask's step).
     Steps are relative (``near``, 0.1% by default, and 10% of ``edge``), or a factor 2 near zero."""
     away = 1.0 if edge > zero else -1.0
     if relative:
@@ -116,7 +118,7 @@ def reached_gently(value_fn: ValueFn, edge: float, zero: float, relative: bool, 
         return True  # zero again past the edge: values that flicker around zero (cancellation), no step
     if abs(near) > GENTLE_DECAY * abs(at_edge):
         return False
-    return abs(at_edge) <= SUBNORMAL or abs(further) >= DECAY * abs(at_edge)
+    return abs(at_edge) <= TINY or abs(further) >= DECAY * abs(at_edge)
 
 
 def is_isolated_root(value_fn: ValueFn, lo: float, hi: float) -> bool:
@@ -209,9 +211,11 @@ def classify_whole(x: torch.Tensor, created: torch.Tensor, exact: torch.Tensor, 
 
     A float64 zero that any of ``DRAWS`` small perturbations of every input (and of
     grad_output) makes non-zero is *propagated*: the function is not exactly zero around the
-    point. One that stays zero is followed along the ray ``base + t (x - base)``: zero at every
-    scale, or reached at the end of the ray through values that do not decay gently, it is
-    spurious; reached gently, an underflow (negative values) or a rounding (positive).
+    point. One that stays zero is followed along the ray of :func:`_follow_rays`, which brings
+    every input's magnitude towards 1: zero all along it, or reached through values that do
+    not decay gently, it is spurious; reached gently, an underflow (negative values) or a
+    rounding (positive). The cost: ``DRAWS`` calls, ``RAY_POWERS`` calls, and about sixty per
+    power at which zeros end (only where float64 is zero too).
     """
     index = flagged(created)
     exact = exact.to(torch.float64)

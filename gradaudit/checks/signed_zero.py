@@ -51,6 +51,8 @@ class Row:
     outputs: int | None = None
     """Output elements, where the target changes the shape (``index`` is then into the output)."""
     elementwise: bool = True
+    probe: str | None = None
+    """``"shuffled"`` where the check evaluated the probe in a seeded order (shape-changing targets)."""
 
 
 def _zero_findings(code: str, what: str, fix: str, rows: list[Row], location: dict | None) -> Iterator[Finding]:
@@ -85,7 +87,9 @@ def _finding(code: str, status: str, what: str, fix: str, row: Row, dtypes: list
                  f"the inputs shuffled, so that every pairing of signs occurs)")
         example = f"output element {i} is -0.0{extra}"
         examples = [{"output_index": i, "output": "-0.0"}]
-        details.update(intervals=[], probe="shuffled")
+        details.update(intervals=[])
+    if row.probe is not None:
+        details["probe"] = row.probe
     around = "" if row.elementwise else (
         " in every input element it depends on (small perturbations of all of them"
         + (" and of grad_output" if row.sign is not None else "") + " leave it zero)")
@@ -218,7 +222,8 @@ def _shape_changing_output(ctx: "AuditContext", dtype: torch.dtype) -> list[Row]
     if not created.numel() or exact.y is None:
         return []
     classes = _classify_whole(ctx, ev.x, created, exact.y.reshape(-1)[created], None)
-    return [Row(dtype, ev.x, where, kind, outputs=ev.y.numel(), elementwise=False) for kind, where in classes.items()]
+    return [Row(dtype, ev.x, where, kind, outputs=ev.y.numel(), elementwise=False, probe="shuffled")
+            for kind, where in classes.items()]
 
 
 def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
@@ -255,7 +260,8 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
             if order is not None:  # shuffled positions -> the sorted probe's
                 x = ctx.evaluate(dtype).x
                 classes = {kind: torch.sort(order[where]).values for kind, where in classes.items()}
-            rows += [Row(dtype, x, where, kind, sign, elementwise=elementwise) for kind, where in classes.items()]
+            rows += [Row(dtype, x, where, kind, sign, elementwise=elementwise,
+                         probe="shuffled" if order is not None else None) for kind, where in classes.items()]
     yield from _zero_findings("GA204", "the backward", FIX_GRADIENT, rows, ctx.target.source("backward"))
 
 
