@@ -33,8 +33,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from .messages import flagged
-from .zero_regions import shuffled
 from .targets import display_path
+from .zero_regions import shuffled
 
 if TYPE_CHECKING:
     from .context import AuditContext
@@ -317,10 +317,8 @@ def trace(ctx: "AuditContext", dtype: torch.dtype, inputs: list[float], kind: st
     if not isinstance(y, torch.Tensor):
         return None
     if phase == "forward":
-        # a shape-changing target's output elements have no input element of their own: the
-        # ops inside tell created from inherited
-        inputs_held = [defect_mask(x, kind)] if y.shape == x.shape else []
-        elements = defect_mask(y, kind) & ~_inherited(y.shape, inputs_held)
+        held = [defect_mask(x, kind)] if y.shape == x.shape else []  # else: the ops inside tell
+        elements = defect_mask(y, kind) & ~_inherited(y.shape, held)
         if not bool(elements.any()):
             return None  # not reproduced on these inputs alone
         event = forward.creator(y, elements)
@@ -391,7 +389,7 @@ def blame_findings(ctx: "AuditContext", findings: list["Finding"]) -> None:
         dtype = parse_dtype(finding.dtype)
         if not ctx.elementwise:  # outputs depend on other elements: trace the whole probe
             probe = ctx.evaluate(dtype).x
-            if details.get("probe") == "shuffled":  # as the check saw it (a shape-changing target)
+            if details.get("probe") == "shuffled":  # as GA203/GA204 saw a shape-changing target
                 probe = shuffled(probe, ctx.options.seed)
             inputs = probe.tolist()
         if not inputs:
