@@ -62,6 +62,35 @@ def test_non_elementwise_layout_bug_still_fails_in_every_dtype() -> None:
         assert {f.status for f in findings(report, "GA404")} >= {"fail"}, dtypes
 
 
+def _coarse_when_contiguous(x: torch.Tensor) -> torch.Tensor:
+    """A GLU whose float32 kernel is coarser on contiguous memory (as a vectorised erf near -1
+    can be): each layout's value is the target's, and the strided one is the closer to float64."""
+    a, b = x.chunk(2, -1)
+    gate = torch.sigmoid(b)
+    if x.dtype == torch.float32 and x.is_contiguous():
+        gate = gate.to(torch.bfloat16).to(torch.float32)
+    return a * gate
+
+
+def test_layout_closer_to_float64_than_the_contiguous_call_is_no_fail() -> None:
+    report = gradaudit.audit(_coarse_when_contiguous, select=["GA404"], dtypes=FAST)
+    assert findings(report, "GA404", "fail") == []
+
+
+def _coarse_when_strided(x: torch.Tensor) -> torch.Tensor:
+    """The converse: the float32 gate is coarse on non-contiguous memory only."""
+    a, b = x.chunk(2, -1)
+    gate = torch.sigmoid(b)
+    if x.dtype == torch.float32 and not x.is_contiguous():
+        gate = gate.to(torch.bfloat16).to(torch.float32)
+    return a * gate
+
+
+def test_layout_farther_from_float64_than_the_contiguous_call_fails() -> None:
+    report = gradaudit.audit(_coarse_when_strided, select=["GA404"], dtypes=FAST)
+    assert {f.dtype for f in findings(report, "GA404", "fail")} == {"float32"}
+
+
 # -- item 6: random backwards are not compared across layouts ------------------------------------
 def test_random_backward_warns_ga402_and_gets_no_ga404() -> None:
     report = gradaudit.audit(sample("layouts:DitheredGradReLU"), select=["GA402", "GA404"])

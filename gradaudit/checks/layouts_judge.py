@@ -47,8 +47,11 @@ class Judge:
                  where: torch.Tensor | None) -> tuple[str, str] | None:
         """``(status, words)`` when ``actual`` and ``expected`` disagree, or None.
 
-        Fail where exactly one of them is off the float64 value by more than the dtype's
-        tolerance (where both are, the dtype itself is too coarse: GA403's business); info where
+        Fail where ``actual`` (the layout's result) is off the float64 value by more than the
+        dtype's tolerance and ``expected`` (the contiguous reference) is not. Where both are off,
+        the dtype itself is too coarse (GA403's business); where only the reference is, the layout
+        took a more accurate kernel path (a float32 erf near -1 on one path and not the other),
+        which is no defect of the target's layout handling; info where
         only the sign of a zero (or of an infinity) differs and the float64 value is itself zero
         or infinite (an underflowed value's zero sign is GA203/GA204's business, and either sign
         is within tolerance of it)."""
@@ -72,13 +75,13 @@ class Judge:
             return None
         right = [close(t, truth, scale, self.eps, TOLERANCE_UNITS, signed_zeros=False) for t in (actual, expected)]
         same_magnitude = actual.abs() == expected.abs()
-        wrong = differs & ~same_magnitude & (right[0] != right[1])
+        wrong = differs & ~same_magnitude & ~right[0] & right[1]
         count = int(wrong.sum())
         if count:
             return ("fail", f"the {noun} differs from {self.against} at {count} of {wrong.numel()} elements, "
                             f"{describe_mismatch(actual, expected, where, ~wrong)}, where float64 gives "
-                            f"{float64_value(truth, wrong)} (one of the two is off it by more than "
-                            f"{TOLERANCE_UNITS} eps of {dtype_name(self.dtype)})")
+                            f"{float64_value(truth, wrong)} (this layout is off it by more than "
+                            f"{TOLERANCE_UNITS} eps of {dtype_name(self.dtype)}, {self.against} is not)")
         signs = differs & same_magnitude & ((truth == 0) | torch.isinf(truth))
         if not scans.any_true(signs):
             return None
