@@ -223,20 +223,8 @@ def _run_checks_in(context: AuditContext) -> Report:
         started = time.perf_counter()
         try:
             report.findings.extend(check.run(context))
-        except TargetError as exc:
-            report.findings.append(ERROR.finding("error", str(exc)))
-        except CallError as exc:
-            report.findings.append(ERROR.finding(
-                "error",
-                f"{target.name}: while running {code} ({check.slug}), {exc}. Fix the target or "
-                f"exclude that check with ignore=['{code}'] / --ignore {code}.",
-                details=_traceback_details(exc), location=_blamed_location(exc, report.location)))
-        except TARGET_EXITS as exc:
-            report.findings.append(exit_finding(target.name, exc, f"while running {code} ({check.slug})",
-                                                report.location, _traceback_details(exc)))
-        except Exception as exc:
-            report.findings.append(crash_finding(target.name, code, check.slug, exc, _traceback_details(exc))
-                                   or _internal_error(target.name, code, check.slug, exc))
+        except (*TARGET_EXITS, Exception) as exc:  # KeyboardInterrupt stops the run
+            report.findings.append(_check_error(target.name, code, check.slug, exc, report.location))
         report.timings[code] = time.perf_counter() - started
     from .blame import blame_findings
 
@@ -263,6 +251,26 @@ def _blamed_location(exc: BaseException | None, fallback: dict[str, Any] | None)
     """Where the target's code raised ``exc``, else ``fallback`` (the target's source)."""
     frame = user_frame(exc) if exc is not None else None
     return frame_location(frame) if frame is not None else fallback
+
+
+def _check_error(target: str, code: str, slug: str, exc: BaseException,
+                 location: dict[str, Any] | None) -> Finding:
+    """The GA901 for a check that could not finish; ``details["during"]`` names the check."""
+    if isinstance(exc, TargetError):
+        finding = ERROR.finding("error", str(exc))
+    elif isinstance(exc, CallError):
+        finding = ERROR.finding(
+            "error",
+            f"{target}: while running {code} ({slug}), {exc}. Fix the target or "
+            f"exclude that check with ignore=['{code}'] / --ignore {code}.",
+            details=_traceback_details(exc), location=_blamed_location(exc, location))
+    elif isinstance(exc, TARGET_EXITS):
+        finding = exit_finding(target, exc, f"while running {code} ({slug})", location, _traceback_details(exc))
+    else:
+        finding = (crash_finding(target, code, slug, exc, _traceback_details(exc))
+                   or _internal_error(target, code, slug, exc))
+    finding.details = {**(finding.details or {}), "during": code}
+    return finding
 
 
 def _traceback_details(exc: BaseException | None = None) -> dict[str, Any] | None:

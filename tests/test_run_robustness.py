@@ -281,3 +281,11 @@ def test_finding_carries_its_slug_and_to_dict_is_unchanged():
     assert report.to_dict()["results"][0]["findings"][0]["check"] == "signed-zero-output"
     with pytest.raises(AssertionError):
         report.raise_for_status(strict=True)
+
+
+def test_an_error_while_a_check_runs_names_that_check() -> None:
+    from conftest import sample
+
+    report = gradaudit.audit(sample("run_robustness:exits_on_small_inputs"), dtypes=["float64"])
+    errors = [f for f in report.findings if f.code == "GA901"]
+    assert errors and all(f.details["during"] in report.timings for f in errors)
