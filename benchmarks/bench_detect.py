@@ -46,7 +46,7 @@ DEFECTS: dict[str, Defect] = {"wrong at one element": wrong_single_element, "wro
 
 def gradaudit_detects(defect: Defect, n: int, seed: int) -> bool:
     from gradaudit import audit
-    from gradaudit.inputs import probe_values
+    from gradaudit.engine.inputs import probe_values
 
     WrongSiLU.mask = staticmethod(defect(seed, probe_values(torch.float64, size=n, seed=seed)))
     report = audit(WrongSiLU, size=n, seed=seed, select=["GA101"], dtypes=["float64"])

@@ -13,20 +13,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .model.version import __version__
 
 _EXPORTS = {
     "audit": "core",
-    "activation": "decorator",
-    "Report": "report",
-    "Finding": "report",
-    "AuditFailure": "report",
+    "activation": "targets.decorator",
+    "Report": "model.report",
+    "Finding": "model.report",
+    "AuditFailure": "model.report",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from .core import audit
-    from .decorator import activation
-    from .report import AuditFailure, Finding, Report
+    from .targets.decorator import activation
+    from .model.report import AuditFailure, Finding, Report
 
 
 def __getattr__(name: str) -> Any:

@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from .config import SETTING_BY_KEY, SETTINGS, ConfigError, Setting, load_config
+from .run.config import SETTING_BY_KEY, SETTINGS, ConfigError, Setting, load_config
 from .render import FORMATS
-from .report import STATUS_ORDER, Report, worst_status
+from .model.report import STATUS_ORDER, Report, worst_status
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
@@ -33,7 +33,7 @@ def _split(values: tuple[str, ...]) -> list[str] | None:
 
 
 def setting_option(setting: Setting) -> Any:
-    """The click option of a run setting of :data:`gradaudit.config.SETTINGS` (default None:
+    """The click option of a run setting of :data:`gradaudit.run.config.SETTINGS` (default None:
     a value not given on the command line comes from the config file)."""
     if setting.is_flag:
         name = setting.flag.lstrip("-")
@@ -131,8 +131,8 @@ def check(targets: tuple[str, ...], output_format: str, output: str | None, conf
     """
     from . import core
     from .render import renderer
-    from .cli_run_tasks import stdout_to_stderr
-    from .runner import run_check
+    from .run.tasks import stdout_to_stderr
+    from .run.runner import run_check
 
     core.VERBOSE_TRACEBACKS = verbose
     try:
@@ -147,7 +147,9 @@ def check(targets: tuple[str, ...], output_format: str, output: str | None, conf
         click.echo(f"gradaudit: error: the run was ended by SystemExit({exc.code!r}) from an audited "
                    f"target; no report was written. Audit the targets one by one to find it.", err=True)
         sys.exit(EXIT_USAGE)
-    text = renderer(output_format)(reports, verbose=verbose)
+    from .checks import catalogue
+
+    text = renderer(output_format)(reports, verbose=verbose, checks=catalogue().values())
     if output:
         with open(output, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -181,8 +183,8 @@ def _prepare(config_path: str | None, options: dict[str, Any], verbose: bool) ->
 @click.argument("targets", nargs=-1, required=True)
 def list_targets(targets: tuple[str, ...]) -> None:
     """Print the targets that ``check`` would audit."""
-    from .cli_run_tasks import stdout_to_stderr
-    from .targets import TargetError, resolve
+    from .run.tasks import stdout_to_stderr
+    from .targets.resolve import TargetError, resolve
 
     failed = False
     for spec in targets:
@@ -239,7 +241,7 @@ def plot(target: str, output: str, **options: Any) -> None:
     """Plot TARGET: f, its analytic and numerical derivatives, kinks, -0.0 regions, non-finite points."""
     from . import core
     from .plot import PlotUnavailable, plot_target
-    from .targets import TargetError, resolve
+    from .targets.resolve import TargetError, resolve
 
     try:
         settings = load_config(None).resolve({s.key: options.pop(s.key, None) for s in SETTINGS})

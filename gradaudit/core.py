@@ -9,14 +9,14 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from .checks import ERROR, catalogue, expand
-from .context import AuditContext, CallError, Options, parse_dtype
-from .inputs import DEFAULT_SIZE
+from .engine.context import AuditContext, CallError, Options, parse_dtype
+from .engine.inputs import DEFAULT_SIZE
 from .render.table import render_table
-from .report import Finding, Report, set_failure_renderer
-from .state import preserved_torch_state
-from .target_errors import (TARGET_EXITS, OptionError, crash_finding, exit_finding, frame_location,
+from .model.report import Finding, Report, set_failure_renderer
+from .engine.state import preserved_torch_state
+from .failures import (TARGET_EXITS, OptionError, crash_finding, exit_finding, frame_location,
                             option_finding, user_frame)
-from .targets import Target, TargetError, target_from_object
+from .targets.resolve import Target, TargetError, target_from_object
 
 set_failure_renderer(render_table)  # the text of Report.raise_for_status's AuditFailure
 
@@ -58,7 +58,7 @@ def _codes(option: str, patterns: Iterable[str] | None) -> set[str]:
 
 def _load_reference(reference: Any) -> Target:
     if isinstance(reference, str):
-        from .targets import resolve
+        from .targets.resolve import resolve
 
         try:
             (ref_target,) = resolve(reference)[:1]
@@ -101,7 +101,7 @@ def build_options(
     kink_values = _validate_kinks(kinks)
     ref_target = _load_reference(reference) if reference is not None else None
     codes = (_codes("select", select) if select else set(catalogue())) - _codes("ignore", ignore)
-    from .devices import parse_devices
+    from .engine.devices import parse_devices
 
     try:
         devices = parse_devices(device)
@@ -226,7 +226,7 @@ def _run_checks_in(context: AuditContext) -> Report:
         except (*TARGET_EXITS, Exception) as exc:  # KeyboardInterrupt stops the run
             report.findings.append(_check_error(target.name, code, check.slug, exc, report.location))
         report.timings[code] = time.perf_counter() - started
-    from .blame import blame_findings
+    from .engine.blame import blame_findings
 
     started = time.perf_counter()
     try:
@@ -316,7 +316,7 @@ def audit_target_string(
 
 
 def resolve_spec(spec: str) -> list[Target]:
-    from .targets import resolve
+    from .targets.resolve import resolve
 
     return resolve(spec)
 

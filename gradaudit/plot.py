@@ -7,10 +7,10 @@ from typing import Any
 import torch
 
 from .checks.gradient import numerical_derivative
-from .context import AuditContext, CallError, Options
+from .engine.context import AuditContext, CallError, Options
 from .core import run_audit
-from .report import Report
-from .targets import Target
+from .model.report import Report
+from .targets.resolve import Target
 
 PLOT_POINTS = 2001
 

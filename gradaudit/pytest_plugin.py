@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import pytest
 
-from .config import SETTINGS, Config, load_config
+from .run.config import SETTINGS, Config, load_config
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .report import Report
+    from .model.report import Report
 
 AUDIT_SETTINGS = ("dtypes", "size", "seed", "select")
 """Settings passed to :func:`gradaudit.audit` as they are (``ignore`` and ``strict`` are merged)."""
@@ -55,7 +55,7 @@ class Auditor:
               **options: Any) -> "Report":
         """:func:`gradaudit.audit` with the project's defaults and per-target tables applied."""
         from .core import audit
-        from .targets import target_from_object
+        from .targets.resolve import target_from_object
 
         target = target_from_object(fn, name)
         target.options = self.config.declared_for(target.name, target.options)
@@ -69,7 +69,7 @@ class Auditor:
         """Audit ``fn`` and fail the test, with the findings table, on a fail or error (or a
         warn when ``strict``). Returns the report when it passes."""
         __tracebackhide__ = True
-        from .report import AuditFailure
+        from .model.report import AuditFailure
 
         report = self.audit(fn, **options)
         message = None

@@ -13,7 +13,7 @@ SAMPLES = os.path.join(ROOT, "samples")
 
 def sample(spec: str) -> Any:
     """The object named by ``file:attr`` under samples/, e.g. ``sample('defects:where_sqrt')``."""
-    from gradaudit.targets import resolve
+    from gradaudit.targets.resolve import resolve
 
     module, attr = spec.split(":")
     (target,) = resolve(os.path.join(SAMPLES, f"{module}.py") + f":{attr}")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from conftest import sample
 
 import gradaudit
-from gradaudit.blame import defect_mask, offending_inputs, op_name
+from gradaudit.engine.blame import defect_mask, offending_inputs, op_name
 from gradaudit.render.json import render_json
 
 FAST = {"dtypes": ["float64", "float32"], "size": 64, "select": ["GA2"]}

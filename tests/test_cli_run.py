@@ -228,7 +228,7 @@ def test_a_worker_death_is_described_as_what_it_was(tmp_path):
 
 
 def test_a_worker_that_dies_of_an_exception_it_reported_is_described_by_it():
-    from gradaudit import isolation
+    from gradaudit.run import isolation
 
     task = isolation._Task((0, 0), "audit", "x.py:f")
     exited = isolation._crash_report(task, 4, None, 0.0, {"exception": "SystemExit", "exit_code": 4, "message": "4"})
@@ -380,7 +380,7 @@ class _FakePool:
 
 @pytest.mark.parametrize("message", ["pickle", b"not json", b'{"kind": "done", "payload": {"target": 3}}'])
 def test_a_worker_message_that_is_not_json_data_is_an_error_and_never_executed(tmp_path, message):
-    from gradaudit import isolation
+    from gradaudit.run import isolation
 
     mark = tmp_path / "mark"
     parent, child = multiprocessing.Pipe()
@@ -399,8 +399,8 @@ def test_a_worker_message_that_is_not_json_data_is_an_error_and_never_executed(t
 
 
 def test_reports_cross_the_pipe_as_json_and_come_back_equal():
-    from gradaudit.cli_run_wire import decode, encode
-    from gradaudit.report import Finding, Report
+    from gradaudit.run.wire import decode, encode
+    from gradaudit.model.report import Finding, Report
 
     report = Report(target="a.py:f", location={"path": "a.py", "line": 3}, seconds=1.5, findings=[
         Finding("GA203", "warn", "m", dtype="float32", examples=[{"input": -1.0, "output": "-0.0"}],
@@ -431,6 +431,6 @@ def _imports(module_path):
 
 
 def test_isolation_does_not_import_the_runner():
-    package = os.path.join(ROOT, "gradaudit")
-    for module in ("isolation.py", "cli_run_tasks.py", "cli_run_wire.py"):
+    package = os.path.join(ROOT, "gradaudit", "run")
+    for module in ("isolation.py", "tasks.py", "wire.py"):
         assert "runner" not in _imports(os.path.join(package, module)), module

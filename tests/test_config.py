@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from conftest import SAMPLES
 from gradaudit.cli import main
-from gradaudit.config import ConfigError, find_pyproject, load_config, target_matches
+from gradaudit.run.config import ConfigError, find_pyproject, load_config, target_matches
 
 NO_BACK = os.path.join(SAMPLES, "seed_relu.py") + ":no_back"
 STE = os.path.join(SAMPLES, "defects.py") + ":HeavisideSTE"

@@ -17,11 +17,11 @@ import torch.nn.functional as F
 
 from conftest import ROOT, sample
 from gradaudit import audit
-from gradaudit import inputs, scans
+from gradaudit.engine import inputs, scans
 from gradaudit.checks import gradient
-from gradaudit.context import AuditContext
+from gradaudit.engine.context import AuditContext
 from gradaudit.core import build_options
-from gradaudit.targets import source_location, target_from_object
+from gradaudit.targets.resolve import source_location, target_from_object
 from test_torch_builtins import TORCH, recorded, verdict
 
 sys.path.insert(0, ROOT)
@@ -222,8 +222,8 @@ def test_audits_leave_the_shared_probe_untouched():
 
 
 def _every_elementwise_target() -> list:
-    from gradaudit.discovery import discover
-    from gradaudit.groups import torch_activations
+    from gradaudit.targets.discovery import discover
+    from gradaudit.targets.groups import torch_activations
     from conftest import SAMPLES
 
     return [t for t in discover(SAMPLES) + torch_activations() if "broken" not in t.name]
@@ -231,7 +231,7 @@ def _every_elementwise_target() -> list:
 
 @pytest.mark.filterwarnings("ignore:Implicit dimension choice")  # nn.Softmax() and friends, called directly
 def test_screen_changes_no_gradient_verdict_on_any_sample_or_builtin(monkeypatch):
-    from gradaudit.context import Options
+    from gradaudit.engine.context import Options
 
     results = {}
     for target in _every_elementwise_target():
@@ -293,7 +293,7 @@ def test_sample_verdicts_hold_at_a_large_size():
 @pytest.mark.filterwarnings("ignore:Implicit dimension choice")
 def test_builtin_verdicts_hold_at_a_large_size():
     from gradaudit.core import run_audit
-    from gradaudit.groups import torch_activations
+    from gradaudit.targets.groups import torch_activations
 
     expected = recorded()["verdicts"]
     for target in torch_activations():
@@ -318,7 +318,7 @@ class SignBlindSiLU(WrongSiLU):
 def test_evaluation_in_blocks_equals_the_whole(fn, monkeypatch):
     """Blocks give the whole evaluation's values for both grad_output signs, signs of zeros
     included."""
-    import gradaudit.context as context_module
+    import gradaudit.engine.context as context_module
 
     blocked = _context(fn, LARGE)
     assert blocked.evaluate(torch.float64).x.numel() > 2 * context_module.EVALUATION_BLOCK

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from conftest import ROOT
 from gradaudit.cli import main
-from gradaudit.runner import Progress
+from gradaudit.run.runner import Progress
 
 FAST = ["--dtype", "float64", "--dtype", "float32"]
 

@@ -133,9 +133,9 @@ def test_smooth_functions_have_no_kinks():
 
 def _counting_context(fn, **options):
     """An audit context for ``fn`` whose float64 point evaluations are recorded (their sizes)."""
-    from gradaudit.context import AuditContext
+    from gradaudit.engine.context import AuditContext
     from gradaudit.core import build_options
-    from gradaudit.targets import target_from_object
+    from gradaudit.targets.resolve import target_from_object
 
     context = AuditContext(target_from_object(fn), build_options(**options))
     calls = []
@@ -150,9 +150,9 @@ def _counting_context(fn, **options):
 
 
 def test_discovery_cost_is_linear_in_the_grid():
-    from gradaudit.kinks import candidate_brackets
+    from gradaudit.engine.kinks import candidate_brackets
 
-    from gradaudit.inputs import dense_grid
+    from gradaudit.engine.inputs import dense_grid
 
     context, calls = _counting_context(F.hardswish)
     kinks = context.kinks
@@ -169,7 +169,7 @@ def test_discovery_cost_is_linear_in_the_grid():
 
 def _discovery(fn):
     """(kinks, bisection brackets kept, calls of the float64 forward) for ``fn``'s discovery."""
-    from gradaudit.kinks import _bisect, _dense_section, candidate_brackets
+    from gradaudit.engine.kinks import _bisect, _dense_section, candidate_brackets
 
     context, calls = _counting_context(fn, dtypes=["float64"])
     brackets = candidate_brackets(*_dense_section(context))

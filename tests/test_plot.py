@@ -24,7 +24,7 @@ def test_plot_relu6_writes_a_non_blank_png_with_both_kinks(tmp_path, in_root):
 def test_plot_reports_what_it_drew(tmp_path, in_root):
     from gradaudit.core import build_options
     from gradaudit.plot import plot_target
-    from gradaudit.targets import resolve
+    from gradaudit.targets.resolve import resolve
 
     (relu6,) = resolve("torch.nn.functional:relu6")
     drawn = plot_target(relu6, build_options(dtypes=["float64", "float32"]), str(tmp_path / "a.png"))

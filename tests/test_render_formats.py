@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from gradaudit.checks import catalogue, lookup
 from gradaudit.cli import main
 from gradaudit.render import FORMATS, renderer
-from gradaudit.report import Finding, Report
+from gradaudit.model.report import Finding, Report
 
 FAST = ["--dtype", "float64", "--dtype", "float32"]
 TARGETS = ["samples/seed_relu.py:no_back", "samples/defects.py:where_sqrt", "samples/seed_relu.py:MyReLU",
@@ -47,7 +47,7 @@ def test_format_choices_come_from_the_renderers():
 
 
 def test_sarif_has_one_rule_per_check_and_located_results(reports, in_root):
-    document = json.loads(renderer("sarif")(reports))
+    document = json.loads(renderer("sarif")(reports, checks=catalogue().values()))
     assert document["version"] == "2.1.0" and "sarif" in document["$schema"]
     (run_,) = document["runs"]
     rules = run_["tool"]["driver"]["rules"]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 import gradaudit
-from gradaudit import inputs
+from gradaudit.engine import inputs
 from gradaudit.core import OptionError, audit_target_string, build_options
 
 FAST = {"dtypes": ("float64", "float32"), "size": 64}
@@ -253,7 +253,7 @@ def test_direct_audit_raises_value_error_naming_target_and_option(option, value)
 
 # -- issue 19: the model imports nothing upward ----------------------------------------------
 def test_report_module_imports_neither_torch_nor_checks_nor_render():
-    code = ("import sys, gradaudit.report; "
+    code = ("import sys, gradaudit.model.report; "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('gradaudit.checks', "
             "'gradaudit.render'))))")
     env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
@@ -263,7 +263,7 @@ def test_report_module_imports_neither_torch_nor_checks_nor_render():
 
 def test_code_to_slug_table_equals_the_registry():
     from gradaudit.checks import catalogue
-    from gradaudit.codes import SLUGS
+    from gradaudit.model.codes import SLUGS
 
     registry = {code: check.slug for code, check in catalogue().items()}
     assert {code: slug for code, slug in SLUGS.items() if code in registry} == registry
@@ -272,7 +272,7 @@ def test_code_to_slug_table_equals_the_registry():
 
 
 def test_finding_carries_its_slug_and_to_dict_is_unchanged():
-    from gradaudit.report import Finding, Report
+    from gradaudit.model.report import Finding, Report
 
     finding = Finding("GA203", "warn", "m")
     assert finding.check == "signed-zero-output"

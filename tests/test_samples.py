@@ -24,7 +24,7 @@ def table() -> list[tuple[str, str, set[str]]]:
 
 
 def test_table_covers_every_discovered_sample():
-    from gradaudit.discovery import discover
+    from gradaudit.targets.discovery import discover
 
     listed = {target for target, _, _ in table()}
     discovered = {os.path.relpath(t.name, SAMPLES).replace(os.sep, "/") for t in discover(SAMPLES)}

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from gradaudit.cli import main
-from gradaudit.targets import resolve
+from gradaudit.targets.resolve import resolve
 
 QUICK = ["--dtype", "float64", "--size", "64", "--select", "GA101,GA202", "--format", "json"]
 """A cheap audit: float64 only, a small probe, two checks."""
@@ -124,7 +124,7 @@ def test_an_activation_marked_where_it_is_bound_belongs_to_that_file(tmp_path, m
 
 def test_several_specs_naming_one_object_are_one_target(src_and_tests):
     """A directory, a file in it, and the same file spelled otherwise: one audit."""
-    from gradaudit.targets import unique_names
+    from gradaudit.targets.resolve import unique_names
 
     names = [t.name for spec in ("src", "src/pkg/acts.py", "./src/pkg/acts.py") for t in resolve(spec)]
     assert names == ["src/pkg/acts.py:sqrt_relu"] * 3
@@ -134,7 +134,7 @@ def test_several_specs_naming_one_object_are_one_target(src_and_tests):
 
 
 def test_first_seen_keeps_one_spelling_over_a_whole_run(src_and_tests):
-    from gradaudit.target_names import first_seen
+    from gradaudit.targets.names import first_seen
 
     seen: set[str] = set()
     assert first_seen(["src/pkg/acts.py:sqrt_relu", "broken.py"], seen) == ["src/pkg/acts.py:sqrt_relu", "broken.py"]
@@ -149,7 +149,7 @@ def test_a_run_given_a_directory_and_a_file_in_it_audits_each_target_once(src_an
 
 
 def test_unique_drops_repeated_objects():
-    from gradaudit.targets import unique
+    from gradaudit.targets.resolve import unique
 
     first, second = resolve("torch.nn.functional:relu"), resolve("torch.nn.functional:relu")
     assert [t.name for t in unique(first + second + resolve("torch.nn.functional:silu"))] == [
@@ -328,7 +328,7 @@ def test_discovery_survives_attributes_that_raise(tmp_path, monkeypatch):
     '''))
     monkeypatch.chdir(tmp_path)
     assert [t.name for t in resolve("lazy.py")] == ["lazy.py:Square"]
-    from gradaudit.targets import TargetError
+    from gradaudit.targets.resolve import TargetError
 
     for named in ("lazy.py:proxy.forward", "lazy.py:optional", "lazy.py:broken"):
         with pytest.raises(TargetError):
@@ -340,8 +340,8 @@ def test_discovery_survives_attributes_that_raise(tmp_path, monkeypatch):
 def test_the_targets_layer_has_no_import_cycle():
     grimp = pytest.importorskip("grimp")
     graph = grimp.build_graph("gradaudit", cache_dir=None)
-    layer = ["gradaudit.targets", "gradaudit.discovery", "gradaudit.groups", "gradaudit.decorator"]
-    layer += [m for m in ("gradaudit.loading", "gradaudit.target_types") if m in graph.modules]
+    layer = ["gradaudit.targets", "gradaudit.targets.discovery", "gradaudit.targets.groups", "gradaudit.targets.decorator"]
+    layer += [m for m in ("gradaudit.targets.loading", "gradaudit.targets.types") if m in graph.modules]
     cycles = [(a, b) for a in layer for b in layer
               if a < b and graph.chain_exists(a, b) and graph.chain_exists(b, a)]
     assert cycles == []

@@ -8,36 +8,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from ..report import Finding
+from ..model.check import Check
+from ..model.report import Finding
 
 if TYPE_CHECKING:
-    from ..context import AuditContext
-
-
-@dataclass(frozen=True)
-class Check:
-    """A check's stable identity and documentation."""
-
-    code: str
-    slug: str
-    status: str
-    summary: str
-    explanation: str
-    fix: str
-    example: str = ""
-    run: Callable[["AuditContext"], Iterable["Finding"]] | None = None
-    streams: bool = False
-    """Whether the check reads the float64 probe's evaluation only through
-    ``AuditContext.evaluation_blocks`` (block by block, once); when every selected check
-    does, a large probe is never stored whole."""
-
-    def finding(self, status: str, message: str, **fields: Any) -> Finding:
-        """A finding of this check (its code and slug filled in)."""
-        return Finding(self.code, status, message, check=self.slug, **fields)
+    from ..engine.context import AuditContext
 
 
 ERROR = Check(

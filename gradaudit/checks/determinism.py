@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 
-from ..context import describe_exception
-from ..messages import example_index, number
-from ..report import Finding
-from ..small_inputs import clause, forward_is_random, identical, known_grad_output, small_input, two_forwards
+from ..engine.context import describe_exception
+from ..engine.messages import example_index, number
+from ..model.report import Finding
+from ..engine.small_inputs import clause, forward_is_random, identical, known_grad_output, small_input, two_forwards
 from . import Check
 
 if TYPE_CHECKING:
-    from ..context import AuditContext
+    from ..engine.context import AuditContext
 
 FIX_REENTRANT = (
     "Leave what the forward saved untouched in backward: compute out of place "

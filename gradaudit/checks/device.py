@@ -24,14 +24,14 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from ..blame import Site, op_name, user_site
-from ..context import describe_exception, dtype_name
-from ..messages import describe_intervals, example_index, intervals, number
-from ..report import Finding
+from ..engine.blame import Site, op_name, user_site
+from ..engine.context import describe_exception, dtype_name
+from ..engine.messages import describe_intervals, example_index, intervals, number
+from ..model.report import Finding
 from . import Check
 
 if TYPE_CHECKING:
-    from ..context import AuditContext
+    from ..engine.context import AuditContext
 
 META_SIZE = 8
 """Length of the meta probe: any non-scalar shape does; meta tensors hold no data."""

@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 
-from .. import scans
-from ..context import CallError, describe_exception, dtype_name
-from ..inputs import representable_part
-from ..messages import describe_intervals, example_index, intervals, number
-from ..report import Finding
-from ..small_inputs import clause, close
+from ..engine import scans
+from ..engine.context import CallError, describe_exception, dtype_name
+from ..engine.inputs import representable_part
+from ..engine.messages import describe_intervals, example_index, intervals, number
+from ..model.report import Finding
+from ..engine.small_inputs import clause, close
 from .nonfinite import HEADROOM
 from . import Check
 
 if TYPE_CHECKING:
-    from ..context import AuditContext
+    from ..engine.context import AuditContext
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 TOLERANCE_UNITS = 16

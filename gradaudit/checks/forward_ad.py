@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 
-from ..context import CallError, describe_exception
-from ..messages import describe_intervals, example_index, intervals, number
-from ..report import Finding
-from ..small_inputs import clause, small_matrix
+from ..engine.context import CallError, describe_exception
+from ..engine.messages import describe_intervals, example_index, intervals, number
+from ..model.report import Finding
+from ..engine.small_inputs import clause, small_matrix
 from . import Check
 
 if TYPE_CHECKING:
-    from ..context import AuditContext
+    from ..engine.context import AuditContext
 
 RTOL, ATOL = 1e-6, 1e-9
 """Two analytic derivatives of the same float64 formula: they agree to rounding."""

@@ -9,16 +9,16 @@ import numpy as np
 import torch
 from torch.autograd.gradcheck import GradcheckError
 
-from .. import inputs, scans
-from ..context import EVALUATION_BLOCK, CallError, Unblockable
-from ..messages import describe_intervals, example_index, intervals, number
-from ..numerics import (ATOL, EPS64, RTOL, STEP, _array, numerical_derivative, shorter_steps,  # noqa: F401 (STEP: for GA105)
+from ..engine import inputs, scans
+from ..engine.context import EVALUATION_BLOCK, CallError, Unblockable
+from ..engine.messages import describe_intervals, example_index, intervals, number
+from ..engine.numerics import (ATOL, EPS64, RTOL, STEP, _array, numerical_derivative, shorter_steps,  # noqa: F401 (STEP: for GA105)
                         smooth_points, within_reach)
-from ..report import Finding
+from ..model.report import Finding
 from . import Check
 
 if TYPE_CHECKING:
-    from ..context import AuditContext, Evaluation
+    from ..engine.context import AuditContext, Evaluation
 
 CONSTANT_SHARE = 0.99
 """Above this share of locally constant smooth points, the forward is piecewise constant and
@@ -45,7 +45,7 @@ def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor,
     else (grid ends, kinks, coarse stretches, non-finite values) goes to that test. No call
     of the target: a dozen vectorised PyTorch operations per block, on torch's threads, in
     block-sized buffers, which read the reciprocal gaps ``spacing()`` gives
-    (:func:`gradaudit.inputs.spacing` of ``x``, cached with the probe). The verdicts go to ``out`` (a bool buffer like ``x``) when given.
+    (:func:`gradaudit.engine.inputs.spacing` of ``x``, cached with the probe). The verdicts go to ``out`` (a bool buffer like ``x``) when given.
     """
     passed = torch.empty(x.numel(), dtype=torch.bool) if out is None else out
     if y.dtype != torch.float64 or analytic.dtype != torch.float64 or x.numel() < 3:
@@ -132,7 +132,7 @@ def compare(ctx: "AuditContext") -> dict[str, torch.Tensor | None] | None:
 
 def _compare_streamed(ctx: "AuditContext") -> dict[str, torch.Tensor | None] | None:
     """:func:`compare` screening each block of the evaluation as it comes
-    (:meth:`~gradaudit.context.AuditContext.evaluation_blocks`), keeping only the values at
+    (:meth:`~gradaudit.engine.context.AuditContext.evaluation_blocks`), keeping only the values at
     the points left to central differences: nothing probe-sized is stored, and each block is
     screened while it is in cache, into one block-sized buffer. None when the probe cannot be
     streamed, or when some point is wrong: then :func:`compare` evaluates the probe whole,
@@ -174,7 +174,7 @@ def _central_differences(ctx: "AuditContext", xs: torch.Tensor, ys: torch.Tensor
 
     A point that disagrees, or that does not look smooth with the step h although no kink,
     jump or domain end is within reach, is differenced again with shorter steps
-    (:func:`~gradaudit.numerics.shorter_steps`): where they agree with the backward it is right,
+    (:func:`~gradaudit.engine.numerics.shorter_steps`): where they agree with the backward it is right,
     where they agree on another derivative it is wrong, and where float64 cannot resolve its
     derivative it is neither smooth nor wrong (``numeric["unresolved"]`` marks it)."""
     numeric = numerical_derivative(ctx, xs, ys)

@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 from torch.autograd.gradcheck import GradcheckError
 
-from ..context import describe_exception
-from ..messages import describe_intervals, example_index, intervals, number
-from ..numerics import numerical_derivative, smooth_points
-from ..report import Finding
-from ..small_inputs import clause, small_matrix
+from ..engine.context import describe_exception
+from ..engine.messages import describe_intervals, example_index, intervals, number
+from ..engine.numerics import numerical_derivative, smooth_points
+from ..model.report import Finding
+from ..engine.small_inputs import clause, small_matrix
 from . import Check
 from .forward_ad import at_base
 from .gradient import compare
 
 if TYPE_CHECKING:
-    from ..context import AuditContext
+    from ..engine.context import AuditContext
 
 RTOL, ATOL = 1e-2, 1e-4
 """Looser than GA101's: the numerical value differentiates the backward, which carries its own

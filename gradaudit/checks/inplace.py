@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 
-from ..messages import example_index, number
-from ..report import Finding
-from ..small_inputs import identical, known_grad_output, small_input
+from ..engine.messages import example_index, number
+from ..model.report import Finding
+from ..engine.small_inputs import identical, known_grad_output, small_input
 from . import Check
 
 if TYPE_CHECKING:
-    from ..context import AuditContext
+    from ..engine.context import AuditContext
 
 FIX_FORWARD = (
     "Compute out of place (torch.relu(x) or x.clamp(min=0) instead of x.relu_(), or clone "

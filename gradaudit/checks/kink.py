@@ -6,16 +6,16 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
-from .. import scans
-from ..context import CallError, dtype_name
-from ..messages import number
-from ..report import Finding
+from ..engine import scans
+from ..engine.context import CallError, dtype_name
+from ..engine.messages import number
+from ..model.report import Finding
 from . import Check
 from .gradient import compare, straight_through
 
 if TYPE_CHECKING:
-    from ..context import AuditContext
-    from ..kinks import Kink
+    from ..engine.context import AuditContext
+    from ..engine.kinks import Kink
 
 PLACES = (0, 1, 7, 8, 15, 16, 17, 31, 32, 63, 64, 100, 128, 255, 256)
 """Positions of the kink inside a 257-element tensor: vector bodies and scalar tails."""

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from .. import scans
-from ..context import dtype_name
-from ..small_inputs import close, describe_mismatch
+from ..engine import scans
+from ..engine.context import dtype_name
+from ..engine.small_inputs import close, describe_mismatch
 from .nonfinite import HEADROOM
 
 if TYPE_CHECKING:
-    from ..context import AuditContext
+    from ..engine.context import AuditContext
     from .shape import Layout
 
 TOLERANCE_UNITS = 4
@@ -93,7 +93,7 @@ class Judge:
 
 
 def float64_value(truth: torch.Tensor, mask: torch.Tensor) -> str:
-    from ..messages import number
+    from ..engine.messages import number
 
     index = int(torch.nonzero(mask.reshape(-1)).flatten()[0])
     return number(float(truth.reshape(-1)[index]))

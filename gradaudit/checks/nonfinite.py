@@ -6,17 +6,17 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 
-from .. import scans
-from ..blame import offending_inputs
-from ..context import CallError, dtype_name
-from ..inputs import SPECIAL_VALUES
-from ..messages import describe_intervals, example_index, flagged, intervals, number
-from ..numerics import numerical_derivative, smooth_points
-from ..report import Finding
+from ..engine import scans
+from ..engine.blame import offending_inputs
+from ..engine.context import CallError, dtype_name
+from ..engine.inputs import SPECIAL_VALUES
+from ..engine.messages import describe_intervals, example_index, flagged, intervals, number
+from ..engine.numerics import numerical_derivative, smooth_points
+from ..model.report import Finding
 from . import Check
 
 if TYPE_CHECKING:
-    from ..context import AuditContext, Evaluation
+    from ..engine.context import AuditContext, Evaluation
 
 HEADROOM = 64.0
 """Inputs within this factor of the dtype's max may overflow in any formula that scales them
@@ -196,6 +196,7 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
 CHECKS = [
     Check(
         code="GA201",
+        blame=("nonfinite", "forward"),
         slug="nonfinite-output",
         status="fail",
         summary="NaN/inf output for a finite input where the float64 value is finite and representable",
@@ -210,6 +211,7 @@ CHECKS = [
     ),
     Check(
         code="GA202",
+        blame=("nonfinite", "backward"),
         slug="nonfinite-gradient",
         status="fail",
         summary="NaN/inf gradient at a finite input with a finite output (e.g. the torch.where trap)",

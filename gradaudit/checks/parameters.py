@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 
-from ..messages import number
-from ..report import Finding
-from ..small_inputs import known_grad_output, small_input
+from ..engine.messages import number
+from ..model.report import Finding
+from ..engine.small_inputs import known_grad_output, small_input
 from . import Check
 from .gradient import ATOL, EPS64, RTOL, STEP
 
 if TYPE_CHECKING:
-    from ..context import AuditContext
+    from ..engine.context import AuditContext
 
 MAX_ELEMENTS = 16
 """Parameter elements checked per parameter (evenly spread), so large modules stay fast."""

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 
-from ..context import CallError, describe_exception, dtype_name
-from ..report import Finding
-from ..small_inputs import backward_is_random, clause, forward_is_random, identical, known_grad_output, small_input
+from ..engine.context import CallError, describe_exception, dtype_name
+from ..model.report import Finding
+from ..engine.small_inputs import backward_is_random, clause, forward_is_random, identical, known_grad_output, small_input
 from . import Check
 from .layouts_judge import Judge, dependency_scales, once
 
 if TYPE_CHECKING:
-    from ..context import AuditContext
+    from ..engine.context import AuditContext
 
 FIX = (
     "Use .reshape instead of .view (or call .contiguous() first), index with [..., i] rather than "

@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 
-from .. import scans
-from ..blame import offending_inputs
-from ..context import CallError, Evaluation, dtype_name
-from ..messages import describe_intervals, example_index, intervals, number
-from ..report import Finding
-from ..zero_regions import GENTLE_DECAY, SEARCH_POINTS, WholeFn, classify, classify_whole, edge_decays, jitter, shuffled
+from ..engine import scans
+from ..engine.blame import offending_inputs
+from ..engine.context import CallError, Evaluation, dtype_name
+from ..engine.messages import describe_intervals, example_index, intervals, number
+from ..model.report import Finding
+from ..engine.zero_regions import GENTLE_DECAY, SEARCH_POINTS, WholeFn, classify, classify_whole, edge_decays, jitter, shuffled
 from . import Check
 
 if TYPE_CHECKING:
-    from ..context import AuditContext
+    from ..engine.context import AuditContext
 
 __all__ = ["CHECKS", "GENTLE_DECAY", "SEARCH_POINTS", "classify", "run_gradient", "run_output"]
 _edge_decays = edge_decays  # the name the tests know
@@ -121,7 +121,7 @@ def _finding(code: str, status: str, what: str, fix: str, row: Row, dtypes: list
 # -- float64 evaluations of the whole probe ----------------------------------------------------------
 def _whole(ctx: "AuditContext", sign: float | None) -> WholeFn:
     """The float64 target (``sign`` None) or its vjp with grad_output ``sign`` at a whole probe;
-    draw ``k`` perturbs grad_output by :func:`gradaudit.zero_regions.jitter`."""
+    draw ``k`` perturbs grad_output by :func:`gradaudit.engine.zero_regions.jitter`."""
     seed = ctx.options.seed
 
     def values(x64: torch.Tensor, draw: int | None) -> torch.Tensor:
@@ -268,6 +268,7 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
 CHECKS = [
     Check(
         code="GA203",
+        blame=("negative-zero", "forward"),
         slug="signed-zero-output",
         status="warn / info",
         summary="the target creates -0.0 outputs (spurious: warn; underflow or propagated: info)",
@@ -284,6 +285,7 @@ CHECKS = [
     ),
     Check(
         code="GA204",
+        blame=("negative-zero", "backward"), negative_grad_output=True,
         slug="signed-zero-gradient",
         status="warn / info",
         summary="the backward creates -0.0 gradients (probed with grad_outputs of both signs)",

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 
-from ..report import Finding
-from ..small_inputs import clause, close, describe_mismatch, known_grad_output, small_input
+from ..model.report import Finding
+from ..engine.small_inputs import clause, close, describe_mismatch, known_grad_output, small_input
 from . import Check
 from .forward_ad import own_method, transform_error
 
 if TYPE_CHECKING:
-    from ..context import AuditContext
+    from ..engine.context import AuditContext
 
 BATCH = 4
 TOLERANCE_UNITS = 4

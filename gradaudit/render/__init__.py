@@ -1,6 +1,7 @@
 """Renderers: the only code that formats reports for people or tools.
 
-Each format is a module here with a ``render_<name>(reports, verbose=False) -> str``.
+Each format is a module here with a ``render_<name>(reports, verbose=False, **extra) -> str``;
+the front end passes ``checks=`` (the registry's check metadata), which SARIF reads for its rules.
 """
 from __future__ import annotations
 

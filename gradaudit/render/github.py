@@ -6,7 +6,9 @@ commands for GitHub Actions".
 """
 from __future__ import annotations
 
-from ..report import Report, worst_status
+from typing import Any
+
+from ..model.report import Report, worst_status
 from .location import finding_location, level, shown
 
 COMMAND = {"error": "error", "warning": "warning", "note": "notice"}
@@ -20,7 +22,7 @@ def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def render_github(reports: list[Report], verbose: bool = False) -> str:
+def render_github(reports: list[Report], verbose: bool = False, **_: Any) -> str:
     lines = []
     for report in reports:
         for finding in shown(report, verbose):

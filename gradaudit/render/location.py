@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..report import Finding, Report
+from ..model.report import Finding, Report
 
 
 def finding_location(report: Report, finding: Finding) -> dict[str, Any] | None:

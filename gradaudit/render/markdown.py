@@ -1,7 +1,9 @@
 """Markdown for pull-request comments: a summary table, then a table of findings."""
 from __future__ import annotations
 
-from ..report import Report, worst_status
+from typing import Any
+
+from ..model.report import Report, worst_status
 from .location import finding_location, shown
 
 
@@ -17,7 +19,7 @@ def _where(report: Report, finding: object) -> str:
     return f"`{location['path']}:{location['line']}`" if location.get("line") else f"`{location['path']}`"
 
 
-def render_markdown(reports: list[Report], verbose: bool = False) -> str:
+def render_markdown(reports: list[Report], verbose: bool = False, **_: Any) -> str:
     overall = worst_status([r.status for r in reports]) if reports else "pass"
     lines = [f"### gradaudit: {len(reports)} target(s), overall **{overall}**", ""]
     lines += ["| target | status | fail | warn | info |", "|---|---|---:|---:|---:|"]

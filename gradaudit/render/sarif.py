@@ -9,20 +9,24 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from typing import Any
+from typing import Any, Iterable
 
-from ..report import Report
-from .json import _clean
+from ..model.check import Check
+from ..model.codes import SLUGS
+from ..model.report import Report, json_safe
+from ..model.version import __version__
 from .location import finding_location, level, shown
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
 
-def _rules() -> tuple[list[dict[str, Any]], dict[str, int]]:
-    from ..checks import catalogue
-
+def _rules(checks: Iterable[Check], reports: list[Report]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """One rule per check of ``checks`` (the registry's metadata, given by the front end), or,
+    for a saved report rendered without it, per code the findings use."""
+    checks = list(checks) or [Check(code, SLUGS.get(code, code.lower()), "", "", "", "")
+                              for code in sorted({f.code for r in reports for f in r.findings})]
     rules, index = [], {}
-    for position, check in enumerate(catalogue().values()):
+    for position, check in enumerate(checks):
         index[check.code] = position
         help_text = f"{check.explanation}\n\nExample: {check.example}\n\nFix: {check.fix}" if check.example \
             else f"{check.explanation}\n\nFix: {check.fix}"
@@ -32,7 +36,7 @@ def _rules() -> tuple[list[dict[str, Any]], dict[str, int]]:
             "shortDescription": {"text": check.summary},
             "fullDescription": {"text": check.explanation},
             "help": {"text": help_text},
-            "defaultConfiguration": {"level": level(check.status.split()[0])},
+            "defaultConfiguration": {"level": level((check.status or "warn").split()[0])},
             "properties": {"status": check.status},
         })
     return rules, index
@@ -63,10 +67,8 @@ def _result(report: Report, finding: Any, rule_index: dict[str, int]) -> dict[st
     return result
 
 
-def sarif_document(reports: list[Report], verbose: bool = False) -> dict[str, Any]:
-    from .. import __version__
-
-    rules, rule_index = _rules()
+def sarif_document(reports: list[Report], verbose: bool = False, checks: Iterable[Check] = ()) -> dict[str, Any]:
+    rules, rule_index = _rules(checks, reports)
     results = [_result(r, f, rule_index) for r in reports for f in shown(r, verbose)]
     run = {
         "tool": {"driver": {"name": "gradaudit", "version": __version__, "semanticVersion": __version__,
@@ -75,8 +77,8 @@ def sarif_document(reports: list[Report], verbose: bool = False) -> dict[str, An
         "results": results,
         "properties": {"targets": [{"target": r.target, "status": r.status} for r in reports]},
     }
-    return _clean({"$schema": SCHEMA, "version": "2.1.0", "runs": [run]})
+    return json_safe({"$schema": SCHEMA, "version": "2.1.0", "runs": [run]})
 
 
-def render_sarif(reports: list[Report], verbose: bool = False) -> str:
-    return json.dumps(sarif_document(reports, verbose), indent=2, allow_nan=False) + "\n"
+def render_sarif(reports: list[Report], verbose: bool = False, checks: Iterable[Check] = ()) -> str:
+    return json.dumps(sarif_document(reports, verbose, checks), indent=2, allow_nan=False) + "\n"

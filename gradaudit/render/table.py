@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import textwrap
+from typing import Any
 
 from tabulate import tabulate
 
-from ..messages import number
-from ..report import Report, worst_status
+from ..model.numbers import number
+from ..model.report import Report, worst_status
 
 WIDTH = 100
 
@@ -20,11 +21,15 @@ def summary_table(reports: list[Report]) -> str:
     return tabulate(rows, headers=["target", "status", "fail", "warn", "info", "seconds"], tablefmt="simple")
 
 
+KINK_ROW = ("location", "left", "right", "verdict")
+"""The details a finding about one kink or jump carries: such findings make the kink table."""
+
+
 def kink_table(report: Report) -> str | None:
     rows = []
     for finding in report.findings:
         details = finding.details or {}
-        if finding.code not in ("GA301", "GA302") or "location" not in details or "verdict" not in details:
+        if not all(key in details for key in KINK_ROW):
             continue
         implemented = details.get("implemented", {})
         shown = implemented.get("float64", {}).get("alone")
@@ -58,7 +63,7 @@ def findings_block(report: Report, verbose: bool) -> str:
     return "\n".join(lines)
 
 
-def render_table(reports: list[Report], verbose: bool = False) -> str:
+def render_table(reports: list[Report], verbose: bool = False, **_: Any) -> str:
     parts = [summary_table(reports)]
     for report in reports:
         kinks = kink_table(report)

@@ -33,12 +33,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from .messages import flagged
-from .targets import display_path
+from ..targets.resolve import display_path
 from .zero_regions import shuffled
 
 if TYPE_CHECKING:
     from .context import AuditContext
-    from .report import Finding
+    from ..model.report import Finding
 
 BLAMED_CODES = {"GA201": ("nonfinite", "forward"), "GA202": ("nonfinite", "backward"),
                 "GA203": ("negative-zero", "forward"), "GA204": ("negative-zero", "backward")}
@@ -48,7 +48,7 @@ MAX_INPUTS = 8
 """Offending inputs a finding records and blame re-runs: the cost does not grow with the audit."""
 
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
-_GRADAUDIT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_GRADAUDIT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # the package, above engine/
 
 
 # -- what the checks record ------------------------------------------------------------------

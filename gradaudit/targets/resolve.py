@@ -17,8 +17,8 @@ from .discovery import discover
 from .groups import resolve_group
 from .loading import (import_module, load_container, load_file, names_attribute, package_module,
                       resolve_attribute, resolve_named, split_call)
-from .target_names import dedupe_key, first_seen, unique_names
-from .target_types import (HOME_ATTRIBUTE, OPTIONS_ATTRIBUTE, Target, TargetError, UnloadableFile,
+from .names import dedupe_key, first_seen, unique_names
+from .types import (HOME_ATTRIBUTE, OPTIONS_ATTRIBUTE, Target, TargetError, UnloadableFile,
                            display_path, source_location, target_from_object, unique)
 
 
@@ -26,7 +26,7 @@ def resolve(spec: str) -> list[Target]:
     """The targets a command-line target string names.
 
     ``mod:attr`` and ``file.py:attr`` name one target; ``@group`` names a target group
-    (see :mod:`gradaudit.groups`); a bare module, file or directory is searched with
+    (see :mod:`gradaudit.targets.groups`); a bare module, file or directory is searched with
     :func:`discover`, each object once.
     """
     if spec.startswith("@"):

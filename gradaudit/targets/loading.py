@@ -23,8 +23,8 @@ import os
 import sys
 from typing import Any, Iterator
 
-from .target_names import looks_like_path
-from .target_types import OPTIONS_ATTRIBUTE, Target, TargetError, display_path
+from .names import looks_like_path
+from .types import OPTIONS_ATTRIBUTE, Target, TargetError, display_path
 
 _FAILED: dict[tuple[str, int], str] = {}
 """Files that failed to import, by (absolute path, modification time): the error, so that a

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
-from .target_types import HOME_ATTRIBUTE, OPTIONS_ATTRIBUTE
+from .types import HOME_ATTRIBUTE, OPTIONS_ATTRIBUTE
 
 T = TypeVar("T")
 

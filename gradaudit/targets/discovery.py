@@ -16,9 +16,9 @@ from typing import Any
 import torch
 
 from .loading import import_module, load_file
-from .source_files import mentions_torch, python_files, skipped_file
-from .target_names import looks_like_path
-from .target_types import HOME_ATTRIBUTE, OPTIONS_ATTRIBUTE, Target, TargetError, UnloadableFile, display_path
+from .files import mentions_torch, python_files, skipped_file
+from .names import looks_like_path
+from .types import HOME_ATTRIBUTE, OPTIONS_ATTRIBUTE, Target, TargetError, UnloadableFile, display_path
 
 __all__ = ["discover", "targets_in_module", "mentions_torch"]
 

@@ -14,7 +14,7 @@ import torch
 
 from . import scans
 from .inputs import DEFAULT_SIZE, base_positions, dense_points, probe_spacing, probe_values
-from .targets import Target, TargetError
+from ..targets.resolve import Target, TargetError
 
 DTYPE_NAMES = {
     "float64": torch.float64,
@@ -89,7 +89,7 @@ class Evaluation:
 
     def flags(self, which: str | float = "y") -> tuple[torch.Tensor, torch.Tensor]:
         """``(non-finite, negative zeros)`` of the output (``"y"``) or of ``grads[which]``: their
-        sorted flat indices (:func:`gradaudit.scans.flags`; read-only), found once. An
+        sorted flat indices (:func:`gradaudit.engine.scans.flags`; read-only), found once. An
         evaluation made in blocks finds them block by block, while each block is in cache."""
         if which not in self.found:
             values = self.y if which == "y" else self.grads[which]
@@ -335,7 +335,7 @@ class AuditContext:
 
     # -- evaluations ------------------------------------------------------------------------
     def probe(self, dtype: torch.dtype, samples: int | None = None) -> torch.Tensor:
-        """The sorted probe inputs for ``dtype`` (see :func:`gradaudit.inputs.probe_values`)."""
+        """The sorted probe inputs for ``dtype`` (see :func:`gradaudit.engine.inputs.probe_values`)."""
         return probe_values(dtype, samples=samples, **self._probe_options)
 
     @property
@@ -345,7 +345,7 @@ class AuditContext:
         return {"domain": options.domain, "size": options.size, "seed": options.seed, "kinks": options.kinks}
 
     def probe_spacing(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """The spacing of :meth:`probe` (see :func:`gradaudit.inputs.spacing`), cached with it."""
+        """The spacing of :meth:`probe` (see :func:`gradaudit.engine.inputs.spacing`), cached with it."""
         return probe_spacing(dtype, **self._probe_options)
 
     def base_probe(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -369,7 +369,7 @@ class AuditContext:
     def streaming(self) -> bool:
         """Whether every selected check reads the float64 evaluation block by block
         (``Check.streams``), so that none needs it stored whole."""
-        from .checks import catalogue
+        from ..checks import catalogue
 
         checks = [check for code, check in catalogue().items() if code in self.options.codes and check.run]
         return bool(checks) and all(check.streams for check in checks)
@@ -583,7 +583,7 @@ class AuditContext:
     # -- kinks -------------------------------------------------------------------------------
     @functools.cached_property
     def kinks(self) -> list[Any]:
-        """Declared and discovered kinks and jumps (see :mod:`gradaudit.kinks`)."""
+        """Declared and discovered kinks and jumps (see :mod:`gradaudit.engine.kinks`)."""
         from .kinks import find_kinks
 
         return find_kinks(self)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .loading import resolve_named
-from .target_types import Target, TargetError
+from .types import Target, TargetError
 
 FUNCTIONAL = [
     "relu", "rrelu", "hardtanh", "relu6", "sigmoid", "hardsigmoid", "tanh", "silu", "mish", "hardswish",

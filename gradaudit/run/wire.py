@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from .report import Finding, Report
+from ..model.report import Finding, Report
 
 KINDS = ("ready", "located", "done", "fatal")
 """Kinds of message a worker sends: started; found its target (payload: its location);

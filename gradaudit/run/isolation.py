@@ -7,7 +7,7 @@ other target is still audited.
 
 Workers are long-lived ``spawn`` processes (torch is imported once per worker, not once per
 target). They receive target strings and plain option keywords, never objects, and answer
-with JSON data (:mod:`gradaudit.cli_run_wire`), never pickles, so that a target running in a
+with JSON data (:mod:`gradaudit.run.wire`), never pickles, so that a target running in a
 worker cannot make the parent run code. Per task a worker sends ``located`` once it has found
 the target, so a report for a target that then hangs or crashes still points at its source,
 and ``done`` when finished; ``fatal`` says why, if the worker itself is about to die.
@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
-from . import cli_run_wire as wire
-from .cli_run_tasks import names_one_target
+from . import wire
+from .tasks import names_one_target
 from .config import Config
-from .report import Finding, Report
-from .target_names import first_seen
+from ..model.report import Finding, Report
+from ..targets.names import first_seen
 
 STARTUP_SECONDS = 300.0
 """How long a new worker may take to import torch and gradaudit before the run gives up."""
@@ -51,7 +51,7 @@ def _worker_main(conn: Connection, option_kwargs: dict[str, Any], config: Config
     sys.stdout = sys.stderr
     import torch
 
-    from . import cli_run_tasks as tasks
+    from . import tasks
 
     torch.set_num_threads(threads)  # the workers share the cores instead of oversubscribing them
 

@@ -1,7 +1,7 @@
 """Findings and per-target reports: the data every front end renders.
 
 Pure data: this module imports neither torch, nor the check registry, nor a renderer.
-A finding's slug comes from :data:`gradaudit.codes.SLUGS`; the text of
+A finding's slug comes from :data:`gradaudit.model.codes.SLUGS`; the text of
 :class:`AuditFailure` comes from the renderer installed with :func:`set_failure_renderer`
 (``gradaudit.core`` installs the table renderer).
 """
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .codes import SLUGS
+from .version import __version__
 
 STATUS_ORDER = {"pass": 0, "info": 0, "warn": 1, "fail": 2, "error": 3}
 """Severity of a finding or target status; ``info`` counts as ``pass``."""
@@ -64,22 +65,20 @@ class Finding:
         return out
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no NaN or infinity: write them as strings."""
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def run_document(reports: list["Report"]) -> dict[str, Any]:
     """The JSON document of DESIGN.md for a run of ``reports`` (NaN and infinities as strings)."""
-    from . import __version__
-
-    return _json_safe({
+    return json_safe({
         "tool": "gradaudit",
         "version": __version__,
         "status": worst_status([r.status for r in reports]) if reports else "pass",

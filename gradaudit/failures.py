@@ -17,7 +17,7 @@ import numpy
 import torch
 
 from .checks import ERROR
-from .report import Finding
+from .model.report import Finding
 
 TARGET_EXITS = (SystemExit, GeneratorExit)
 """What a target may raise that is no ``Exception`` but must not end the audit run."""
@@ -67,7 +67,7 @@ def user_frame(exc: BaseException) -> traceback.FrameSummary | None:
 
 
 def frame_location(frame: traceback.FrameSummary) -> dict[str, Any]:
-    from .targets import display_path
+    from .targets.resolve import display_path
 
     return {"path": display_path(frame.filename), "line": frame.lineno}
 

@@ -1,8 +1,8 @@
 """A run of ``gradaudit check``: expand target strings, audit each target, report progress.
 
 Targets are audited in this process, or, with ``jobs > 1`` or a ``timeout``, in worker
-processes (:mod:`gradaudit.isolation`). Both paths go through the tasks of
-:mod:`gradaudit.cli_run_tasks` (:func:`expand`, :func:`audit_one`), which take and return
+processes (:mod:`gradaudit.run.isolation`). Both paths go through the tasks of
+:mod:`gradaudit.run.tasks` (:func:`expand`, :func:`audit_one`), which take and return
 only plain data: target strings, option keywords and reports. The runner imports
 isolation, never the other way round.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 import sys
 from typing import IO, Any, Mapping
 
-from .cli_run_tasks import audit_one, expand, is_path, locate, names_one_target, stdout_to_stderr
+from .tasks import audit_one, expand, is_path, locate, names_one_target, stdout_to_stderr
 from .config import Config
-from .report import Report
-from .target_names import first_seen
+from ..model.report import Report
+from ..targets.names import first_seen
 
 PROGRESS_MIN_TARGETS = 8
 """Progress is shown on a terminal's stderr from this many targets on."""

@@ -5,7 +5,7 @@ keywords, reports). Whatever a target raises while it is imported, searched or a
 ``SystemExit`` and ``GeneratorExit`` included, becomes a GA901 report for that target (only
 ``KeyboardInterrupt`` goes through, to stop the run). :func:`stdout_to_stderr` keeps what
 targets print off stdout, which holds the report. Both the runner and
-:mod:`gradaudit.isolation` import this module; neither imports the other's internals.
+:mod:`gradaudit.run.isolation` import this module; neither imports the other's internals.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import traceback
 from typing import Any, Iterator, Mapping
 
 from .config import Config, TargetOptionError
-from .report import Finding, Report
+from ..model.report import Finding, Report
 
 
 def names_one_target(spec: str) -> bool:
@@ -37,8 +37,8 @@ def expand(spec: str, verbose: bool = False) -> tuple[list[str], list[Report]]:
     """
     if names_one_target(spec):
         return [spec], []
-    from . import core
-    from .targets import TargetError
+    from .. import core
+    from ..targets.resolve import TargetError
 
     core.VERBOSE_TRACEBACKS = verbose
     try:
@@ -65,7 +65,7 @@ def audit_one(name: str, option_kwargs: Mapping[str, Any], config: Config, verbo
     needs the target's context to judge (an unknown check, a reference that cannot be
     loaded) by :func:`gradaudit.core.merge_declared`.
     """
-    from . import core
+    from .. import core
 
     core.VERBOSE_TRACEBACKS = verbose
     try:
@@ -80,7 +80,7 @@ def audit_one(name: str, option_kwargs: Mapping[str, Any], config: Config, verbo
 
 def locate(name: str) -> dict[str, Any] | None:
     """Where target ``name`` is defined, or None if it cannot be resolved."""
-    from .targets import resolve
+    from ..targets.resolve import resolve
 
     try:
         targets = resolve(name)

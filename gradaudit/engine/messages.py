@@ -5,20 +5,10 @@ import math
 
 import torch
 
+from ..model.numbers import number
 from . import scans
 
-
-def number(value: float) -> str:
-    """A short, exact-enough rendering of a float that keeps the sign of zero."""
-    if value == 0:
-        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if value == round(value) and abs(value) < 1e6:
-        return f"{value:.1f}"
-    return f"{value:.6g}"
+__all__ = ["number", "flagged", "runs", "runs_of", "describe_intervals", "intervals", "example_index"]
 
 
 def flagged(mask: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Every check code and its slug (DESIGN.md's catalogue), as pure data.
 
-The model (:mod:`gradaudit.report`) names a finding's check from this table, so it needs
+The model (:mod:`gradaudit.model.report`) names a finding's check from this table, so it needs
 neither torch nor the check registry; a test keeps it equal to the registry
 (:func:`gradaudit.checks.catalogue`). A retired code is never reused.
 """

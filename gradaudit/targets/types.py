@@ -1,6 +1,6 @@
 """What a target is: :class:`Target`, :class:`TargetError`, where a target's source lives, and
 which targets are the same object (near the bottom of the targets layer: it imports only
-:mod:`gradaudit.target_names`).
+:mod:`gradaudit.targets.names`).
 
 How each kind of object is called:
     an ``autograd.Function`` subclass through ``.apply``; an ``nn.Module`` subclass is
@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from .target_names import dedupe_key
+from .names import dedupe_key
 
 OPTIONS_ATTRIBUTE = "__gradaudit__"
 """Attribute where ``@gradaudit.activation`` stores a target's audit options."""

@@ -1,0 +1,1 @@
+"""Running many targets: the run's tasks, worker isolation and the configuration file."""

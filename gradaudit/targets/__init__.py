@@ -1,0 +1,1 @@
+"""Targets: spec parsing, loading by importlib, discovery and groups."""
