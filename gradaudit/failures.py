@@ -93,12 +93,8 @@ def exit_finding(target: str, exc: BaseException, during: str, location: dict[st
     frame = user_frame(exc)
     where = frame_location(frame) if frame is not None else location
     at = f" at {where['path']}:{where['line']}" if where else ""
-    return ERROR.finding(
-        "error",
-        f"{target}: {during}, the target raised {describe(exc)}{at}, which would end the whole run "
-        f"(a CI gate would then pass with nothing audited). A target must not exit: raise an "
-        f"exception instead of calling sys.exit() or raising {type(exc).__name__}.",
-        location=where, details=details)
+    return ERROR.finding("exit", "error", target=target, during=during, exception=describe(exc), at=at,
+                         exit_type=type(exc).__name__, location=where, details=details)
 
 
 def crash_finding(target: str, code: str, slug: str, exc: BaseException,
@@ -110,20 +106,13 @@ def crash_finding(target: str, code: str, slug: str, exc: BaseException,
     if frame is None:
         return None
     where = frame_location(frame)
-    return ERROR.finding(
-        "error",
-        f"{target}: while running {code} ({slug}), the target's code raised "
-        f"{describe(innermost_cause(exc))} at {where['path']}:{where['line']} (in {frame.name}). "
-        f"Fix the target there, or exclude that check with ignore=['{code}'] / --ignore {code}. "
-        f"Other checks still ran.",
-        location=where, details=details)
+    return ERROR.finding("crash", "error", target=target, code=code, slug=slug,
+                         exception=describe(innermost_cause(exc)), path=where["path"], line=where["line"],
+                         function=frame.name, location=where, details=details)
 
 
 def option_finding(target: str, exc: OptionError, location: dict[str, Any] | None) -> Finding:
     """GA901 for a target whose own options (``@gradaudit.activation`` or its config table)
     are invalid; ``details["option"]`` names the option."""
-    return ERROR.finding(
-        "error",
-        f"{target}: its option {exc.option} is invalid: {exc.reason}. Fix it where the target "
-        f"declares it (@gradaudit.activation(...) or its [tool.gradaudit.targets] table).",
-        location=location, details={"option": exc.option})
+    return ERROR.finding("option", "error", target=target, option=exc.option, reason=exc.reason,
+                         location=location, details={"option": exc.option})

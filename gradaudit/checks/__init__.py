@@ -31,7 +31,24 @@ ERROR = Check(
     fix="Point gradaudit at a callable that takes one tensor and returns one tensor "
     "(an activation function, an nn.Module, or an autograd.Function subclass).",
     example="gradaudit check mypkg.acts:missing_name",
+    messages={
+        "message": "{message}",
+        "exit": "{target}: {during}, the target raised {exception}{at}, which would end the whole run "
+                "(a CI gate would then pass with nothing audited). A target must not exit: raise an "
+                "exception instead of calling sys.exit() or raising {exit_type}.",
+        "crash": "{target}: while running {code} ({slug}), the target's code raised {exception} at "
+                 "{path}:{line} (in {function}). Fix the target there, or exclude that check with "
+                 "ignore=['{code}'] / --ignore {code}. Other checks still ran.",
+        "option": "{target}: its option {option} is invalid: {reason}. Fix it where the target declares "
+                  "it (@gradaudit.activation(...) or its [tool.gradaudit.targets] table).",
+        "call": "{target}: while running {code} ({slug}), {reason}. Fix the target or exclude that "
+                "check with ignore=['{code}'] / --ignore {code}.",
+        "internal": "{target}: gradaudit's check {code} ({slug}) crashed with {exception}. This is a "
+                    "gradaudit bug; please report it with the output of -v. Other checks still ran.",
+    },
 )
+"""GA901. Its kinds ``call`` and ``internal`` are for the run loop (``gradaudit.core``);
+``message`` carries a front end's own text (``ERROR.finding("error", text)`` also reads so)."""
 
 
 @lru_cache(maxsize=None)

@@ -216,7 +216,7 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
     location = ctx.target.source("backward")
     first = ctx.first_evaluation()
     if first is not None and first.grad_error:
-        yield _no_gradient(first, location)
+        yield _no_gradient(ctx, first, location)
         return
     if not ctx.elementwise:
         yield from _gradcheck(ctx, location)
@@ -227,7 +227,7 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         if ev.error:  # the base probe was fine, the rest of the probe is not
             raise CallError(ev.error)
         if ev.grad_error:
-            yield _no_gradient(ev, location)
+            yield _no_gradient(ctx, ev, location)
         return
     wrong = result["wrong"]
     skipped = result["unresolved"]
@@ -252,44 +252,58 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         i = int(rest[k])
         examples.append({"input": float(x[i]), "gradient": float(result["analytic"][i]),
                          "numerical": float(central[k])})
-    status = "info" if ctx.options.surrogate else "fail"
-    where = describe_intervals(x[result["smooth"]], wrong[result["smooth"]])
-    message = (
-        f"backward disagrees with central differences at {count} of {total} smooth float64 points "
-        f"({where}); e.g. at x = {number(float(x[shown]))} the backward gives "
-        f"{number(float(result['analytic'][shown]))} and central differences give "
-        f"{number(float(central[shown_k]))} (error {float(error[shown_k]):.3g}; "
-        f"largest relative error {float(relative[worst_k]):.3g} at x = {number(float(x[worst]))}). "
-    )
-    if ctx.options.surrogate:
-        message += "The target is declared a surrogate / straight-through gradient, so this is expected."
-    else:
-        message += (
-            "Fix the backward formula for these inputs (differentiate the forward again, branch by "
-            "branch), or declare surrogate=True if the gradient is a deliberate surrogate."
-        )
-    yield Finding("GA101", status, message, dtype="float64", examples=examples, location=location,
-                  details={"intervals": intervals(x[result["smooth"]], wrong[result["smooth"]]),
-                           "points_checked": total, "points_wrong": count, "points_unresolved": skipped.numel()})
+    yield GRADIENT.finding(
+        "wrong", "fail", audit=ctx, dtype="float64", examples=examples,
+        count=count, total=total, where=describe_intervals(x[result["smooth"]], wrong[result["smooth"]]),
+        x=number(float(x[shown])), gradient=number(float(result["analytic"][shown])),
+        numerical=number(float(central[shown_k])), error=float(error[shown_k]),
+        relative=float(relative[worst_k]), worst=number(float(x[worst])),
+        details={"intervals": intervals(x[result["smooth"]], wrong[result["smooth"]]),
+                 "points_checked": total, "points_wrong": count, "points_unresolved": skipped.numel()})
 
 
 def _unresolved(x: torch.Tensor, location: dict | None) -> Finding:
     """Information: points skipped because float64 cannot resolve the derivative there."""
     magnitude = x.abs()
     shown = float(x[int(magnitude.argmin())])
-    return Finding(
-        "GA101", "info",
-        f"the derivative cannot be resolved in float64 at {x.numel()} point(s) with |x| from "
-        f"{number(float(magnitude.min()))} to {number(float(magnitude.max()))} (e.g. x = {number(shown)}): "
-        "the backward changes within the shortest finite-difference step that float64's rounding "
-        "allows there (a period shorter than the step), so these points were skipped, not judged. "
-        "Shown for information.",
+    return GRADIENT.finding(
+        "unresolved", "info", count=x.numel(), smallest=number(float(magnitude.min())),
+        largest=number(float(magnitude.max())), x=number(shown),
         dtype="float64", location=location, examples=[{"input": shown}],
         details={"points_unresolved": x.numel()})
 
 
-def _no_gradient(ev: "Evaluation", location: dict | None) -> Finding:
-    return Finding("GA101", "fail", f"no usable gradient: {ev.grad_error}.", dtype="float64", location=location)
+def _no_gradient(ctx: "AuditContext", ev: "Evaluation", location: dict | None) -> Finding:
+    """GA101 for a backward that gives no gradient: a fail, unless the forward is flat at every
+    smooth point (a constant or piecewise constant function), whose true gradient is 0."""
+    flat = _flat_at_smooth_points(ctx, ev) if not (ev.grad_error or "").startswith(RAISED) else None
+    if flat is not None:
+        return GRADIENT.finding("constant", "info", reason=ev.grad_error, count=flat, dtype="float64",
+                                location=location, details={"points_checked": flat})
+    return GRADIENT.finding("no-gradient", "fail", reason=ev.grad_error, dtype="float64", location=location)
+
+
+RAISED = "backward raised"
+"""How the engine's ``grad_error`` begins when the backward raised (a defect even where the
+forward is constant), as opposed to no gradient flowing back at all."""
+
+
+def _flat_at_smooth_points(ctx: "AuditContext", ev: "Evaluation") -> int | None:
+    """The number of smooth float64 probe points when central differences of the forward are 0
+    at every one of them (so no gradient is the right gradient), else None. Points whose probe
+    neighbours give the same value are flat already; central differences decide the rest."""
+    if not ctx.elementwise or ev.y is None or ev.y.dtype != torch.float64 or ev.x.numel() < 3:
+        return None
+    x, y = ev.x.reshape(-1), ev.y.reshape(-1)
+    same = torch.diff(y) == 0
+    flat = torch.zeros(y.numel(), dtype=torch.bool)
+    flat[1:-1] = same[:-1] & same[1:]
+    rest = scans.indices(~flat)
+    numeric = numerical_derivative(ctx, x[rest], y[rest])
+    smooth = smooth_points(ctx, x[rest], numeric)
+    if bool((numeric["central"][smooth] != 0).any()):
+        return None
+    return int(flat.sum()) + int(smooth.sum())
 
 
 def _gradcheck(ctx: "AuditContext", location: dict | None) -> Iterator[Finding]:
@@ -302,40 +316,57 @@ def _gradcheck(ctx: "AuditContext", location: dict | None) -> Iterator[Finding]:
     try:
         torch.autograd.gradcheck(lambda t: ctx.call(t), (x,), eps=1e-6, atol=1e-5, rtol=1e-3)
     except GradcheckError as exc:
-        status = "info" if ctx.options.surrogate else "fail"
-        first = str(exc).strip().splitlines()[0]
-        yield Finding("GA101", status,
-                      f"the target is not elementwise, so torch.autograd.gradcheck ran on a seeded "
-                      f"24-element float64 input and failed: {first}. Fix the backward formula.",
-                      dtype="float64", location=location)
+        yield GRADIENT.finding("gradcheck", "fail", audit=ctx, reason=str(exc).strip().splitlines()[0],
+                               dtype="float64", location=location)
     except Exception as exc:  # the target itself failed on this input
-        yield Finding("GA101", "fail",
-                      f"torch.autograd.gradcheck on a seeded 24-element float64 input could not run: "
-                      f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}.",
-                      dtype="float64", location=location)
+        text = str(exc).strip()
+        yield GRADIENT.finding("gradcheck-crashed", "fail", dtype="float64", location=location,
+                               exception=f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}")
 
 
-CHECKS = [
-    Check(
-        code="GA101",
-        slug="gradient",
-        status="fail",
-        summary="backward disagrees with central differences in float64 at smooth points",
-        explanation=(
-            "At every float64 probe point away from kinks and jumps, the backward (vector-Jacobian "
-            "product with ones) is compared with central differences (step eps^(1/3)*max(1,|x|)); a "
-            "point counts as smooth only when its forward and backward one-sided differences agree. "
-            "Elementwise targets (verified by perturbation) are checked at every point in O(n): a point "
-            "whose backward lies within half the tolerance of the secants to both its probe neighbours "
-            "is proven right without calling the target again (the true derivative lies between them), "
-            "and central differences decide the rest. Other targets fall back to "
-            "torch.autograd.gradcheck on a small input. Declared surrogate / "
-            "straight-through gradients are reported as info."
-        ),
-        fix="Correct the backward formula for the failing inputs, or declare the gradient a "
-        "surrogate (surrogate=True, --surrogate) if it is deliberate.",
-        example="backward returns 0 for x > 20 where softplus's derivative is 1",
-        run=run_gradient,
-        streams=True,
-    )
-]
+GRADIENT = Check(
+    code="GA101",
+    slug="gradient",
+    status="fail",
+    summary="backward disagrees with central differences in float64 at smooth points",
+    explanation=(
+        "At every float64 probe point away from kinks and jumps, the backward (vector-Jacobian "
+        "product with ones) is compared with central differences (step eps^(1/3)*max(1,|x|)); a "
+        "point counts as smooth only when its forward and backward one-sided differences agree. "
+        "Elementwise targets (verified by perturbation) are checked at every point in O(n): a point "
+        "whose backward lies within half the tolerance of the secants to both its probe neighbours "
+        "is proven right without calling the target again (the true derivative lies between them), "
+        "and central differences decide the rest. Other targets fall back to "
+        "torch.autograd.gradcheck on a small input. Declared surrogate / "
+        "straight-through gradients are reported as info."
+    ),
+    fix="Correct the backward formula for the failing inputs, or declare the gradient a "
+    "surrogate (surrogate=True, --surrogate) if it is deliberate.",
+    example="backward returns 0 for x > 20 where softplus's derivative is 1",
+    run=run_gradient,
+    streams=True,
+    location_role="backward",
+    surrogate_kinds=("wrong", "gradcheck"),
+    messages={
+        "wrong": "backward disagrees with central differences at {count} of {total} smooth float64 "
+                 "points ({where}); e.g. at x = {x} the backward gives {gradient} and central "
+                 "differences give {numerical} (error {error:.3g}; largest relative error "
+                 "{relative:.3g} at x = {worst}). {fix}",
+        "unresolved": "the derivative cannot be resolved in float64 at {count} point(s) with |x| from "
+                      "{smallest} to {largest} (e.g. x = {x}): the backward changes within the "
+                      "shortest finite-difference step that float64's rounding allows there (a period "
+                      "shorter than the step), so these points were skipped, not judged. Shown for "
+                      "information.",
+        "no-gradient": "no usable gradient: {reason}. Compute the output with differentiable torch "
+                       "operations, or give the autograd.Function a backward that works.",
+        "constant": "no gradient flows back: {reason}. None is needed: central differences of "
+                    "the float64 forward are 0 at all {count} smooth probe points, so the true "
+                    "gradient is 0 there. Shown for information.",
+        "gradcheck": "the target is not elementwise, so torch.autograd.gradcheck ran on a seeded "
+                     "24-element float64 input and failed: {reason}. {fix}",
+        "gradcheck-crashed": "torch.autograd.gradcheck on a seeded 24-element float64 input could "
+                             "not run: {exception}.",
+    },
+)
+
+CHECKS = [GRADIENT]

@@ -53,8 +53,8 @@ def convention(g: float, left: float, right: float, tol: float) -> str:
     return "a value between the one-sided derivatives"
 
 
-def judge(ctx: "AuditContext", kink: "Kink") -> tuple[str, str, dict[str, Any]]:
-    """Status, message and details for one kink."""
+def judge(ctx: "AuditContext", kink: "Kink") -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    """Status, kind, the message's values and the details for one kink."""
     left, right = kink.left, kink.right
     lo, hi = min(left, right), max(left, right)
     implemented: dict[str, Any] = {}
@@ -92,20 +92,13 @@ def judge(ctx: "AuditContext", kink: "Kink") -> tuple[str, str, dict[str, Any]]:
     problems = list(dict.fromkeys(problems))
     if problems:
         details["verdict"] = "fail"
-        message = (
-            f"kink at x = {number(kink.location)} (left derivative {number(left)}, right {number(right)}): "
-            + "; ".join(problems[:3])
-            + ". A gradient at a kink must be finite and lie between the one-sided derivatives "
-            "(PyTorch picks one of them, e.g. relu'(0) = 0). Fix the backward's branch for x == "
-            f"{number(kink.location)} (check <= versus <, and divisions by |x|)."
-        )
-        return "fail", message, details
+        values = {"x": number(kink.location), "left": number(left), "right": number(right),
+                  "problems": "; ".join(problems[:3])}
+        return "fail", "outside", values, details
     details["verdict"] = "pass"
-    message = (
-        f"kink at x = {number(kink.location)}: left derivative {number(left)}, right {number(right)}; "
-        f"the gradient there is {number(g64)} = {details['convention']}."
-    )
-    return "info", message, details
+    values = {"x": number(kink.location), "left": number(left), "right": number(right),
+              "gradient": number(g64), "convention": details["convention"]}
+    return "info", "convention", values, details
 
 
 def _zero_sides(ctx: "AuditContext") -> dict[str, Any]:
@@ -117,15 +110,15 @@ def _zero_sides(ctx: "AuditContext") -> dict[str, Any]:
 
 
 def run_kink(ctx: "AuditContext") -> Iterator[Finding]:
-    if not ctx.elementwise:
+    if not ctx.elementwise or _no_gradient(ctx):
         return
     location = ctx.target.source("backward")
     for kink in ctx.kinks:
         if kink.kind != "kink":
             continue
-        status, message, details = judge(ctx, kink)
-        yield Finding("GA301", status, message, dtype="float64", location=location, details=details,
-                      examples=[{"input": kink.location, "gradient": number(details["implemented"].get("float64", {}).get("alone", math.nan))}])
+        status, kind, values, details = judge(ctx, kink)
+        yield KINK.finding(kind, status, **values, dtype="float64", location=location, details=details,
+                           examples=[{"input": kink.location, "gradient": number(details["implemented"].get("float64", {}).get("alone", math.nan))}])
         if status == "info" and ctx.options.reference is not None:
             yield from _reference_convention(ctx, kink, details, location)
 
@@ -138,30 +131,23 @@ def _reference_convention(ctx: "AuditContext", kink: "Kink", details: dict[str, 
     try:
         (ref_grad,) = torch.autograd.grad(fn(leaf.clone()).sum(), leaf)
     except Exception as exc:
-        yield Finding("GA301", "info", f"the reference {reference.name} has no gradient at x = "
-                      f"{number(kink.location)} ({type(exc).__name__}).", details=details)
+        yield KINK.finding("reference-without-gradient", "info", reference=reference.name,
+                           x=number(kink.location), exception=type(exc).__name__, details=details)
         return
     ours = details["implemented"].get("float64", {}).get("alone", math.nan)
     theirs = float(ref_grad[0])
     if abs(ours - theirs) > 1e-6 * (1 + abs(theirs)):
         compared = {k: v for k, v in details.items() if k != "verdict"}
-        yield Finding(
-            "GA301", "info",
-            f"convention differs from the reference at the kink x = {number(kink.location)}: yours is "
-            f"{number(ours)} ({details['convention']}); torch {torch.__version__.split('+')[0]}'s "
-            f"{reference.name} gives {number(theirs)}. Both lie between the one-sided derivatives, so "
-            f"this is a convention, not a defect.",
-            dtype="float64", location=location, details=dict(compared, reference=theirs))
+        yield KINK.finding(
+            "reference-convention", "info", x=number(kink.location), gradient=number(ours),
+            convention=details["convention"], torch=torch.__version__.split("+")[0], reference=reference.name,
+            theirs=number(theirs), dtype="float64", location=location, details=dict(compared, reference=theirs))
 
 
 def run_discontinuity(ctx: "AuditContext") -> Iterator[Finding]:
-    if not ctx.elementwise:
+    if not ctx.elementwise or _no_gradient(ctx):
         return
-    status = "info" if ctx.options.surrogate else "warn"
-    note = (" The target is declared a surrogate / straight-through gradient, so this is expected."
-            if ctx.options.surrogate else
-            " If this is a deliberate straight-through or surrogate gradient, declare it with "
-            "surrogate=True (--surrogate); otherwise the backward is wrong.")
+    status = "info" if ctx.options.surrogate else "warn"  # the verdict in the details, as the finding's
     location = ctx.target.source("backward")
     for kink in ctx.kinks:
         if kink.kind != "jump":
@@ -174,60 +160,89 @@ def run_discontinuity(ctx: "AuditContext") -> Iterator[Finding]:
                    "right": kink.right_value, "implemented": {"float64": {"alone": g}}}
         if math.isfinite(g) and g != 0:
             details["verdict"] = status
-            yield Finding("GA302", status,
-                          f"the forward jumps from {number(kink.left_value)} to {number(kink.right_value)} at "
-                          f"x = {number(kink.location)}, yet the backward reports a finite gradient "
-                          f"{number(g)} there.{note}", dtype="float64", location=location, details=details)
+            yield DISCONTINUITY.finding("jump-gradient", "warn", audit=ctx, left=number(kink.left_value),
+                                        right=number(kink.right_value), x=number(kink.location),
+                                        gradient=number(g), dtype="float64", details=details)
         else:
             details["verdict"] = "pass"
-            yield Finding("GA302", "info",
-                          f"the forward jumps from {number(kink.left_value)} to {number(kink.right_value)} at "
-                          f"x = {number(kink.location)}; the gradient there is {number(g)}.",
-                          dtype="float64", location=location, details=details)
+            yield DISCONTINUITY.finding("jump", "info", left=number(kink.left_value), right=number(kink.right_value),
+                                        x=number(kink.location), gradient=number(g), dtype="float64",
+                                        location=location, details=details)
     result = ctx.memo("gradient.compare", lambda: compare(ctx))
     if result is not None and scans.any_true(result["wrong"]) and straight_through(result):
         wrong = result["wrong"]
         i = int(torch.nonzero(wrong)[0])
-        yield Finding("GA302", status,
-                      f"the forward is piecewise constant (its central differences are 0 at "
-                      f"{int(wrong.sum())} smooth points where the backward is non-zero, e.g. "
-                      f"{number(float(result['analytic'][i]))} at x = {number(float(result['x'][i]))}): "
-                      f"the backward is a straight-through estimator.{note}",
-                      dtype="float64", location=location, details={"points": int(wrong.sum())})
+        yield DISCONTINUITY.finding("straight-through", "warn", audit=ctx, count=int(wrong.sum()),
+                                    gradient=number(float(result["analytic"][i])), x=number(float(result["x"][i])),
+                                    dtype="float64", details={"points": int(wrong.sum())})
 
 
-CHECKS = [
-    Check(
-        code="GA301",
-        slug="kink",
-        status="fail / info",
-        summary="at a kink the gradient is non-finite or outside the one-sided derivatives (fail); "
-        "a convention different from the reference (info)",
-        explanation=(
-            "Kinks (points where the one-sided derivatives differ: relu at 0, relu6 at 0 and 6, "
-            "hardswish at +-3) are declared with kinks=[...] or discovered on the float64 grid by "
-            "bracketing and bisection. At each, the implemented gradient is measured alone and inside "
-            "a larger tensor, in every audited dtype. PyTorch's rule for non-differentiable points "
-            "allows any value between the one-sided derivatives; outside that, or non-finite, fails."
-        ),
-        fix="Make the backward's branch at the kink return one of the one-sided derivatives.",
-        example="a ReLU whose backward returns 2 at exactly x == 0",
-        run=run_kink,
+def _no_gradient(ctx: "AuditContext") -> bool:
+    """Whether the backward gives no gradient at all (GA101 says so): nothing to judge at kinks
+    and jumps."""
+    first = ctx.first_evaluation()
+    return first is not None and first.grad_error is not None
+
+
+KINK = Check(
+    code="GA301",
+    slug="kink",
+    status="fail / info",
+    summary="at a kink the gradient is non-finite or outside the one-sided derivatives (fail); "
+    "a convention different from the reference (info)",
+    explanation=(
+        "Kinks (points where the one-sided derivatives differ: relu at 0, relu6 at 0 and 6, "
+        "hardswish at +-3) are declared with kinks=[...] or discovered on the float64 grid by "
+        "bracketing and bisection. At each, the implemented gradient is measured alone and inside "
+        "a larger tensor, in every audited dtype. PyTorch's rule for non-differentiable points "
+        "allows any value between the one-sided derivatives; outside that, or non-finite, fails."
     ),
-    Check(
-        code="GA302",
-        slug="discontinuity",
-        status="warn / info",
-        summary="the forward jumps, or is piecewise constant, while the backward is finite and non-zero "
-        "(an undeclared straight-through estimator)",
-        explanation=(
-            "A forward with jumps (Heaviside, round, sign) has no useful derivative; a finite non-zero "
-            "gradient there is a surrogate. That is fine when intended (straight-through estimators, "
-            "spiking networks) and must be declared with surrogate=True, which turns this and GA101 "
-            "into info."
-        ),
-        fix="Declare the surrogate (surrogate=True / --surrogate) or make the forward continuous.",
-        example="(x > 0).float() forward with identity backward",
-        run=run_discontinuity,
+    fix="Make the backward's branch at the kink return one of the one-sided derivatives.",
+    example="a ReLU whose backward returns 2 at exactly x == 0",
+    run=run_kink,
+    location_role="backward",
+    messages={
+        "outside": "kink at x = {x} (left derivative {left}, right {right}): {problems}. A gradient "
+                   "at a kink must be finite and lie between the one-sided derivatives (PyTorch "
+                   "picks one of them, e.g. relu'(0) = 0). Fix the backward's branch for x == {x} "
+                   "(check <= versus <, and divisions by |x|).",
+        "convention": "kink at x = {x}: left derivative {left}, right {right}; the gradient there "
+                      "is {gradient} = {convention}.",
+        "reference-without-gradient": "the reference {reference} has no gradient at x = {x} ({exception}).",
+        "reference-convention": "convention differs from the reference at the kink x = {x}: yours is "
+                                "{gradient} ({convention}); torch {torch}'s {reference} gives {theirs}. "
+                                "Both lie between the one-sided derivatives, so this is a convention, "
+                                "not a defect.",
+    },
+)
+
+DISCONTINUITY = Check(
+    code="GA302",
+    slug="discontinuity",
+    status="warn / info",
+    summary="the forward jumps, or is piecewise constant, while the backward is finite and non-zero "
+    "(an undeclared straight-through estimator)",
+    explanation=(
+        "A forward with jumps (Heaviside, round, sign) has no useful derivative; a finite non-zero "
+        "gradient there is a surrogate. That is fine when intended (straight-through estimators, "
+        "spiking networks) and must be declared with surrogate=True, which turns this and GA101 "
+        "into info."
     ),
-]
+    fix="If this is a deliberate straight-through or surrogate gradient, declare it with "
+    "surrogate=True (--surrogate); otherwise the backward is wrong (make it 0 away from the "
+    "jumps, or make the forward continuous).",
+    example="(x > 0).float() forward with identity backward",
+    run=run_discontinuity,
+    location_role="backward",
+    surrogate_kinds=("jump-gradient", "straight-through"),
+    messages={
+        "jump-gradient": "the forward jumps from {left} to {right} at x = {x}, yet the backward "
+                         "reports a finite gradient {gradient} there. {fix}",
+        "jump": "the forward jumps from {left} to {right} at x = {x}; the gradient there is {gradient}.",
+        "straight-through": "the forward is piecewise constant (its central differences are 0 at "
+                            "{count} smooth points where the backward is non-zero, e.g. {gradient} "
+                            "at x = {x}): the backward is a straight-through estimator. {fix}",
+    },
+)
+
+CHECKS = [KINK, DISCONTINUITY]

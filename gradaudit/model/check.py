@@ -2,8 +2,10 @@
 engine (the run function itself lives with the check in :mod:`gradaudit.checks`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+import string
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
 
 from .report import Finding
 
@@ -31,6 +33,49 @@ class Check:
     """``(defect, phase)`` that blame traces for this check's warn/fail findings: defect
     ``"nonfinite"`` or ``"negative-zero"``, phase ``"forward"`` or ``"backward"``."""
 
-    def finding(self, status: str, message: str, **fields: Any) -> Finding:
-        """A finding of this check (its code and slug filled in)."""
-        return Finding(self.code, status, message, check=self.slug, **fields)
+    messages: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """Message templates by kind (``{"spurious": "the forward creates -0.0 in {dtype} ..."}``),
+    filled by :meth:`finding`; ``{fix}`` in a template is the check's :attr:`fix` (or
+    :data:`SURROGATE_EXPECTED` when the surrogate rule applies)."""
+    surrogate_kinds: tuple[str, ...] = ()
+    """Kinds of finding that become :attr:`surrogate_status` when the target is declared a
+    surrogate / straight-through gradient (DESIGN.md: GA101, GA105, GA302)."""
+    surrogate_status: str = "info"
+    location_role: str = "forward"
+    """Which of the target's functions (``forward`` or ``backward``) a finding points at when
+    the check gives no location of its own."""
+
+    def finding(self, kind: str, status: str, /, *, audit: Any = None, location: dict[str, Any] | None = None,
+                dtype: str | None = None, examples: list[dict[str, Any]] | None = None,
+                details: dict[str, Any] | None = None, **values: Any) -> Finding:
+        """The one constructor of this check's findings: the template of ``kind`` filled with
+        ``values``, the surrogate rule applied and the location defaulted from ``audit`` (an
+        :class:`~gradaudit.engine.context.AuditContext`, duck-typed: ``options.surrogate`` and
+        ``target.source(role)``), code, slug and kind filled in. A template left with a
+        placeholder unfilled, or a value no placeholder takes, raises ``KeyError``."""
+        if status not in FINDING_STATUSES and kind in FINDING_STATUSES and "message" in self.messages:
+            kind, status, values = "message", kind, {"message": status, **values}  # free text: (status, message)
+        template = self.messages[kind]
+        declared = bool(audit is not None and getattr(audit.options, "surrogate", False))
+        if declared and kind in self.surrogate_kinds:
+            status, fix = self.surrogate_status, SURROGATE_EXPECTED
+        else:
+            fix = self.fix
+        unused = set(values) - placeholders(template)
+        if unused:
+            raise KeyError(f"{self.code} {kind}: no placeholder for {sorted(unused)}")
+        if location is None and audit is not None:
+            location = audit.target.source(self.location_role)
+        return Finding(self.code, status, template.format(fix=fix, **values), dtype=dtype,
+                       examples=list(examples or ()), location=location, details=details,
+                       check=self.slug, kind=kind)
+
+
+FINDING_STATUSES = ("info", "warn", "fail", "error")
+SURROGATE_EXPECTED = "The target is declared a surrogate / straight-through gradient, so this is expected."
+"""What ``{fix}`` says in a finding the surrogate rule turned into information."""
+
+
+def placeholders(template: str) -> set[str]:
+    """The names a message template takes (``{dtype}`` and ``{where:.3g}`` give ``dtype``, ``where``)."""
+    return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name}

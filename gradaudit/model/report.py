@@ -40,6 +40,9 @@ class Finding:
     details: dict[str, Any] | None = None
     check: str = ""
     """The check's slug, e.g. ``signed-zero-output``; filled from the code when not given."""
+    kind: str | None = None
+    """Which of its check's messages this is (``spurious``, ``underflow``, ...): set by
+    :meth:`gradaudit.model.check.Check.finding`; None for a finding built by hand."""
 
     def __post_init__(self) -> None:
         if self.status not in ("info", "warn", "fail", "error"):
@@ -54,6 +57,8 @@ class Finding:
             "status": self.status,
             "message": self.message,
         }
+        if self.kind is not None:
+            out["kind"] = self.kind
         if self.dtype is not None:
             out["dtype"] = self.dtype
         if self.examples:
