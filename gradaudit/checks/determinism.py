@@ -70,35 +70,21 @@ def _backward_findings(ctx: "AuditContext", values: torch.Tensor) -> Iterator[Fi
         try:
             second = backward()
         except Exception as exc:
-            yield Finding(
-                "GA402", "fail",
-                f"the backward is not reentrant: a second backward over the same graph "
-                f"(retain_graph=True, same grad_output) raises {clause(describe_exception(exc))}. The first "
-                f"backward changed something the graph needs. {FIX_REENTRANT}",
-                dtype="float64", location=location)
+            yield DETERMINISM.finding("second-backward-raises", "fail", reason=clause(describe_exception(exc)),
+                                      dtype="float64", location=location)
             return
         count, example = _differences(first, second, values)
         if count:
-            yield Finding(
-                "GA402", "fail",
-                f"the backward is not reentrant: a second backward over the same graph "
-                f"(retain_graph=True, same grad_output, same RNG state) gives different gradients at "
-                f"{count} of {first.numel()} float64 inputs (e.g. {example}). The first backward "
-                f"changed state that the second relies on, typically a tensor kept on ctx and "
-                f"modified in place; torch.autograd.grad(..., create_graph=True), gradient "
-                f"penalties and retain_graph users get wrong results. {FIX_REENTRANT}",
+            yield DETERMINISM.finding(
+                "not-reentrant", "fail", count=count, total=first.numel(), example=example,
                 dtype="float64", location=location,
                 details={"count": count, "checked": first.numel()})
             return
         third = backward()  # the RNG has moved on only if the backward drew from it
     count, example = _differences(first, third, values)
     if count:
-        yield Finding(
-            "GA402", "warn",
-            f"the backward is random: over the same graph with the same grad_output it gives "
-            f"different gradients when the global RNG state differs ({count} of {first.numel()} "
-            f"float64 inputs, e.g. {example}). A gradient should be a function of the saved "
-            f"forward state; save the random draws (the mask or noise) in forward and reuse them.",
+        yield DETERMINISM.finding(
+            "random-backward", "warn", count=count, total=first.numel(), example=example,
             dtype="float64", location=location, details={"count": count, "checked": first.numel()})
 
 
@@ -110,12 +96,8 @@ def _forward_findings(ctx: "AuditContext", values: torch.Tensor) -> Iterator[Fin
         count, example = first.numel(), f"shape {tuple(first.shape)} then {tuple(second.shape)}"
     else:
         count, example = _differences(first, second, values)
-    yield Finding(
-        "GA402", "warn",
-        f"the forward is random: two calls on the same float64 input give different outputs at "
-        f"{count} of {first.numel()} elements (e.g. {example}). {STOCHASTIC_NOTE} gradaudit "
-        f"reseeds the global RNG before each call, so its other checks compare like with like.",
-        dtype="float64", location=ctx.target.source("forward"),
+    yield DETERMINISM.finding(
+        "random-forward", "warn", audit=ctx, count=count, total=first.numel(), example=example, dtype="float64",
         details={"count": count, "checked": first.numel()})
 
 
@@ -125,22 +107,41 @@ def run_determinism(ctx: "AuditContext") -> Iterator[Finding]:
     yield from _forward_findings(ctx, values)
 
 
-CHECKS = [
-    Check(
-        code="GA402",
-        slug="determinism",
-        status="fail / warn",
-        summary="backward not reentrant (fail); forward or backward random (warn)",
-        explanation=(
-            "On a small float64 input the backward runs twice over the same graph with "
-            "retain_graph=True, the same grad_output (values other than +-1) and the same RNG state: "
-            "the gradients must be identical, or the backward is not reentrant (fail), as when it "
-            "multiplies a tensor stashed on ctx in place. A third backward with the RNG moved on, and "
-            "two forwards on the same input without reseeding, find random backwards and forwards "
-            "(warn); stochastic activations such as RReLU in training mode are random by design."
-        ),
-        fix=FIX_REENTRANT,
-        example="backward returns ctx.derivative.mul_(grad_output)",
-        run=run_determinism,
-    )
-]
+DETERMINISM = Check(
+    code="GA402",
+    slug="determinism",
+    status="fail / warn",
+    summary="backward not reentrant (fail); forward or backward random (warn)",
+    explanation=(
+        "On a small float64 input the backward runs twice over the same graph with "
+        "retain_graph=True, the same grad_output (values other than +-1) and the same RNG state: "
+        "the gradients must be identical, or the backward is not reentrant (fail), as when it "
+        "multiplies a tensor stashed on ctx in place. A third backward with the RNG moved on, and "
+        "two forwards on the same input without reseeding, find random backwards and forwards "
+        "(warn); stochastic activations such as RReLU in training mode are random by design."
+    ),
+    fix=FIX_REENTRANT,
+    example="backward returns ctx.derivative.mul_(grad_output)",
+    run=run_determinism,
+    messages={
+        "second-backward-raises": "the backward is not reentrant: a second backward over the same graph "
+                                  "(retain_graph=True, same grad_output) raises {reason}. The first "
+                                  "backward changed something the graph needs. {fix}",
+        "not-reentrant": "the backward is not reentrant: a second backward over the same graph "
+                         "(retain_graph=True, same grad_output, same RNG state) gives different gradients "
+                         "at {count} of {total} float64 inputs (e.g. {example}). The first backward "
+                         "changed state that the second relies on, typically a tensor kept on ctx and "
+                         "modified in place; torch.autograd.grad(..., create_graph=True), gradient "
+                         "penalties and retain_graph users get wrong results. {fix}",
+        "random-backward": "the backward is random: over the same graph with the same grad_output it gives "
+                           "different gradients when the global RNG state differs ({count} of {total} "
+                           "float64 inputs, e.g. {example}). A gradient should be a function of the saved "
+                           "forward state; save the random draws (the mask or noise) in forward and "
+                           "reuse them.",
+        "random-forward": "the forward is random: two calls on the same float64 input give different "
+                          "outputs at {count} of {total} elements (e.g. {example}). " + STOCHASTIC_NOTE + " gradaudit reseeds the global RNG "
+                          "before each call, so its other checks compare like with like.",
+    },
+)
+
+CHECKS = [DETERMINISM]

@@ -177,21 +177,15 @@ def run_meta(ctx: "AuditContext") -> Iterator[Finding]:
     if watch.culprit is not None:
         op, site, tensor = watch.culprit
         what = f"`{site.source}` at {site.path}:{site.line}" if site else f"the op {op}"
-        message = (
-            f"{what} creates a {tensor.device.type} tensor of shape {tuple(tensor.shape)} (op {op}) while "
-            f"the input is on meta{raised}. It has no device=, so on a GPU it raises or copies from the "
-            f"host on every call. {FIX_FIXED_DEVICE}"
-        )
+        kind = "fixed-device"
+        values = {"what": what, "device": tensor.device.type, "shape": tuple(tensor.shape), "op": op, "raised": raised}
     else:
         site = _exception_site(error)  # type: ignore[arg-type]
         what = f"`{site.source}` at {site.path}:{site.line}" if site else "the target"
         raised_text = describe_exception(error).rstrip("!.")  # type: ignore[arg-type]
-        message = (f"{what} mixes devices: with a meta input it raised {raised_text}. It uses a "
-                   f"non-scalar tensor that lives on a fixed device (made outside the call, e.g. at "
-                   f"import time): move it to the input's device (.to(x.device)) or register it as "
-                   f"a buffer of the module. {FIX_FIXED_DEVICE}")
+        kind, values = "mixes-devices", {"what": what, "raised": raised_text}
     location = site.location() if site else ctx.target.source("forward")
-    yield Finding("GA405", "warn", message, dtype=dtype_name(META_DTYPE), location=location,
+    yield DEVICE.finding(kind, "warn", **values, dtype=dtype_name(META_DTYPE), location=location,
                   details={"device": "meta", **({"source": site.source} if site else {})})
 
 
@@ -254,11 +248,8 @@ def _differences(ctx: "AuditContext", device: str, dtype: torch.dtype) -> Iterat
     except Exception as exc:
         site = _exception_site(exc)
         at = f" at {site}" if site else ""
-        yield Finding("GA405", "fail",
-                      f"the target runs on CPU but crashes on {device} in {name}{at}: {describe_exception(exc)}. "
-                      f"A tensor created on a fixed device or a CPU-only operation is the usual cause. "
-                      f"{FIX_FIXED_DEVICE}",
-                      dtype=name, location=site.location() if site else ctx.target.source("forward"),
+        yield DEVICE.finding("crash", "fail", device=device, at=at, exception=describe_exception(exc),
+                             dtype=name, location=site.location() if site else ctx.target.source("forward"),
                       details={"device": device, "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))})
         return
     # values are judged on the output and the +1 gradient (the -1 one is its negation);
@@ -268,8 +259,8 @@ def _differences(ctx: "AuditContext", device: str, dtype: torch.dtype) -> Iterat
               for s in (1.0, -1.0) if s in cpu.grads and s in grads]
     for noun, on_cpu, on_device, extra, judge_values in pairs:
         if on_cpu.shape != on_device.shape:
-            yield Finding("GA405", "fail", f"the {noun} has shape {tuple(on_device.shape)} on {device} but "
-                          f"{tuple(on_cpu.shape)} on CPU in {name}.", dtype=name, details={"device": device})
+            yield DEVICE.finding("shape-differs", "fail", noun=noun, shape=tuple(on_device.shape), device=device,
+                                 cpu_shape=tuple(on_cpu.shape), dtype=name, details={"device": device})
             continue
         masks = compare(on_cpu, on_device, dtype)
         x = cpu.x
@@ -283,13 +274,10 @@ def _differences(ctx: "AuditContext", device: str, dtype: torch.dtype) -> Iterat
         if bool(mask.any()):
             i = example_index(x, mask)
             rtol, atol = TOLERANCES[dtype]
-            yield Finding(
-                "GA405", "fail",
-                f"the {noun} on {device} differs from CPU in {name} at {int(mask.sum())} of {x.numel()} "
-                f"inputs ({describe_intervals(x, mask)}): e.g. x = {number(float(x[i]))} gives "
-                f"{number(float(on_device[i]))} on {device} and {number(float(on_cpu[i]))} on CPU, "
-                f"further from the float64 value than CPU by more than rtol={rtol:g}, atol={atol:g}. "
-                f"Look for device-dependent code paths, precision or unguarded overflow.",
+            yield DEVICE.finding(
+                "values-differ", "fail", noun=noun, device=device, count=int(mask.sum()), total=x.numel(),
+                where=describe_intervals(x, mask), x=number(float(x[i])), got=number(float(on_device[i])),
+                cpu=number(float(on_cpu[i])), rtol=rtol, atol=atol,
                 dtype=name, location=ctx.target.source("forward" if noun == "output" else "backward"),
                 examples=[{"input": float(x[i]), "cpu": number(float(on_cpu[i])), device: number(float(on_device[i]))}],
                 details={"device": device, "intervals": intervals(x, mask), "count": int(mask.sum())})
@@ -298,12 +286,9 @@ def _differences(ctx: "AuditContext", device: str, dtype: torch.dtype) -> Iterat
             if not bool(mask.any()):
                 continue
             i = example_index(x, mask)
-            yield Finding(
-                "GA405", "info",
-                f"{creator} creates -0.0 and {other} does not: the {noun}{extra} in {name} is -0.0 on "
-                f"{creator} and +0.0 on {other} at {int(mask.sum())} inputs ({describe_intervals(x, mask)}), "
-                f"e.g. x = {number(float(x[i]))}. Values compare equal; only sign-sensitive code "
-                f"(atan2, 1/x, copysign) sees it.",
+            yield DEVICE.finding(
+                "zero-sign-differs", "info", creator=creator, other=other, noun=noun, extra=extra,
+                count=int(mask.sum()), where=describe_intervals(x, mask), x=number(float(x[i])),
                 dtype=name, examples=[{"input": float(x[i]), "cpu": number(float(on_cpu[i])),
                                        device: number(float(on_device[i]))}],
                 details={"device": device, "intervals": intervals(x, mask), "count": int(mask.sum())})
@@ -318,23 +303,43 @@ def run(ctx: "AuditContext") -> Iterator[Finding]:
             yield from _differences(ctx, device, dtype)
 
 
-CHECKS = [
-    Check(
-        code="GA405",
-        slug="device",
-        status="warn / fail",
-        summary="creates tensors on a fixed device (meta probe: warn); on a GPU crashes or differs from CPU (fail)",
-        explanation=(
-            "Every audit runs the target forward and backward on meta tensors: a non-scalar tensor "
-            "that comes out on another device was created without device= (torch.zeros(x.shape), "
-            "torch.tensor([...])) and on a GPU raises or copies from the host on every call (warn). "
-            "0-dim constants mix legally with any device and targets without meta kernels are not "
-            "judged. With --device cuda (or auto) the probe inputs also run on the GPU: a crash or "
-            "values/gradients outside the dtype's tolerance of CPU's fail; zeros whose sign differs "
-            "from CPU's (relu(-0.0), clamp) are info."
-        ),
-        fix=FIX_FIXED_DEVICE,
-        example="torch.where(x > 0, x, torch.zeros(x.shape))",
-        run=run,
+DEVICE = Check(
+    code="GA405",
+    slug="device",
+    status="warn / fail",
+    summary="creates tensors on a fixed device (meta probe: warn); on a GPU crashes or differs from CPU (fail)",
+    explanation=(
+        "Every audit runs the target forward and backward on meta tensors: a non-scalar tensor "
+        "that comes out on another device was created without device= (torch.zeros(x.shape), "
+        "torch.tensor([...])) and on a GPU raises or copies from the host on every call (warn). "
+        "0-dim constants mix legally with any device and targets without meta kernels are not "
+        "judged. With --device cuda (or auto) the probe inputs also run on the GPU: a crash or "
+        "values/gradients outside the dtype's tolerance of CPU's fail; zeros whose sign differs "
+        "from CPU's (relu(-0.0), clamp) are info."
     ),
-]
+    fix=FIX_FIXED_DEVICE,
+    example="torch.where(x > 0, x, torch.zeros(x.shape))",
+    run=run,
+    messages={
+        "fixed-device": "{what} creates a {device} tensor of shape {shape} (op {op}) while the input is on "
+                        "meta{raised}. It has no device=, so on a GPU it raises or copies from the host "
+                        "on every call. {fix}",
+        "mixes-devices": "{what} mixes devices: with a meta input it raised {raised}. It uses a non-scalar "
+                         "tensor that lives on a fixed device (made outside the call, e.g. at import "
+                         "time): move it to the input's device (.to(x.device)) or register it as a buffer "
+                         "of the module. {fix}",
+        "crash": "the target runs on CPU but crashes on {device} in {dtype}{at}: {exception}. A tensor "
+                 "created on a fixed device or a CPU-only operation is the usual cause. {fix}",
+        "shape-differs": "the {noun} has shape {shape} on {device} but {cpu_shape} on CPU in {dtype}.",
+        "values-differ": "the {noun} on {device} differs from CPU in {dtype} at {count} of {total} inputs "
+                         "({where}): e.g. x = {x} gives {got} on {device} and {cpu} on CPU, further from "
+                         "the float64 value than CPU by more than rtol={rtol:g}, atol={atol:g}. Look for "
+                         "device-dependent code paths, precision or unguarded overflow.",
+        "zero-sign-differs": "{creator} creates -0.0 and {other} does not: the {noun}{extra} in {dtype} is "
+                             "-0.0 on {creator} and +0.0 on {other} at {count} inputs ({where}), e.g. x = "
+                             "{x}. Values compare equal; only sign-sensitive code (atan2, 1/x, copysign) "
+                             "sees it.",
+    },
+)
+
+CHECKS = [DEVICE]

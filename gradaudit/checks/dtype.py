@@ -53,27 +53,16 @@ def run_dtype(ctx: "AuditContext") -> Iterator[Finding]:
         if ev.error is not None:
             error = _dtype_error(ctx, dtype)
             if error is not None:
-                yield Finding("GA403", "warn",
-                              f"the target does not run in {name}: {clause(error)}. Callers training in mixed "
-                              f"precision hit this; compute in a supported dtype and cast back, or "
-                              f"restrict the audit with dtypes=[...] if {name} is out of scope.",
-                              dtype=name, location=location)
+                yield DTYPE.finding("unsupported", "warn", reason=clause(error), dtype=name, location=location)
             continue
         assert ev.y is not None
         if ev.y.dtype != dtype:
-            yield Finding("GA403", "warn",
-                          f"the output is {dtype_name(ev.y.dtype)} for a {name} input: the target changes "
-                          f"the dtype (a hard-coded .float(), torch.float32 constant or a tensor created "
-                          f"without dtype=x.dtype), so downstream layers silently run in another precision. "
-                          f"Return the input's dtype: create tensors with dtype=x.dtype and cast the "
-                          f"result back with .to(x.dtype).",
-                          dtype=name, location=location,
+            yield DTYPE.finding("output-dtype", "warn", output_dtype=dtype_name(ev.y.dtype), dtype=name,
+                                location=location,
                           examples=[{"input_dtype": name, "output_dtype": dtype_name(ev.y.dtype)}])
         if ev.grad_error is not None and base.grad_error is None:
-            yield Finding("GA403", "warn",
-                          f"the backward fails in {name} only: {ev.grad_error}. Compute the backward in "
-                          f"a supported dtype and cast the gradient back.",
-                          dtype=name, location=ctx.target.source("backward"))
+            yield DTYPE.finding("backward-fails", "warn", reason=ev.grad_error, dtype=name,
+                                location=ctx.target.source("backward"))
         if dtype in LOW_PRECISION:
             yield from _low_precision(ctx, dtype)
     if torch.bfloat16 in ctx.options.dtypes and torch.float32 in ctx.options.dtypes:
@@ -87,15 +76,13 @@ def _range_info(domain: tuple[float, float], part: tuple[float, float] | None, d
     shown = f"[{number(float(domain[0]))}, {number(float(domain[1]))}]"
     limits = (f"its finite values reach {number(float(info.max))} and it rounds magnitudes below "
               f"{number(float(info.smallest_normal) * float(info.eps) / 2)} to zero")
+    details = {"domain": [float(domain[0]), float(domain[1])],
+               "representable": None if part is None else [part[0], part[1]]}
     if part is None:
-        words = (f"{name} cannot represent the domain {shown} ({limits}): no input of it exists in {name}, "
-                 f"so {name} is not audited there; the other dtypes are")
-    else:
-        words = (f"{name} represents only [{number(part[0])}, {number(part[1])}] of the domain {shown} "
-                 f"({limits}): {name} is audited there, the rest of the domain in the other dtypes")
-    return Finding("GA403", "info", f"{words}. Shown for information; drop {name} with dtypes=[...] to silence it.",
-                   dtype=name, details={"domain": [float(domain[0]), float(domain[1])],
-                                        "representable": None if part is None else [part[0], part[1]]})
+        return DTYPE.finding("domain-unrepresentable", "info", domain=shown, limits=limits, dtype=name,
+                             details=details)
+    return DTYPE.finding("domain-partial", "info", lo=number(part[0]), hi=number(part[1]), domain=shown,
+                         limits=limits, dtype=name, details=details)
 
 
 def _dtype_error(ctx: "AuditContext", dtype: torch.dtype) -> str | None:
@@ -148,13 +135,9 @@ def _low_precision(ctx: "AuditContext", dtype: torch.dtype) -> Iterator[Finding]
         if int(masks["far"].sum()):
             parts.append(f"off by more than {TOLERANCE_UNITS} eps at {int(masks['far'].sum())}")
         where = describe_intervals(flat_x, flat_bad) if low.shape == ev.x.shape else "see examples"
-        message = (
-            f"in {name} the {noun} is {' and '.join(parts)} of {low.numel()} inputs where the same "
-            f"formula in float32 at the same inputs is finite and fits in {name}: {where}; e.g. "
-            f"x = {number(float(flat_x[i]))} gives {number(got)} in {name} and {number(want)} in "
-            f"float32. {FIX_PRECISION}"
-        )
-        yield Finding("GA403", "warn", message, dtype=name, location=ctx.target.source(role),
+        yield DTYPE.finding("low-precision", "warn", noun=noun, problems=" and ".join(parts), total=low.numel(),
+                            where=where, x=number(float(flat_x[i])), got=number(got), want=number(want),
+                            dtype=name, location=ctx.target.source(role),
                       examples=[{"input": float(flat_x[i]), noun: number(got), "float32": number(want)}],
                       details={"intervals": intervals(flat_x, flat_bad) if low.shape == ev.x.shape else [],
                                "nonfinite": int(masks["nonfinite"].sum()), "far": int(masks["far"].sum())})
@@ -174,12 +157,8 @@ def _autocast(ctx: "AuditContext") -> Iterator[Finding]:
         out, grad = _run_autocast(ctx, plain.x)
     except (CallError, RuntimeError) as exc:
         text = str(exc) if isinstance(exc, CallError) else f"backward raised {describe_exception(exc)}"
-        yield Finding("GA403", "warn",
-                      f"under torch.autocast('cpu', dtype=torch.bfloat16) the target fails: {clause(text)}. In "
-                      f"an autograd.Function, decorate forward with @torch.amp.custom_fwd(device_type="
-                      f"'cpu') and backward with @torch.amp.custom_bwd(device_type='cpu'), or cast "
-                      f"inputs to one dtype before mixing them.",
-                      dtype="float32", location=ctx.target.source("forward"), details={"autocast": "bfloat16"})
+        yield DTYPE.finding("autocast-fails", "warn", audit=ctx, reason=clause(text), dtype="float32",
+                            details={"autocast": "bfloat16"})
         return
     rounded: dict[str, torch.Tensor | None] = {}
     pairs = [("output", out, plain.y)]
@@ -205,12 +184,9 @@ def _autocast(ctx: "AuditContext") -> Iterator[Finding]:
         flat_x, flat_bad = x.reshape(-1), bad.reshape(-1)
         i = example_index(flat_x, flat_bad)
         got, want = float(value.reshape(-1)[i]), float(reference.reshape(-1)[i])
-        yield Finding("GA403", "warn",
-                      f"under torch.autocast('cpu', dtype=torch.bfloat16) the {noun} differs from plain "
-                      f"float32 beyond bfloat16 precision or is non-finite at {int(bad.sum())} of "
-                      f"{bad.numel()} float32 inputs; e.g. x = {number(float(flat_x[i]))} gives "
-                      f"{number(got)} instead of {number(want)}. {FIX_PRECISION}",
-                      dtype="float32", location=ctx.target.source("forward"),
+        yield DTYPE.finding("autocast-differs", "warn", audit=ctx, noun=noun, count=int(bad.sum()),
+                            total=bad.numel(), x=number(float(flat_x[i])), got=number(got), want=number(want),
+                            dtype="float32",
                       examples=[{"input": float(flat_x[i]), noun: number(got), "float32": number(want)}],
                       details={"autocast": "bfloat16"})
 
@@ -238,23 +214,53 @@ def _plain_at_rounded(ctx: "AuditContext", x: torch.Tensor) -> tuple[torch.Tenso
     return out.detach(), None if grad is None else grad.detach()
 
 
-CHECKS = [
-    Check(
-        code="GA403",
-        slug="dtype",
-        status="warn / info",
-        summary="output dtype differs from the input's; float16/bfloat16 non-finite or far off where float32 is fine",
-        explanation=(
-            "For every audited dtype the target must run and return the input's dtype. In float16 and "
-            "bfloat16 its outputs and gradients are compared with the same target in float32 at the "
-            "same rounded inputs, allowing 16 eps of the low dtype relative to the value plus |x|: "
-            "what remains is what the low precision breaks, such as exp(-x) overflowing in "
-            "x / (1 + exp(-x)). The float32 probe is also run under torch.autocast('cpu', "
-            "dtype=torch.bfloat16) and compared with plain float32. A dtype that cannot represent "
-            "all of a given domain says so once (info) and is audited where it can."
-        ),
-        fix=FIX_PRECISION,
-        example="x / (1 + torch.exp(-x)) has a NaN gradient in float16 for x < -11",
-        run=run_dtype,
-    )
-]
+DTYPE = Check(
+    code="GA403",
+    slug="dtype",
+    status="warn / info",
+    summary="output dtype differs from the input's; float16/bfloat16 non-finite or far off where float32 is fine",
+    explanation=(
+        "For every audited dtype the target must run and return the input's dtype. In float16 and "
+        "bfloat16 its outputs and gradients are compared with the same target in float32 at the "
+        "same rounded inputs, allowing 16 eps of the low dtype relative to the value plus |x|: "
+        "what remains is what the low precision breaks, such as exp(-x) overflowing in "
+        "x / (1 + exp(-x)). The float32 probe is also run under torch.autocast('cpu', "
+        "dtype=torch.bfloat16) and compared with plain float32. A dtype that cannot represent "
+        "all of a given domain says so once (info) and is audited where it can."
+    ),
+    fix=FIX_PRECISION,
+    example="x / (1 + torch.exp(-x)) has a NaN gradient in float16 for x < -11",
+    run=run_dtype,
+    messages={
+        "unsupported": "the target does not run in {dtype}: {reason}. Callers training in mixed precision "
+                       "hit this; compute in a supported dtype and cast back, or restrict the audit with "
+                       "dtypes=[...] if {dtype} is out of scope.",
+        "output-dtype": "the output is {output_dtype} for a {dtype} input: the target changes the dtype "
+                        "(a hard-coded .float(), torch.float32 constant or a tensor created without "
+                        "dtype=x.dtype), so downstream layers silently run in another precision. Return "
+                        "the input's dtype: create tensors with dtype=x.dtype and cast the result back "
+                        "with .to(x.dtype).",
+        "backward-fails": "the backward fails in {dtype} only: {reason}. Compute the backward in a "
+                          "supported dtype and cast the gradient back.",
+        "domain-unrepresentable": "{dtype} cannot represent the domain {domain} ({limits}): no input of "
+                                  "it exists in {dtype}, so {dtype} is not audited there; the other "
+                                  "dtypes are. Shown for information; drop {dtype} with dtypes=[...] to "
+                                  "silence it.",
+        "domain-partial": "{dtype} represents only [{lo}, {hi}] of the domain {domain} ({limits}): "
+                          "{dtype} is audited there, the rest of the domain in the other dtypes. Shown "
+                          "for information; drop {dtype} with dtypes=[...] to silence it.",
+        "low-precision": "in {dtype} the {noun} is {problems} of {total} inputs where the same formula "
+                         "in float32 at the same inputs is finite and fits in {dtype}: {where}; e.g. "
+                         "x = {x} gives {got} in {dtype} and {want} in float32. {fix}",
+        "autocast-fails": "under torch.autocast('cpu', dtype=torch.bfloat16) the target fails: {reason}. "
+                          "In an autograd.Function, decorate forward with "
+                          "@torch.amp.custom_fwd(device_type='cpu') and backward with "
+                          "@torch.amp.custom_bwd(device_type='cpu'), or cast inputs to one dtype before "
+                          "mixing them.",
+        "autocast-differs": "under torch.autocast('cpu', dtype=torch.bfloat16) the {noun} differs from "
+                            "plain float32 beyond bfloat16 precision or is non-finite at {count} of "
+                            "{total} float32 inputs; e.g. x = {x} gives {got} instead of {want}. {fix}",
+    },
+)
+
+CHECKS = [DTYPE]

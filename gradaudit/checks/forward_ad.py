@@ -133,12 +133,8 @@ def run_forward_ad(ctx: "AuditContext") -> Iterator[Finding]:
                    f"from backward {number(float(backward.reshape(-1)[i]))}")
         examples = [{"element": i, "jvp": float(tangent.reshape(-1)[i]), "backward": float(backward.reshape(-1)[i])}]
         extra = {}
-    yield Finding(
-        "GA103", "fail",
-        f"forward-mode AD disagrees with the backward at {count} of {int(judged.sum())} float64 points "
-        f"({where}); e.g. {example}. torch.func.jvp, jacfwd and torch.autograd.forward_ad users get "
-        f"these derivatives. Fix the jvp formula (it must equal the backward's derivative applied "
-        f"to the tangent), or the backward if that one is wrong (see GA101).",
+    yield FORWARD_AD.finding(
+        "wrong", "fail", count=count, total=int(judged.sum()), where=where, example=example,
         dtype="float64", location=jvp_location, examples=examples,
         details={"points_checked": int(judged.sum()), "points_wrong": count, **extra})
 
@@ -162,29 +158,34 @@ def _unsupported(ctx: "AuditContext", error: str, location: dict | None) -> Find
     else:
         advice = ("An operation inside has no forward-AD formula; build the target from operations "
                   "that support it, or wrap the custom part in an autograd.Function with a jvp.")
-    return Finding(
-        "GA103", "info",
-        f"forward-mode AD is not supported: torch.func.jvp raises {clause(error)}. jacfwd, jvp and "
-        f"torch.autograd.forward_ad users cannot use this target. {advice}",
-        dtype="float64", location=location, details={"missing": missing})
+    return FORWARD_AD.finding("unsupported", "info", reason=clause(error), advice=advice, dtype="float64",
+                              location=location, details={"missing": missing})
 
 
-CHECKS = [
-    Check(
-        code="GA103",
-        slug="forward-ad",
-        status="fail / info",
-        summary="jvp disagrees with backward (fail); unsupported (info)",
-        explanation=(
-            "torch.func.jvp with a tangent of ones is compared with the backward (vector-Jacobian "
-            "product with ones) at every float64 probe point of an elementwise target, except exactly "
-            "at kinks; other targets compare J v with the Jacobian built by backward on a small input. "
-            "An autograd.Function without setup_context and a jvp staticmethod cannot be used under "
-            "forward-mode AD: info, naming what to add."
-        ),
-        fix="Give the autograd.Function a setup_context and a jvp staticmethod (saving with "
-        "ctx.save_for_forward), and make jvp agree with backward.",
-        example="a jvp that returns tangent * sigmoid(x) for silu, forgetting the x * s * (1 - s) term",
-        run=run_forward_ad,
-    )
-]
+FORWARD_AD = Check(
+    code="GA103",
+    slug="forward-ad",
+    status="fail / info",
+    summary="jvp disagrees with backward (fail); unsupported (info)",
+    explanation=(
+        "torch.func.jvp with a tangent of ones is compared with the backward (vector-Jacobian "
+        "product with ones) at every float64 probe point of an elementwise target, except exactly "
+        "at kinks; other targets compare J v with the Jacobian built by backward on a small input. "
+        "An autograd.Function without setup_context and a jvp staticmethod cannot be used under "
+        "forward-mode AD: info, naming what to add."
+    ),
+    fix="Give the autograd.Function a setup_context and a jvp staticmethod (saving with "
+    "ctx.save_for_forward), and make jvp agree with backward.",
+    example="a jvp that returns tangent * sigmoid(x) for silu, forgetting the x * s * (1 - s) term",
+    run=run_forward_ad,
+    messages={
+        "wrong": "forward-mode AD disagrees with the backward at {count} of {total} float64 points "
+                 "({where}); e.g. {example}. torch.func.jvp, jacfwd and torch.autograd.forward_ad users "
+                 "get these derivatives. Fix the jvp formula (it must equal the backward's derivative "
+                 "applied to the tangent), or the backward if that one is wrong (see GA101).",
+        "unsupported": "forward-mode AD is not supported: torch.func.jvp raises {reason}. jacfwd, jvp and "
+                       "torch.autograd.forward_ad users cannot use this target. {advice}",
+    },
+)
+
+CHECKS = [FORWARD_AD]

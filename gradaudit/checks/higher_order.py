@@ -106,17 +106,10 @@ def run_second_order(ctx: "AuditContext") -> Iterator[Finding]:
         return
     i = example_index(x, wrong)
     detached = not connected or bool((second[smooth] == 0).all())
-    cause = (
-        " The double backward is zero everywhere: the backward is not differentiable as written "
-        "(it detaches what it computes with), so create_graph=True users silently get 0."
-        if detached else ""
-    )
-    yield Finding(
-        "GA102", "warn",
-        f"the double backward disagrees with central differences of the backward at {count} of "
-        f"{total} smooth float64 points ({describe_intervals(x[smooth], wrong[smooth])}); e.g. at "
-        f"x = {number(float(x[i]))} it gives {number(float(second[i]))} where the backward's slope "
-        f"is {number(float(central[i]))}.{cause} {FIX_WRONG}",
+    yield SECOND_ORDER.finding(
+        "detached" if detached else "wrong", "warn", count=count, total=total,
+        where=describe_intervals(x[smooth], wrong[smooth]), x=number(float(x[i])),
+        second=number(float(second[i])), numerical=number(float(central[i])),
         dtype="float64", location=location,
         examples=[{"input": float(x[i]), "second_derivative": float(second[i]), "numerical": float(central[i])}],
         details={"intervals": intervals(x[smooth], wrong[smooth]), "points_checked": total,
@@ -124,11 +117,7 @@ def run_second_order(ctx: "AuditContext") -> Iterator[Finding]:
 
 
 def _unsupported(error: str, location: dict | None) -> Finding:
-    return Finding(
-        "GA102", "info",
-        f"double backward is not supported: differentiating the backward raises {clause(error)}. That is "
-        f"explicit, so nobody gets wrong second derivatives. {FIX_UNSUPPORTED}",
-        dtype="float64", location=location)
+    return SECOND_ORDER.finding("unsupported", "info", reason=clause(error), dtype="float64", location=location)
 
 
 def _gradgradcheck(ctx: "AuditContext", location: dict | None) -> Iterator[Finding]:
@@ -138,32 +127,43 @@ def _gradgradcheck(ctx: "AuditContext", location: dict | None) -> Iterator[Findi
         torch.autograd.gradgradcheck(lambda t: ctx.call(t), (x,), eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=True)
     except GradcheckError as exc:
         first = str(exc).strip().splitlines()[0]
-        yield Finding(
-            "GA102", "warn",
-            f"the target is not elementwise, so torch.autograd.gradgradcheck ran on a seeded 4x6 "
-            f"float64 input, and the double backward is wrong: {clause(first)}. {FIX_WRONG}",
-            dtype="float64", location=location)
+        yield SECOND_ORDER.finding("gradgradcheck", "warn", reason=clause(first), dtype="float64", location=location)
     except Exception as exc:
         yield _unsupported(describe_exception(exc), location)
 
 
-CHECKS = [
-    Check(
-        code="GA102",
-        slug="second-order",
-        status="warn / info",
-        summary="double backward silently wrong (warn); explicitly unsupported, i.e. raises (info)",
-        explanation=(
-            "The equivalent of torch.autograd.gradgradcheck at smooth points: the backward is run "
-            "with create_graph=True and differentiated again, and compared with central differences "
-            "of the backward itself (elementwise targets: every smooth float64 probe point in O(n); "
-            "others: gradgradcheck on a small input). A backward that detaches its saved tensors "
-            "gives a zero second derivative without any error: warn. A double backward that raises "
-            "(@once_differentiable, or 'derivative for aten::hardsigmoid_backward is not "
-            "implemented') is explicit: info."
-        ),
-        fix=FIX_WRONG,
-        example="backward computes with x.detach(): d/dx of the gradient is silently 0",
-        run=run_second_order,
-    )
-]
+_WRONG = ("the double backward disagrees with central differences of the backward at {count} of {total} "
+          "smooth float64 points ({where}); e.g. at x = {x} it gives {second} where the backward's slope is "
+          "{numerical}. {fix}")
+
+SECOND_ORDER = Check(
+    code="GA102",
+    slug="second-order",
+    status="warn / info",
+    summary="double backward silently wrong (warn); explicitly unsupported, i.e. raises (info)",
+    explanation=(
+        "The equivalent of torch.autograd.gradgradcheck at smooth points: the backward is run "
+        "with create_graph=True and differentiated again, and compared with central differences "
+        "of the backward itself (elementwise targets: every smooth float64 probe point in O(n); "
+        "others: gradgradcheck on a small input). A backward that detaches its saved tensors "
+        "gives a zero second derivative without any error: warn. A double backward that raises "
+        "(@once_differentiable, or 'derivative for aten::hardsigmoid_backward is not "
+        "implemented') is explicit: info."
+    ),
+    fix=FIX_WRONG,
+    example="backward computes with x.detach(): d/dx of the gradient is silently 0",
+    run=run_second_order,
+    location_role="backward",
+    messages={
+        "wrong": _WRONG,
+        "detached": _WRONG.replace(" {fix}", " The double backward is zero everywhere: the backward is "
+                                   "not differentiable as written (it detaches what it computes with), "
+                                   "so create_graph=True users silently get 0. {fix}"),
+        "unsupported": "double backward is not supported: differentiating the backward raises {reason}. "
+                       "That is explicit, so nobody gets wrong second derivatives. " + FIX_UNSUPPORTED,
+        "gradgradcheck": "the target is not elementwise, so torch.autograd.gradgradcheck ran on a seeded "
+                         "4x6 float64 input, and the double backward is wrong: {reason}. {fix}",
+    },
+)
+
+CHECKS = [SECOND_ORDER]

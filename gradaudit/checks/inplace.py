@@ -56,13 +56,8 @@ def run_inplace(ctx: "AuditContext") -> Iterator[Finding]:
         out = ctx.call(x)
         change = _change(x_before, x, x_version, x._version, "x")
         if change is not None:
-            yield Finding(
-                "GA401", "fail",
-                f"the forward modifies its input in place: called on a float64 tensor that requires "
-                f"grad (a non-leaf, as in a network), {change}. The caller's tensor is overwritten, "
-                f"and anything else that saved it for backward computes wrong gradients or raises. "
-                f"{FIX_FORWARD}",
-                dtype="float64", location=ctx.target.source("forward"),
+            yield INPLACE.finding(
+                "forward-mutates-input", "fail", audit=ctx, change=change, dtype="float64",
                 details={"version_before": x_version, "version_after": x._version},
             )
         if not out.requires_grad:
@@ -75,30 +70,37 @@ def run_inplace(ctx: "AuditContext") -> Iterator[Finding]:
             return
     change = _change(g_before, grad_output, g_version, grad_output._version, "grad_output")
     if change is not None:
-        yield Finding(
-            "GA401", "fail",
-            f"the backward modifies grad_output in place: after torch.autograd.grad(y, x, "
-            f"grad_output) on a float64 input, {change}. {FIX_BACKWARD}",
-            dtype="float64", location=ctx.target.source("backward"),
+        yield INPLACE.finding(
+            "backward-mutates-grad-output", "fail", change=change, dtype="float64",
+            location=ctx.target.source("backward"),
             details={"version_before": g_version, "version_after": grad_output._version},
         )
 
 
-CHECKS = [
-    Check(
-        code="GA401",
-        slug="inplace",
-        status="fail",
-        summary="the forward mutates its input, or the backward mutates grad_output",
-        explanation=(
-            "The target is called on a non-leaf float64 tensor that requires grad, as a network "
-            "passes activations; its values and its _version counter must be unchanged afterwards. "
-            "Then a known grad_output (values of both signs, not +-1) is passed through "
-            "torch.autograd.grad; it too must be unchanged. gradcheck never looks at either again, "
-            "so it misses both (pytorch/pytorch#81417)."
-        ),
-        fix=FIX_FORWARD + " " + FIX_BACKWARD,
-        example="forward calls x.relu_(); backward does grad_output[x < 0] = 0",
-        run=run_inplace,
-    )
-]
+INPLACE = Check(
+    code="GA401",
+    slug="inplace",
+    status="fail",
+    summary="the forward mutates its input, or the backward mutates grad_output",
+    explanation=(
+        "The target is called on a non-leaf float64 tensor that requires grad, as a network "
+        "passes activations; its values and its _version counter must be unchanged afterwards. "
+        "Then a known grad_output (values of both signs, not +-1) is passed through "
+        "torch.autograd.grad; it too must be unchanged. gradcheck never looks at either again, "
+        "so it misses both (pytorch/pytorch#81417)."
+    ),
+    fix=FIX_FORWARD + " " + FIX_BACKWARD,
+    example="forward calls x.relu_(); backward does grad_output[x < 0] = 0",
+    run=run_inplace,
+    messages={
+        "forward-mutates-input": "the forward modifies its input in place: called on a float64 tensor "
+                                 "that requires grad (a non-leaf, as in a network), {change}. The "
+                                 "caller's tensor is overwritten, and anything else that saved it for "
+                                 "backward computes wrong gradients or raises. " + FIX_FORWARD,
+        "backward-mutates-grad-output": "the backward modifies grad_output in place: after "
+                                        "torch.autograd.grad(y, x, grad_output) on a float64 input, "
+                                        "{change}. " + FIX_BACKWARD,
+    },
+)
+
+CHECKS = [INPLACE]

@@ -62,10 +62,11 @@ def exact_values(ctx: "AuditContext", dtype: torch.dtype, mask: torch.Tensor, pi
     return exact
 
 
-def _report(code: str, noun: str, ev: "Evaluation", fail: torch.Tensor, info: torch.Tensor,
-            exact: torch.Tensor, location: dict | None, fix: str) -> Iterator[Finding]:
+def _report(check: Check, noun: str, ev: "Evaluation", fail: torch.Tensor, info: torch.Tensor,
+            exact: torch.Tensor, location: dict | None) -> Iterator[Finding]:
     name = dtype_name(ev.dtype)
     x = ev.x
+    code = check.code
     values = ev.y if code == "GA201" else ev.grad
     assert values is not None
     for mask, status in ((fail, "fail"), (info, "info")):
@@ -76,19 +77,17 @@ def _report(code: str, noun: str, ev: "Evaluation", fail: torch.Tensor, info: to
         i = example_index(x, mask)
         where = describe_intervals(x, mask)
         if status == "info":
-            how = (" (an overflow or a pole, or a formula without headroom near the dtype's max; "
-                   "not judged)")
+            how = ""
         elif ev.dtype == torch.float64:
             how = (f" where the float64 forward's derivative (central differences) is finite "
                    f"(e.g. {number(float(exact[i]))})" if code == "GA202" and math.isfinite(float(exact[i])) else "")
         else:
             how = f" where the float64 value is finite and fits in {name} (e.g. {number(float(exact[i]))})"
-        message = (
-            f"{noun} is {number(float(values[i]))} in {name} at {count} finite input(s)"
-            f"{how}: {where}; e.g. x = {number(float(x[i]))}. "
-        )
-        message += fix if status == "fail" else "Shown for information."
-        yield Finding(code, status, message, dtype=name, location=location,
+        values_ = {"value": number(float(values[i])), "count": count, "where": where, "x": number(float(x[i]))}
+        if status == "fail":
+            values_["how"] = how
+        yield check.finding("nonfinite" if status == "fail" else "not-judged", status, **values_,
+                            dtype=name, location=location,
                       examples=[{"input": float(x[i]), noun.split()[0]: number(float(values[i]))}],
                       details={"intervals": intervals(x, mask), "count": count,
                                "inputs": offending_inputs(x, mask, i),
@@ -106,11 +105,9 @@ def special_values(ctx: "AuditContext") -> Iterator[Finding]:
         return
     mapping = {number(x): number(float(y)) for x, y in zip(SPECIAL_VALUES, out.tolist())}
     if not torch.isnan(out[2]):
-        yield Finding("GA201", "info",
-                      f"a NaN input comes out as {number(float(out[2]))}: NaNs from upstream layers are "
-                      f"hidden here instead of propagating (f(-inf) = {mapping['-inf']}, f(inf) = "
-                      f"{mapping['inf']}). Shown for information.",
-                      dtype="float64", location=ctx.target.source("forward"), details={"special": mapping})
+        yield NONFINITE_OUTPUT.finding("nan-hidden", "info", audit=ctx, value=number(float(out[2])),
+                                       minus_inf=mapping["-inf"], plus_inf=mapping["inf"], dtype="float64",
+                                       details={"special": mapping})
 
 
 def slope_reference(ctx: "AuditContext", ev: "Evaluation", where: torch.Tensor) -> torch.Tensor:
@@ -158,11 +155,7 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         if exact is None:
             continue
         fail, info = defects(ev.x, dtype, ev.y, exact, ctx.elementwise, bad)
-        fix = (
-            "Compute in a stable form (log1p, expm1, softplus, logaddexp, clamp before exp) so "
-            "intermediate values do not overflow. " + DOMAIN_HINT
-        )
-        yield from _report("GA201", "output", ev, fail, info, exact, ctx.target.source("forward"), fix)
+        yield from _report(NONFINITE_OUTPUT, "output", ev, fail, info, exact, ctx.target.source("forward"))
 
 
 def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
@@ -183,45 +176,64 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
             exact = torch.where(torch.isfinite(exact), exact, slope_reference(ctx, ev, bad & ~torch.isfinite(exact)))
         fail, info = defects(ev.x, dtype, ev.grad, exact, ctx.elementwise, bad, exact_is_reference=by_slope)
         finite_output = ~scans.nonfinite(ev.y)
-        fix = (
-            "A NaN gradient at a finite output usually comes from torch.where or masking over a "
-            "branch whose own gradient is NaN or inf (sqrt, log, 1/x of out-of-range values): "
-            "0 * inf = NaN. Make the branch safe before selecting, e.g. "
-            "torch.where(x > 0, torch.sqrt(x.clamp(min=tiny)), 0), or fix the backward. " + DOMAIN_HINT
-        )
-        yield from _report("GA202", "gradient", ev, fail & finite_output, info & finite_output, exact,
-                           ctx.target.source("backward"), fix)
+        yield from _report(NONFINITE_GRADIENT, "gradient", ev, fail & finite_output, info & finite_output, exact,
+                           ctx.target.source("backward"))
 
 
-CHECKS = [
-    Check(
-        code="GA201",
-        blame=("nonfinite", "forward"),
-        slug="nonfinite-output",
-        status="fail",
-        summary="NaN/inf output for a finite input where the float64 value is finite and representable",
-        explanation=(
-            "Every probe input is finite. Below float64 an output that is NaN or inf where the float64 "
-            "value at the same input is finite and fits in the dtype is a defect (an intermediate "
-            "overflowed). In float64 NaN is a defect, inf is shown as info."
-        ),
-        fix="Use stable formulations (log1p, expm1, softplus, clamp before exp) or declare domain=.",
-        example="log(1 + exp(x)) is inf in float32 for x > 88",
-        run=run_output,
+FIX_OUTPUT = ("Compute in a stable form (log1p, expm1, softplus, logaddexp, clamp before exp) so "
+              "intermediate values do not overflow. " + DOMAIN_HINT)
+FIX_GRADIENT = ("A NaN gradient at a finite output usually comes from torch.where or masking over a "
+                "branch whose own gradient is NaN or inf (sqrt, log, 1/x of out-of-range values): "
+                "0 * inf = NaN. Make the branch safe before selecting, e.g. "
+                "torch.where(x > 0, torch.sqrt(x.clamp(min=tiny)), 0), or fix the backward. " + DOMAIN_HINT)
+
+
+def _messages(noun: str) -> dict[str, str]:
+    """GA201's and GA202's templates by kind, for ``noun`` (output or gradient)."""
+    return {
+        "nonfinite": noun + " is {value} in {dtype} at {count} finite input(s){how}: {where}; e.g. x = {x}. {fix}",
+        "not-judged": noun + " is {value} in {dtype} at {count} finite input(s) (an overflow or a pole, or "
+                      "a formula without headroom near the dtype's max; not judged): {where}; e.g. x = {x}. "
+                      "Shown for information.",
+    }
+
+
+NONFINITE_OUTPUT = Check(
+    code="GA201",
+    blame=("nonfinite", "forward"),
+    slug="nonfinite-output",
+    status="fail",
+    summary="NaN/inf output for a finite input where the float64 value is finite and representable",
+    explanation=(
+        "Every probe input is finite. Below float64 an output that is NaN or inf where the float64 "
+        "value at the same input is finite and fits in the dtype is a defect (an intermediate "
+        "overflowed). In float64 NaN is a defect, inf is shown as info."
     ),
-    Check(
-        code="GA202",
-        blame=("nonfinite", "backward"),
-        slug="nonfinite-gradient",
-        status="fail",
-        summary="NaN/inf gradient at a finite input with a finite output (e.g. the torch.where trap)",
-        explanation=(
-            "Same rule as GA201, for the vector-Jacobian product with ones. The classic case is "
-            "torch.where(x > 0, torch.sqrt(x), 0): the unused branch's gradient is NaN for x <= 0, and "
-            "0 * NaN = NaN flows back."
-        ),
-        fix="Make every branch safe before torch.where selects (clamp the input of sqrt/log).",
-        example="torch.where(x > 0, torch.sqrt(x), torch.zeros_like(x))",
-        run=run_gradient,
+    fix=FIX_OUTPUT,
+    example="log(1 + exp(x)) is inf in float32 for x > 88",
+    run=run_output,
+    messages={**_messages("output"),
+              "nan-hidden": "a NaN input comes out as {value}: NaNs from upstream layers are hidden here "
+                            "instead of propagating (f(-inf) = {minus_inf}, f(inf) = {plus_inf}). Shown "
+                            "for information."},
+)
+
+NONFINITE_GRADIENT = Check(
+    code="GA202",
+    blame=("nonfinite", "backward"),
+    slug="nonfinite-gradient",
+    status="fail",
+    summary="NaN/inf gradient at a finite input with a finite output (e.g. the torch.where trap)",
+    explanation=(
+        "Same rule as GA201, for the vector-Jacobian product with ones. The classic case is "
+        "torch.where(x > 0, torch.sqrt(x), 0): the unused branch's gradient is NaN for x <= 0, and "
+        "0 * NaN = NaN flows back."
     ),
-]
+    fix=FIX_GRADIENT,
+    example="torch.where(x > 0, torch.sqrt(x), torch.zeros_like(x))",
+    run=run_gradient,
+    location_role="backward",
+    messages=_messages("gradient"),
+)
+
+CHECKS = [NONFINITE_OUTPUT, NONFINITE_GRADIENT]

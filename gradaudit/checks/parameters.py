@@ -84,37 +84,40 @@ def run_parameter_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         i, got, want, value = wrong[0]
         element = f"{name}[{i}]" if parameter.numel() > 1 else name
         missing = " (no gradient reaches it: the backward returns None or the forward detaches it)" if grad is None else ""
-        status = "info" if ctx.options.surrogate else "fail"
-        yield Finding(
-            "GA105", status,
-            f"the gradient with respect to parameter {name!r}{missing} disagrees with central "
-            f"differences in float64 at {len(wrong)} of {checked} checked elements; e.g. at "
-            f"{element} = {number(value)} the backward gives {number(got)} and central differences "
-            f"give {number(want)} (for a weighted sum of the outputs over {x.numel()} inputs in "
-            f"[{number(float(x.min()))}, {number(float(x.max()))}]). The module trains wrongly even "
-            f"though its input gradients are right. Fix the parameter's gradient in backward, or "
-            f"declare surrogate=True if it is deliberate.",
-            dtype="float64", location=ctx.target.source("backward"),
+        yield PARAMETER_GRADIENT.finding(
+            "wrong", "fail", audit=ctx, name=repr(name), missing=missing, count=len(wrong), checked=checked,
+            element=element, value=number(value), gradient=number(got), numerical=number(want),
+            inputs=x.numel(), lo=number(float(x.min())), hi=number(float(x.max())), dtype="float64",
             examples=[{"parameter": element, "value": value, "gradient": got, "numerical": want}],
             details={"parameter": name, "elements_checked": checked, "elements_wrong": len(wrong)})
 
 
-CHECKS = [
-    Check(
-        code="GA105",
-        slug="parameter-gradient",
-        status="fail",
-        summary="gradient with respect to a module's parameters disagrees with central differences in float64",
-        explanation=(
-            "For an nn.Module with parameters that require grad, the module's float64 cast copy is run "
-            "on a small input of moderate values; the gradient of a weighted sum of its outputs with "
-            "respect to each parameter (up to 16 elements each) is compared with central differences, "
-            "where the one-sided differences agree. A parameter that receives no gradient although the "
-            "output depends on it fails too. Declared surrogates are reported as info."
-        ),
-        fix="Fix the parameter's gradient in backward (it must be the sum over the batch of "
-        "grad_output times the output's derivative with respect to the parameter).",
-        example="a learnable leaky slope whose gradient sums grad_output * x over every x, not only x <= 0",
-        run=run_parameter_gradient,
-    )
-]
+PARAMETER_GRADIENT = Check(
+    code="GA105",
+    slug="parameter-gradient",
+    status="fail",
+    summary="gradient with respect to a module's parameters disagrees with central differences in float64",
+    explanation=(
+        "For an nn.Module with parameters that require grad, the module's float64 cast copy is run "
+        "on a small input of moderate values; the gradient of a weighted sum of its outputs with "
+        "respect to each parameter (up to 16 elements each) is compared with central differences, "
+        "where the one-sided differences agree. A parameter that receives no gradient although the "
+        "output depends on it fails too. Declared surrogates are reported as info."
+    ),
+    fix="Fix the parameter's gradient in backward (it must be the sum over the batch of "
+    "grad_output times the output's derivative with respect to the parameter), or declare "
+    "surrogate=True (--surrogate) if it is deliberate.",
+    example="a learnable leaky slope whose gradient sums grad_output * x over every x, not only x <= 0",
+    run=run_parameter_gradient,
+    location_role="backward",
+    surrogate_kinds=("wrong",),
+    messages={
+        "wrong": "the gradient with respect to parameter {name}{missing} disagrees with central "
+                 "differences in float64 at {count} of {checked} checked elements; e.g. at {element} "
+                 "= {value} the backward gives {gradient} and central differences give {numerical} "
+                 "(for a weighted sum of the outputs over {inputs} inputs in [{lo}, {hi}]). The module "
+                 "trains wrongly even though its input gradients are right. {fix}",
+    },
+)
+
+CHECKS = [PARAMETER_GRADIENT]

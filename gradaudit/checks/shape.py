@@ -202,13 +202,9 @@ def _dropped_elements(ctx: "AuditContext") -> Finding | None:
                   f"drops them silently, and no check can audit what it never returns")
     else:
         effect = "every input element affects the output (a pairing or a reduction, as glu's halves)"
-    return Finding(
-        "GA404", "info",
-        f"the output has {kept} elements for an input of {total} ({dtype_name(dtype)}, shape {tuple(values.shape)} "
-        f"to {tuple(out.shape)}): {effect}. Checks that relate output element i to input element i (kinks, "
-        f"intervals of inputs) judge such a target as a whole. Shown for information; if the target is not "
-        f"meant to drop or combine elements, return a tensor of the input's shape.",
-        dtype=dtype_name(dtype), location=ctx.target.source("forward"),
+    return SHAPE.finding(
+        "fewer-outputs", "info", audit=ctx, kept=kept, total=total, shape=tuple(values.shape),
+        out_shape=tuple(out.shape), effect=effect, dtype=dtype_name(dtype),
         details={"input_elements": total, "output_elements": kept, "ignored_inputs": ignored})
 
 
@@ -236,10 +232,9 @@ def run_shape(ctx: "AuditContext") -> Iterator[Finding]:
         first_dtype, words = found[0]
         others = [d for d, _ in found[1:]]
         also = f" (also in {', '.join(others)})" if others else ""
-        advice = f"Real inputs come in every layout. {FIX}" if status == "fail" else "Shown for information."
-        yield Finding(
-            "GA404", status, f"on a {name} {first_dtype} input{also}, {words}. {advice}",
-            dtype=first_dtype, location=ctx.target.source("forward"),
+        yield SHAPE.finding(
+            "layout" if status == "fail" else "layout-info", status, audit=ctx, layout=name, also=also,
+            problem=words, dtype=first_dtype,
             details={"layout": name, "dtypes": [d for d, _ in found]})
     if not elementwise:
         dropped = _dropped_elements(ctx)
@@ -247,27 +242,36 @@ def run_shape(ctx: "AuditContext") -> Iterator[Finding]:
             yield dropped
 
 
-CHECKS = [
-    Check(
-        code="GA404",
-        slug="shape",
-        status="fail / info",
-        summary="crashes or differs on 0-d, empty, non-contiguous, channels-last or batched inputs",
-        explanation=(
-            "A small input of each audited dtype is laid out as a 0-d tensor, empty tensors, a "
-            "transposed and a strided (non-contiguous) tensor, a channels_last 4-D tensor and a "
-            "batched 3-D tensor, and run forward and backward. Nothing may crash. An elementwise "
-            "target must return the input's shape and, element by element, the values and gradients "
-            "of the contiguous 1-D call; other targets must give the same result as on the contiguous "
-            "copy. Differences beyond a few eps of the values involved are judged against float64: "
-            "they fail only where one of the two results is off the float64 value by more than the "
-            "dtype's tolerance and the other is not. Zero signs that differ where the float64 value is "
-            "an exact zero are info (torch's vectorised and scalar kernels disagree on them); random "
-            "forwards are only run, random backwards' gradients not compared. An output with fewer "
-            "elements than the input is info, with the number of input elements no output depends on."
-        ),
-        fix=FIX,
-        example="x.view(-1) in forward crashes on a transposed input",
-        run=run_shape,
-    )
-]
+SHAPE = Check(
+    code="GA404",
+    slug="shape",
+    status="fail / info",
+    summary="crashes or differs on 0-d, empty, non-contiguous, channels-last or batched inputs",
+    explanation=(
+        "A small input of each audited dtype is laid out as a 0-d tensor, empty tensors, a "
+        "transposed and a strided (non-contiguous) tensor, a channels_last 4-D tensor and a "
+        "batched 3-D tensor, and run forward and backward. Nothing may crash. An elementwise "
+        "target must return the input's shape and, element by element, the values and gradients "
+        "of the contiguous 1-D call; other targets must give the same result as on the contiguous "
+        "copy. Differences beyond a few eps of the values involved are judged against float64: "
+        "they fail only where one of the two results is off the float64 value by more than the "
+        "dtype's tolerance and the other is not. Zero signs that differ where the float64 value is "
+        "an exact zero are info (torch's vectorised and scalar kernels disagree on them); random "
+        "forwards are only run, random backwards' gradients not compared. An output with fewer "
+        "elements than the input is info, with the number of input elements no output depends on."
+    ),
+    fix=FIX,
+    example="x.view(-1) in forward crashes on a transposed input",
+    run=run_shape,
+    messages={
+        "layout": "on a {layout} {dtype} input{also}, {problem}. Real inputs come in every layout. {fix}",
+        "layout-info": "on a {layout} {dtype} input{also}, {problem}. Shown for information.",
+        "fewer-outputs": "the output has {kept} elements for an input of {total} ({dtype}, shape {shape} to "
+                         "{out_shape}): {effect}. Checks that relate output element i to input element i "
+                         "(kinks, intervals of inputs) judge such a target as a whole. Shown for "
+                         "information; if the target is not meant to drop or combine elements, return a "
+                         "tensor of the input's shape.",
+    },
+)
+
+CHECKS = [SHAPE]

@@ -18,12 +18,13 @@ from ..engine.context import CallError, Evaluation, dtype_name
 from ..engine.messages import describe_intervals, example_index, intervals, number
 from ..model.report import Finding
 from ..engine.zero_regions import GENTLE_DECAY, SEARCH_POINTS, WholeFn, classify, classify_whole, edge_decays, jitter, shuffled
+from ..model.check import placeholders
 from . import Check
 
 if TYPE_CHECKING:
     from ..engine.context import AuditContext
 
-__all__ = ["CHECKS", "GENTLE_DECAY", "SEARCH_POINTS", "classify", "run_gradient", "run_output"]
+__all__ = ["CHECKS", "SIGNED_ZERO_GRADIENT", "SIGNED_ZERO_OUTPUT", "GENTLE_DECAY", "SEARCH_POINTS", "classify", "run_gradient", "run_output"]
 _edge_decays = edge_decays  # the name the tests know
 
 FIX_OUTPUT = (
@@ -55,7 +56,29 @@ class Row:
     """``"shuffled"`` where the check evaluated the probe in a seeded order (shape-changing targets)."""
 
 
-def _zero_findings(code: str, what: str, fix: str, rows: list[Row], location: dict | None) -> Iterator[Finding]:
+def _messages(what: str) -> dict[str, str]:
+    """GA203's and GA204's message templates, by kind, for ``what`` (the forward or the backward)."""
+    return {
+        "spurious": what + " creates -0.0 in {dtype}{also} {where}; e.g. {example}, where the exact value "
+                    "is +0 (the function is exactly zero around that point{around}). -0.0 == 0.0, so "
+                    "allclose and gradcheck cannot see it, but atan2, 1/x, copysign and sign tests can. {fix}",
+        "underflow": what + " returns -0.0 in {dtype}{also} {where}; e.g. {example}, where the true value "
+                     "is a tiny negative number that rounds to zero: the sign is correct.",
+        "undetermined": what + " returns -0.0 in {dtype}{also} {where}, where the float64 value is zero "
+                        "too; gradaudit could not evaluate the target near those inputs, so it cannot "
+                        "tell an exact zero from an underflow. Shown for information.",
+        "rounding": what + " returns -0.0 in {dtype}{also} {where}; e.g. {example}, where the true value is "
+                    "a tiny positive number lost to rounding or cancellation; the zero's sign is arbitrary there.",
+        "propagated": what + " maps -0.0 to -0.0 in {dtype}{also}: the input's sign is propagated, as "
+                      "torch.tanh does.",
+        "propagated-product": what + " returns -0.0 in {dtype}{also} {where}; e.g. {example}, where the "
+                              "function is zero but takes non-zero values arbitrarily close (perturbing "
+                              "the inputs{perturbed}): the zero carries the sign of a vanishing product or "
+                              "sum (as a * gelu(b) at a = +0.0), not a mask's.",
+    }
+
+
+def _zero_findings(check: Check, rows: list[Row], location: dict | None) -> Iterator[Finding]:
     """One finding per classification, showing the first dtype (float32 preferred) and naming the rest."""
     for kind, status in KINDS:
         hits = [r for r in rows if r.kind == kind and r.index.numel()]
@@ -64,11 +87,10 @@ def _zero_findings(code: str, what: str, fix: str, rows: list[Row], location: di
         hits.sort(key=lambda r: r.dtype != torch.float32)
         row = hits[0]
         dtypes = list(dict.fromkeys(dtype_name(r.dtype) for r in hits))
-        yield _finding(code, status, what, fix, row, dtypes, location)
+        yield _finding(check, status, row, dtypes, location)
 
 
-def _finding(code: str, status: str, what: str, fix: str, row: Row, dtypes: list[str],
-             location: dict | None) -> Finding:
+def _finding(check: Check, status: str, row: Row, dtypes: list[str], location: dict | None) -> Finding:
     x, index, kind = row.x, row.index, row.kind
     count, name = index.numel(), dtypes[0]
     also = f" (also in {', '.join(dtypes[1:])})" if dtypes[1:] else ""
@@ -93,29 +115,12 @@ def _finding(code: str, status: str, what: str, fix: str, row: Row, dtypes: list
     around = "" if row.elementwise else (
         " in every input element it depends on (small perturbations of all of them"
         + (" and of grad_output" if row.sign is not None else "") + " leave it zero)")
-    if kind == "spurious":
-        message = (
-            f"{what} creates -0.0 in {name}{also} {where}; e.g. {example}, where the exact value is +0 "
-            f"(the function is exactly zero around that point{around}). -0.0 == 0.0, so allclose and "
-            f"gradcheck cannot see it, but atan2, 1/x, copysign and sign tests can. {fix}")
-    elif kind == "underflow":
-        message = (f"{what} returns -0.0 in {name}{also} {where}; e.g. {example}, where the true value "
-                   f"is a tiny negative number that rounds to zero: the sign is correct.")
-    elif kind == "undetermined":
-        message = (f"{what} returns -0.0 in {name}{also} {where}, where the float64 value is zero too; "
-                   f"gradaudit could not evaluate the target near those inputs, so it cannot tell an exact "
-                   f"zero from an underflow. Shown for information.")
-    elif kind == "rounding":
-        message = (f"{what} returns -0.0 in {name}{also} {where}; e.g. {example}, where the true value is "
-                   f"a tiny positive number lost to rounding or cancellation; the zero's sign is arbitrary there.")
-    elif row.elementwise:
-        message = f"{what} maps -0.0 to -0.0 in {name}{also}: the input's sign is propagated, as torch.tanh does."
-    else:
-        message = (f"{what} returns -0.0 in {name}{also} {where}; e.g. {example}, where the function is zero "
-                   f"but takes non-zero values arbitrarily close (perturbing the inputs"
-                   f"{' or grad_output' if row.sign is not None else ''}): the zero carries the sign of a "
-                   f"vanishing product or sum (as a * gelu(b) at a = +0.0), not a mask's.")
-    return Finding(code, status, message, dtype=name, location=location, examples=examples, details=details)
+    values = {"also": also, "where": where, "example": example, "around": around,
+              "perturbed": " or grad_output" if row.sign is not None else ""}
+    message_kind = kind if kind != "propagated" or row.elementwise else "propagated-product"
+    wanted = placeholders(check.messages[message_kind])
+    return check.finding(message_kind, status, **{k: v for k, v in values.items() if k in wanted},
+                         dtype=name, location=location, examples=examples, details=details)
 
 
 # -- float64 evaluations of the whole probe ----------------------------------------------------------
@@ -210,7 +215,7 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         else:
             classes = _classify_whole(ctx, ev.x, created, exact, None)
         rows += [Row(dtype, ev.x, where, kind, elementwise=elementwise) for kind, where in classes.items()]
-    yield from _zero_findings("GA203", "the forward", FIX_OUTPUT, rows, ctx.target.source("forward"))
+    yield from _zero_findings(SIGNED_ZERO_OUTPUT, rows, ctx.target.source("forward"))
 
 
 def _shape_changing_output(ctx: "AuditContext", dtype: torch.dtype) -> list[Row]:
@@ -262,39 +267,43 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
                 classes = {kind: torch.sort(order[where]).values for kind, where in classes.items()}
             rows += [Row(dtype, x, where, kind, sign, elementwise=elementwise,
                          probe="shuffled" if order is not None else None) for kind, where in classes.items()]
-    yield from _zero_findings("GA204", "the backward", FIX_GRADIENT, rows, ctx.target.source("backward"))
+    yield from _zero_findings(SIGNED_ZERO_GRADIENT, rows, ctx.target.source("backward"))
 
 
-CHECKS = [
-    Check(
-        code="GA203",
-        blame=("negative-zero", "forward"),
-        slug="signed-zero-output",
-        status="warn / info",
-        summary="the target creates -0.0 outputs (spurious: warn; underflow or propagated: info)",
-        explanation=(
-            "An output is a created -0.0 when it is -0.0 and its input is not. x * (x > 0).float() "
-            "returns -0.0 for every negative x because a negative number times 0 is -0.0. -0.0 == 0.0, "
-            "so allclose, assert_close and gradcheck never notice, but atan2, 1/x, copysign, divmod "
-            "and sign tests do. Zeros whose exact value is a tiny negative number (silu(-100.) in "
-            "float32) are correct underflows, and f(-0.0) == -0.0 is propagation: both are info."
-        ),
-        fix=FIX_OUTPUT,
-        example="x * (x > 0).float() at x = -1.0 gives -0.0",
-        run=run_output,
+SIGNED_ZERO_OUTPUT = Check(
+    code="GA203",
+    blame=("negative-zero", "forward"),
+    slug="signed-zero-output",
+    status="warn / info",
+    summary="the target creates -0.0 outputs (spurious: warn; underflow or propagated: info)",
+    explanation=(
+        "An output is a created -0.0 when it is -0.0 and its input is not. x * (x > 0).float() "
+        "returns -0.0 for every negative x because a negative number times 0 is -0.0. -0.0 == 0.0, "
+        "so allclose, assert_close and gradcheck never notice, but atan2, 1/x, copysign, divmod "
+        "and sign tests do. Zeros whose exact value is a tiny negative number (silu(-100.) in "
+        "float32) are correct underflows, and f(-0.0) == -0.0 is propagation: both are info."
     ),
-    Check(
-        code="GA204",
-        blame=("negative-zero", "backward"), negative_grad_output=True,
-        slug="signed-zero-gradient",
-        status="warn / info",
-        summary="the backward creates -0.0 gradients (probed with grad_outputs of both signs)",
-        explanation=(
-            "The backward is run with grad_output +1 and -1. A gradient of -0.0 is spurious when the "
-            "exact gradient is zero, typically grad_output * mask with a negative grad_output."
-        ),
-        fix=FIX_GRADIENT,
-        example="grad_output * (x > 0).float() with grad_output = -1 at x = -1.0 gives -0.0",
-        run=run_gradient,
+    fix=FIX_OUTPUT,
+    example="x * (x > 0).float() at x = -1.0 gives -0.0",
+    run=run_output,
+    messages=_messages("the forward"),
+)
+
+SIGNED_ZERO_GRADIENT = Check(
+    code="GA204",
+    blame=("negative-zero", "backward"), negative_grad_output=True,
+    slug="signed-zero-gradient",
+    status="warn / info",
+    summary="the backward creates -0.0 gradients (probed with grad_outputs of both signs)",
+    explanation=(
+        "The backward is run with grad_output +1 and -1. A gradient of -0.0 is spurious when the "
+        "exact gradient is zero, typically grad_output * mask with a negative grad_output."
     ),
-]
+    fix=FIX_GRADIENT,
+    example="grad_output * (x > 0).float() with grad_output = -1 at x = -1.0 gives -0.0",
+    run=run_gradient,
+    location_role="backward",
+    messages=_messages("the backward"),
+)
+
+CHECKS = [SIGNED_ZERO_OUTPUT, SIGNED_ZERO_GRADIENT]

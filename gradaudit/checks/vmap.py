@@ -113,21 +113,15 @@ def run_vmap(ctx: "AuditContext") -> Iterator[Finding]:
     except Exception as exc:
         error = transform_error(exc)
         advice, missing = missing_piece(ctx, "vmap", error)
-        yield Finding("GA104", "info",
-                      f"not usable under torch.func.vmap: it raises {clause(error)}. Per-sample gradients, "
-                      f"ensembling and jacrev need vmap. {advice}",
-                      dtype="float64", location=location, details={"transform": "vmap", "missing": missing})
+        yield VMAP.finding("vmap-raises", "info", reason=clause(error), advice=advice, dtype="float64",
+                           location=location, details={"transform": "vmap", "missing": missing})
     else:
         agree = _agree(batched.detach(), expected, rows, expected.dtype)
         if agree is None or not bool(agree.all()):
             how = (f"shape {tuple(batched.shape)} instead of {tuple(expected.shape)}" if agree is None
                    else describe_mismatch(batched.detach(), expected, rows if ctx.elementwise else None, agree))
-            yield Finding("GA104", "info",
-                          f"torch.func.vmap over a batch of {BATCH} rows gives different outputs from "
-                          f"calling the target row by row ({how}): the batching rule (a vmap "
-                          f"staticmethod, or a forward that mixes rows) is wrong. Make vmap(f)(x)[i] "
-                          f"equal f(x[i]).",
-                          dtype="float64", location=location, details={"transform": "vmap", "missing": []})
+            yield VMAP.finding("vmap-differs", "info", rows=BATCH, how=how, dtype="float64", location=location,
+                               details={"transform": "vmap", "missing": []})
     yield from _func_grad(ctx, values, location)
 
 
@@ -150,38 +144,44 @@ def _func_grad(ctx: "AuditContext", values: torch.Tensor, location: dict | None)
     except Exception as exc:
         error = transform_error(exc)
         advice, missing = missing_piece(ctx, "grad", error)
-        yield Finding("GA104", "info",
-                      f"not usable under torch.func.grad: it raises {clause(error)}. {advice}",
-                      dtype="float64", location=location, details={"transform": "grad", "missing": missing})
+        yield VMAP.finding("grad-raises", "info", reason=clause(error), advice=advice, dtype="float64",
+                           location=location, details={"transform": "grad", "missing": missing})
         return
     agree = _agree(got.detach(), expected, values, out.dtype)
     if agree is None or not bool(agree.all()):
         how = "a different shape" if agree is None else describe_mismatch(got.detach(), expected, values, agree)
-        yield Finding("GA104", "info",
-                      f"torch.func.grad gives different gradients from torch.autograd.grad ({how}). "
-                      f"The backward behaves differently under torch.func (it may read global state "
-                      f"or detach through .data); make it a pure function of its saved tensors and "
-                      f"grad_output.",
-                      dtype="float64", location=ctx.target.source("backward"),
+        yield VMAP.finding("grad-differs", "info", how=how, dtype="float64", location=ctx.target.source("backward"),
                       details={"transform": "grad", "missing": []})
 
 
-CHECKS = [
-    Check(
-        code="GA104",
-        slug="vmap",
-        status="info",
-        summary="not usable under torch.func.vmap / torch.func.grad",
-        explanation=(
-            "On a small float64 input, torch.func.vmap over a batch of 4 rows must equal calling the "
-            "target row by row, and torch.func.grad of a weighted sum must equal torch.autograd.grad. "
-            "An autograd.Function needs a setup_context staticmethod for any torch.func transform, "
-            "and generate_vmap_rule = True or a vmap staticmethod for vmap; the finding names the "
-            "missing piece."
-        ),
-        fix="Give the autograd.Function setup_context and generate_vmap_rule = True (or a vmap "
-        "staticmethod).",
-        example="class F(Function): forward(ctx, x) ... -> needs setup_context for torch.func",
-        run=run_vmap,
-    )
-]
+VMAP = Check(
+    code="GA104",
+    slug="vmap",
+    status="info",
+    summary="not usable under torch.func.vmap / torch.func.grad",
+    explanation=(
+        "On a small float64 input, torch.func.vmap over a batch of 4 rows must equal calling the "
+        "target row by row, and torch.func.grad of a weighted sum must equal torch.autograd.grad. "
+        "An autograd.Function needs a setup_context staticmethod for any torch.func transform, "
+        "and generate_vmap_rule = True or a vmap staticmethod for vmap; the finding names the "
+        "missing piece."
+    ),
+    fix="Give the autograd.Function setup_context and generate_vmap_rule = True (or a vmap "
+    "staticmethod).",
+    example="class F(Function): forward(ctx, x) ... -> needs setup_context for torch.func",
+    run=run_vmap,
+    messages={
+        "vmap-raises": "not usable under torch.func.vmap: it raises {reason}. Per-sample gradients, "
+                       "ensembling and jacrev need vmap. {advice}",
+        "vmap-differs": "torch.func.vmap over a batch of {rows} rows gives different outputs from calling "
+                        "the target row by row ({how}): the batching rule (a vmap staticmethod, or a "
+                        "forward that mixes rows) is wrong. Make vmap(f)(x)[i] equal f(x[i]).",
+        "grad-raises": "not usable under torch.func.grad: it raises {reason}. {advice}",
+        "grad-differs": "torch.func.grad gives different gradients from torch.autograd.grad ({how}). The "
+                        "backward behaves differently under torch.func (it may read global state or "
+                        "detach through .data); make it a pure function of its saved tensors and "
+                        "grad_output.",
+    },
+)
+
+CHECKS = [VMAP]
