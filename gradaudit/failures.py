@@ -67,7 +67,7 @@ def user_frame(exc: BaseException) -> traceback.FrameSummary | None:
 
 
 def frame_location(frame: traceback.FrameSummary) -> dict[str, Any]:
-    from .targets.resolve import display_path
+    from .targets.types import display_path
 
     return {"path": display_path(frame.filename), "line": frame.lineno}
 

@@ -35,8 +35,8 @@ class Check:
 
     messages: Mapping[str, str] = field(default_factory=dict, compare=False)
     """Message templates by kind (``{"spurious": "the forward creates -0.0 in {dtype} ..."}``),
-    filled by :meth:`finding`; ``{fix}`` in a template is the check's :attr:`fix` (or
-    :data:`SURROGATE_EXPECTED` when the surrogate rule applies)."""
+    filled by :meth:`finding`; ``{dtype}`` is the finding's dtype and ``{fix}`` the check's
+    :attr:`fix` (or :data:`SURROGATE_EXPECTED` when the surrogate rule applies)."""
     surrogate_kinds: tuple[str, ...] = ()
     """Kinds of finding that become :attr:`surrogate_status` when the target is declared a
     surrogate / straight-through gradient (DESIGN.md: GA101, GA105, GA302)."""
@@ -66,7 +66,7 @@ class Check:
             raise KeyError(f"{self.code} {kind}: no placeholder for {sorted(unused)}")
         if location is None and audit is not None:
             location = audit.target.source(self.location_role)
-        return Finding(self.code, status, template.format(fix=fix, **values), dtype=dtype,
+        return Finding(self.code, status, template.format(fix=fix, dtype=dtype, **values), dtype=dtype,
                        examples=list(examples or ()), location=location, details=details,
                        check=self.slug, kind=kind)
 
