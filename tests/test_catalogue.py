@@ -11,8 +11,6 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 START, END = "<!-- checks:start", "<!-- checks:end -->"
-FAMILIES = {"1": "gradients", "2": "values", "3": "kinks and jumps", "4": "hygiene, layouts and backends",
-            "5": "comparison with a reference", "9": "could not audit"}
 
 
 def generated() -> str:
@@ -30,14 +28,34 @@ def readme_section() -> str:
 
 def test_codes_and_slugs_are_unique_and_well_formed():
     from gradaudit.checks import catalogue
+    from gradaudit.model.codes import CODE_RANGES, RETIRED_CODES
 
     checks = list(catalogue().values())
     assert len({c.slug for c in checks}) == len(checks)
     for check in checks:
         assert re.fullmatch(r"GA[1-9]\d\d", check.code), check.code
-        assert check.code[2] in FAMILIES, f"{check.code} is outside the documented ranges"
+        assert check.code[:3] in CODE_RANGES, f"{check.code} is outside the documented ranges"
+        assert check.code not in RETIRED_CODES, f"{check.code} is retired and may not be reused"
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", check.slug), check.slug
         assert set(check.status.split(" / ")) <= {"info", "warn", "fail", "error"}, check.status
+
+
+def test_code_ranges_and_retired_codes_are_well_formed():
+    from gradaudit.model.codes import CODE_RANGES, RETIRED_CODES, SLUGS
+
+    assert all(re.fullmatch(r"GA[1-9]", prefix) for prefix in CODE_RANGES)
+    for code, reason in RETIRED_CODES.items():
+        assert re.fullmatch(r"GA[1-9]\d\d", code) and code[:3] in CODE_RANGES and reason, code
+        assert code not in SLUGS, f"{code} is retired but still in the slug table"
+
+
+def test_slug_table_is_unique_and_inside_the_ranges():
+    """The model's code -> slug table (for findings loaded from JSON; test_run_robustness keeps
+    it equal to the registry) names each slug once, with codes inside the documented ranges."""
+    from gradaudit.model.codes import CODE_RANGES, SLUGS
+
+    assert len(set(SLUGS.values())) == len(SLUGS)
+    assert all(code[:3] in CODE_RANGES for code in SLUGS)
 
 
 def test_readme_check_table_is_the_registry():

@@ -1,8 +1,10 @@
 """Every check code and its slug (DESIGN.md's catalogue), as pure data.
 
-The model (:mod:`gradaudit.model.report`) names a finding's check from this table, so it needs
-neither torch nor the check registry; a test keeps it equal to the registry
-(:func:`gradaudit.checks.catalogue`). A retired code is never reused.
+A finding built by a check gets its slug from the check (:meth:`gradaudit.model.check.Check.finding`);
+this table names the check only of findings loaded from JSON or built by hand outside the checks
+(the worker runner's GA901), so the model needs neither torch nor the check registry. A test keeps
+it equal to the registry (:func:`gradaudit.checks.catalogue`), inside :data:`CODE_RANGES`, and
+clear of :data:`RETIRED_CODES`.
 """
 from __future__ import annotations
 
@@ -30,3 +32,19 @@ SLUGS: dict[str, str] = {
     "GA901": "error",
 }
 """Check code to slug, e.g. ``GA203`` to ``signed-zero-output``."""
+
+CODE_RANGES: dict[str, str] = {
+    "GA1": "gradients",
+    "GA2": "values (non-finite, signed zeros)",
+    "GA3": "kinks and jumps",
+    "GA4": "hygiene, layouts and backends (dtype, shape, device, compile, custom ops)",
+    "GA5": "comparison with a reference",
+    "GA9": "could not audit",
+}
+"""Code prefix to the family its codes belong to (DESIGN.md); a new check takes the next free
+code of its family, and ``--select GA2`` selects a whole family."""
+
+RETIRED_CODES: dict[str, str] = {}
+"""Codes once used and withdrawn, each with the reason (``{"GA199": "merged into GA101"}``).
+A retired code is never reused: a stored report or a ``--ignore`` list that names it keeps
+its meaning. None has been retired yet."""
