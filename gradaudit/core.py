@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from .checks import ERROR, catalogue, expand
-from .engine.context import AuditContext, CallError, Options, parse_dtype
+from .engine.context import BASE_SAMPLES, AuditContext, CallError, Needs, Options, parse_dtype
 from .engine.inputs import DEFAULT_SIZE
 from .render.table import render_table
 from .model.report import Finding, Report, set_failure_renderer
@@ -180,17 +180,40 @@ def error_report(target_name: str, message: str, details: dict[str, Any] | None 
 
 
 def run_audit(target: Target, options: Options) -> Report:
-    """Run the selected checks on one resolved target."""
+    """Run the selected checks on one resolved target.
+
+    An audit of the default size runs on one thread: its tensors are small, and each
+    parallel region (oneDNN opens one even for a hundred elements) costs more than the work,
+    most of all on a busy machine. Larger probes keep torch's threads. The caller's thread
+    count is restored by :func:`preserved_torch_state`."""
     started = time.perf_counter()
     with preserved_torch_state():
         torch.set_grad_enabled(True)
+        if options.size <= BASE_SAMPLES:
+            torch.set_num_threads(1)
         report = _run_checks(target, options)
     report.seconds = time.perf_counter() - started
     return report
 
 
+def engine_needs(codes: Iterable[str]) -> Needs:
+    """What the selected checks (``codes``) need from the engine, read from their
+    declarations: the backward with grad_output -1 too, and whether the float64 probe is
+    only ever streamed."""
+    selected = set(codes)
+    checks = [check for code, check in catalogue().items() if code in selected and check.run]
+    negative = any(check.negative_grad_output for check in checks)
+    return Needs(grad_output_signs=(1.0, -1.0) if negative else (1.0,),
+                 streaming=bool(checks) and all(check.streams for check in checks))
+
+
+def blamed_defects() -> dict[str, tuple[str, str]]:
+    """Check code -> ``(defect, phase)`` that blame traces, from the checks' declarations."""
+    return {code: check.blame for code, check in catalogue().items() if check.blame is not None}
+
+
 def _run_checks(target: Target, options: Options) -> Report:
-    context = AuditContext(target, options)
+    context = AuditContext(target, options, engine_needs(options.codes))
     try:
         return _run_checks_in(context)
     finally:
@@ -230,7 +253,7 @@ def _run_checks_in(context: AuditContext) -> Report:
 
     started = time.perf_counter()
     try:
-        blame_findings(context, report.findings)  # after every check, on copies: adds lines, changes no verdict
+        blame_findings(context, report.findings, blamed_defects())  # after every check, on copies: adds lines, changes no verdict
     except TARGET_EXITS:
         pass  # blame only adds source lines; the checks reported the exit already
     report.timings["blame"] = time.perf_counter() - started

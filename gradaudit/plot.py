@@ -6,11 +6,12 @@ from typing import Any
 
 import torch
 
-from .checks.gradient import numerical_derivative
+from .checks import catalogue
+from .engine.numerics import numerical_derivative
 from .engine.context import AuditContext, CallError, Options
 from .core import run_audit
 from .model.report import Report
-from .targets.resolve import Target
+from .targets.types import Target
 
 PLOT_POINTS = 2001
 
@@ -87,10 +88,12 @@ def plot_target(target: Target, options: Options, path: str) -> dict[str, Any]:
         drawn_kinks.append(kink.location)
 
     shaded = []
+    signed_zero_phases = {code: check.blame[1] for code, check in catalogue().items()
+                          if check.blame is not None and check.blame[0] == "negative-zero"}
     for finding in report.findings:
         details = finding.details or {}
-        if finding.code in ("GA203", "GA204") and details.get("kind") == "spurious":
-            axis = top if finding.code == "GA203" else bottom
+        if finding.code in signed_zero_phases and details.get("kind") == "spurious":
+            axis = top if signed_zero_phases[finding.code] == "forward" else bottom
             for a, b in _clip(details.get("intervals", []), lo, hi):
                 axis.axvspan(a, b, color="C3", alpha=0.12, label=f"creates -0.0 ({finding.code})")
                 shaded.append((a, b))

@@ -20,8 +20,8 @@ from gradaudit import audit
 from gradaudit.engine import inputs, scans
 from gradaudit.checks import gradient
 from gradaudit.engine.context import AuditContext
-from gradaudit.core import build_options
-from gradaudit.targets.resolve import source_location, target_from_object
+from gradaudit.core import build_options, engine_needs
+from gradaudit.targets.types import source_location, target_from_object
 from test_torch_builtins import TORCH, recorded, verdict
 
 sys.path.insert(0, ROOT)
@@ -49,8 +49,10 @@ def _wrong_at_one_probe_input(size: int, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(WrongSiLU, "mask", staticmethod(lambda x: x == value))
 
 
-def _context(fn, size: int) -> AuditContext:
-    return AuditContext(target_from_object(fn), build_options(size=size))
+def _context(fn, size: int, **options) -> AuditContext:
+    """The context a default audit of ``fn`` gets (what the selected checks need, as audit() gives it)."""
+    options = build_options(size=size, **options)
+    return AuditContext(target_from_object(fn), options, engine_needs(options.codes))
 
 
 TARGETS = {
@@ -262,10 +264,11 @@ def test_in_place_targets_leave_the_shared_probe_untouched():
 
 
 def test_backward_with_negative_grad_output_runs_only_for_ga204():
-    full = AuditContext(target_from_object(F.silu), build_options())
+    full = _context(F.silu, 2048)
     assert set(full.evaluate(torch.float64).grads) == {1.0, -1.0}
-    gradient_only = AuditContext(target_from_object(F.silu), build_options(select=["GA101"]))
+    gradient_only = _context(F.silu, 2048, select=["GA101"])
     assert set(gradient_only.evaluate(torch.float64).grads) == {1.0}
+    assert set(AuditContext(target_from_object(F.silu), build_options()).evaluate(torch.float64).grads) == {1.0}
     # GA204 alone still sees the -0.0 that a mask-multiplying backward creates for grad_output -1
     report = audit(sample("defects:MaskGradReLU"), select=["GA204"])
     assert report.status == "warn" and report.codes("warn") == {"GA204"}
@@ -318,11 +321,11 @@ class SignBlindSiLU(WrongSiLU):
 def test_evaluation_in_blocks_equals_the_whole(fn, monkeypatch):
     """Blocks give the whole evaluation's values for both grad_output signs, signs of zeros
     included."""
-    import gradaudit.engine.context as context_module
+    from gradaudit.engine import blocks
 
     blocked = _context(fn, LARGE)
-    assert blocked.evaluate(torch.float64).x.numel() > 2 * context_module.EVALUATION_BLOCK
-    monkeypatch.setattr(context_module, "EVALUATION_BLOCK", 1 << 40)
+    assert blocked.evaluate(torch.float64).x.numel() > 2 * blocks.EVALUATION_BLOCK
+    monkeypatch.setattr(blocks, "EVALUATION_BLOCK", 1 << 40)
     whole = _context(fn, LARGE)
     a, b = blocked.evaluate(torch.float64), whole.evaluate(torch.float64)
     assert a.y.dtype == b.y.dtype and set(a.grads) == set(b.grads)
@@ -406,10 +409,12 @@ def test_built_ins_have_no_source_line():
 
 
 def test_gradient_check_alone_streams_a_large_probe_without_storing_it(monkeypatch):
+    from gradaudit.engine.cache import EvaluationCache
+
     def stored(self, dtype):
         raise AssertionError("the float64 probe was evaluated whole")
 
-    monkeypatch.setattr(AuditContext, "evaluate", stored)
+    monkeypatch.setattr(EvaluationCache, "evaluate", stored)
     report = audit(F.silu, size=LARGE, select=["GA101"])
     assert report.status == "pass" and report.codes("fail") == set()
 

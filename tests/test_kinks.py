@@ -135,7 +135,7 @@ def _counting_context(fn, **options):
     """An audit context for ``fn`` whose float64 point evaluations are recorded (their sizes)."""
     from gradaudit.engine.context import AuditContext
     from gradaudit.core import build_options
-    from gradaudit.targets.resolve import target_from_object
+    from gradaudit.targets.types import target_from_object
 
     context = AuditContext(target_from_object(fn), build_options(**options))
     calls = []

@@ -1,4 +1,5 @@
-"""Small inputs and comparisons shared by the hygiene checks (GA102-GA105, GA401-GA404).
+"""Small inputs and comparisons shared by the hygiene checks (higher order, forward AD,
+transforms, parameters, mutation, determinism, dtypes, layouts).
 
 Checks that need extra passes over the target (mutation, reentrancy, layouts, transforms)
 run them on a few dozen probe values instead of the whole probe set, so their cost does not
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from .context import AuditContext
 
 SMALL_COUNT = 120
-"""Elements of the small input: 2*3*4*5, so it reshapes to every layout GA404 tests."""
+"""Elements of the small input: 2*3*4*5, so it reshapes to every layout the layout check tests."""
 MODERATE = 20.0
 """Probe values up to this magnitude make the moderate small input (finite differences)."""
 
@@ -107,7 +108,7 @@ def describe_mismatch(actual: torch.Tensor, expected: torch.Tensor, x: torch.Ten
 
 
 def small_matrix(ctx: "AuditContext") -> torch.Tensor:
-    """A seeded 4x6 float64 input for targets that are not elementwise (as GA101's gradcheck)."""
+    """A seeded 4x6 float64 input for targets that are not elementwise (as torch's gradcheck takes)."""
     generator = torch.Generator().manual_seed(ctx.options.seed)
     x = torch.randn(4, 6, generator=generator, dtype=torch.float64) * 2
     if ctx.options.domain is not None:
@@ -129,7 +130,7 @@ def two_forwards(ctx: "AuditContext") -> tuple[torch.Tensor, torch.Tensor]:
 def backward_is_random(ctx: "AuditContext") -> bool:
     """Whether the backward draws random numbers (cached): over one graph of the small float64
     input, two backwards with the same RNG state agree and a third with another state does not.
-    A backward that is not reentrant (the first two differ) is GA402's fail, not random here."""
+    A backward that is not reentrant (the first two differ) is reported as such, not as random here."""
 
     def run() -> bool:
         values = small_input(ctx, torch.float64)

@@ -1,6 +1,6 @@
 """Where a created -0.0 sits: in a region where the function is exactly zero, or not.
 
-The engine side of GA203/GA204 (DESIGN.md, "Signed zeros: created, not inherited"): it
+The engine side of the signed-zero checks (DESIGN.md, "Signed zeros: created, not inherited"): it
 knows values and float64 evaluations, no check code. A -0.0 whose float64 value is zero too
 is *spurious* when the function is exactly zero around the point, and an *underflow* (or a
 *rounding*) when the zero region is reached through gently decaying values: values that
