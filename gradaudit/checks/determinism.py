@@ -139,8 +139,9 @@ DETERMINISM = Check(
                            "forward state; save the random draws (the mask or noise) in forward and "
                            "reuse them.",
         "random-forward": "the forward is random: two calls on the same float64 input give different "
-                          "outputs at {count} of {total} elements (e.g. {example}). " + STOCHASTIC_NOTE + " gradaudit reseeds the global RNG "
-                          "before each call, so its other checks compare like with like.",
+                          "outputs at {count} of {total} elements (e.g. {example}). " + STOCHASTIC_NOTE
+                          + " gradaudit reseeds the global RNG before each call, so its other checks "
+                          "compare like with like.",
     },
 )
 
