@@ -11,7 +11,8 @@ import click
 
 from .run.config import SETTING_BY_KEY, SETTINGS, ConfigError, Setting, load_config
 from .render import FORMATS
-from .model.report import STATUS_ORDER, Report, worst_status
+from .model.options import RUN_SETTINGS, merge_options
+from .model.report import Report, worst_status
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
@@ -20,11 +21,10 @@ EXIT_INTERRUPTED = 130
 
 def exit_code(reports: list[Report], strict: bool) -> int:
     """0: no fail (and no warn under strict); 1: a fail (or warn); 2: a target could not be audited."""
-    worst = worst_status([r.status for r in reports]) if reports else "pass"
+    worst = worst_status([r.status for r in reports])
     if worst == "error":
         return EXIT_USAGE
-    limit = STATUS_ORDER["warn"] if strict else STATUS_ORDER["fail"]
-    return EXIT_FAIL if STATUS_ORDER[worst] >= limit else EXIT_OK
+    return EXIT_FAIL if worst == "fail" or (strict and worst == "warn") else EXIT_OK
 
 
 def _split(values: tuple[str, ...]) -> list[str] | None:
@@ -43,20 +43,16 @@ def setting_option(setting: Setting) -> Any:
 
 
 def audit_kwargs(options: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of :func:`gradaudit.core.build_options` from the audit options of a
-    command and the resolved run settings (command line over config over defaults)."""
-    return dict(
-        kinks=options["kinks"] or None,
-        domain=options["domain"],
-        dtypes=settings["dtypes"],
-        size=settings["size"],
-        seed=settings["seed"],
-        select=settings["select"],
-        ignore=settings["ignore"],
-        surrogate=bool(options["surrogate"]),
-        reference=options["reference"],
-        device=_split(options["devices"]),
-    )
+    """The command-line layer of :func:`gradaudit.model.options.merge_options` (keywords of
+    :func:`gradaudit.core.build_options`): the run settings (command line over the config
+    file's ``[tool.gradaudit]``) and the audit options only the command line gives."""
+    return merge_options({key: settings[key] for key in RUN_SETTINGS}, {
+        "kinks": options["kinks"] or None,
+        "domain": options["domain"],
+        "surrogate": True if options["surrogate"] else None,
+        "reference": options["reference"],
+        "device": _split(options["devices"]),
+    })
 
 
 def audit_options(function: Any) -> Any:
@@ -184,13 +180,15 @@ def _prepare(config_path: str | None, options: dict[str, Any], verbose: bool) ->
 def list_targets(targets: tuple[str, ...]) -> None:
     """Print the targets that ``check`` would audit."""
     from .run.tasks import stdout_to_stderr
-    from .targets.resolve import TargetError, resolve
+    from .targets.resolve import resolve
+    from .targets.spec import TargetError
+    from .targets.types import UnloadableFile
 
     failed = False
     for spec in targets:
         try:
             with stdout_to_stderr():  # what an imported file prints is not a target name
-                found = [f"{target.name}\t{target.kind}" for target in resolve(spec)]
+                found = resolve(spec)
         except TargetError as exc:
             click.echo(f"error: {exc}", err=True)
             failed = True
@@ -202,8 +200,12 @@ def list_targets(targets: tuple[str, ...]) -> None:
             click.echo(f"error: {spec}: searching it raised {type(exc).__name__}: {exc}", err=True)
             failed = True
             continue
-        for line in found:
-            click.echo(line)
+        for target in found:
+            if isinstance(target, UnloadableFile):  # a file of a directory that fails to import
+                click.echo(f"error: {target.error}", err=True)
+                failed = True
+            else:
+                click.echo(f"{target.name}\t{target.kind}")
     sys.exit(EXIT_USAGE if failed else EXIT_OK)
 
 
@@ -241,7 +243,8 @@ def plot(target: str, output: str, **options: Any) -> None:
     """Plot TARGET: f, its analytic and numerical derivatives, kinks, -0.0 regions, non-finite points."""
     from . import core
     from .plot import PlotUnavailable, plot_target
-    from .targets.resolve import TargetError, resolve
+    from .targets.resolve import resolve
+    from .targets.spec import TargetError
 
     try:
         settings = load_config(None).resolve({s.key: options.pop(s.key, None) for s in SETTINGS})

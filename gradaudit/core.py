@@ -16,7 +16,9 @@ from .model.report import Finding, Report, set_failure_renderer
 from .engine.state import preserved_torch_state
 from .failures import (TARGET_EXITS, OptionError, crash_finding, exit_finding, frame_location,
                             option_finding, user_frame)
-from .targets.resolve import Target, TargetError, target_from_object
+from .model.options import DECLARED, merge_options
+from .targets.spec import Spec, TargetError
+from .targets.types import Target, target_from_object
 
 set_failure_renderer(render_table)  # the text of Report.raise_for_status's AuditFailure
 
@@ -57,6 +59,8 @@ def _codes(option: str, patterns: Iterable[str] | None) -> set[str]:
 
 
 def _load_reference(reference: Any) -> Target:
+    if isinstance(reference, Target):  # loaded already (the run's, laid over a target's declared options)
+        return reference
     if isinstance(reference, str):
         from .targets.resolve import resolve
 
@@ -128,7 +132,7 @@ def audit(
     domain: Sequence[float] | None = None,
     dtypes: Iterable[str | torch.dtype] | None = None,
     size: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     select: Iterable[str] | None = None,
     ignore: Iterable[str] | None = None,
     surrogate: bool | None = None,
@@ -139,7 +143,8 @@ def audit(
 
     ``fn`` is a function, ``functools.partial``, ``nn.Module`` (instance or no-argument
     class) or ``autograd.Function`` subclass. Options given here override those attached
-    with ``@gradaudit.activation``. Bad options (given here or declared) raise
+    with ``@gradaudit.activation`` (one merge, :func:`gradaudit.model.options.merge_options`;
+    ``ignore`` lists are joined). Bad options (given here or declared) raise
     :class:`OptionError`, a ``ValueError`` naming the target and the option. A target that
     cannot be audited, crashes in its own code, or raises ``SystemExit``/``GeneratorExit``
     gives a report with GA901 errors; ``KeyboardInterrupt`` is raised on (Ctrl-C stops the
@@ -152,21 +157,10 @@ def audit(
     target = fn if isinstance(fn, Target) else target_from_object(fn, name)
     if name is not None:
         target.name = name
-    declared = dict(target.options)
-    merged: dict[str, Any] = {
-        "kinks": kinks if kinks is not None else declared.get("kinks"),
-        "domain": domain if domain is not None else declared.get("domain"),
-        "dtypes": dtypes if dtypes is not None else declared.get("dtypes"),
-        "size": size if size is not None else declared.get("size"),
-        "seed": seed,
-        "select": select if select is not None else declared.get("select"),
-        "ignore": list(ignore or ()) + list(declared.get("ignore") or ()),
-        "surrogate": surrogate if surrogate is not None else declared.get("surrogate", False),
-        "reference": reference if reference is not None else declared.get("reference"),
-        "device": device if device is not None else declared.get("device"),
-    }
+    call = {"kinks": kinks, "domain": domain, "dtypes": dtypes, "size": size, "seed": seed, "select": select,
+            "ignore": ignore, "surrogate": surrogate, "reference": reference, "device": device}
     try:
-        options = build_options(**merged)
+        options = build_options(**merge_options(target.options, call))
     except OptionError as exc:
         raise exc.for_target(target.name) from None
     return run_audit(target, options)
@@ -319,49 +313,66 @@ def audit_target_string(
     except TargetError as exc:
         return [error_report(spec, str(exc), _traceback_details(exc))]
     if not targets:
-        return [error_report(spec, f"{spec}: no targets found (no autograd.Function, no-argument "
-                                   f"nn.Module or @gradaudit.activation callable is defined there). "
-                                   f"Name one explicitly as {spec}:name.")]
-    reports = []
-    for target in targets:
-        target_options = options
-        if overrides is not None:
-            target.options = overrides(target.name, target.options)
-        try:
-            if target.options:
-                target_options = merge_declared(options, target.options)
-        except OptionError as exc:
-            finding = option_finding(target.name, exc, target.source("forward"))
-            reports.append(Report(target=target.name, findings=[finding], location=finding.location))
-            continue
-        reports.append(run_audit(target, target_options))
-    return reports
+        return [no_targets_report(spec)]
+    return [audit_resolved(target, options, overrides) for target in targets]
 
 
-def resolve_spec(spec: str) -> list[Target]:
+def no_targets_report(spec: str) -> Report:
+    """The GA901 report of a module (or other target string) in which no target was found."""
+    return error_report(spec, f"{spec}: no targets found (no autograd.Function, no-argument "
+                              f"nn.Module or @gradaudit.activation callable is defined there). "
+                              f"Name one explicitly as {spec}:name.")
+
+
+def audit_resolved(
+    target: Target,
+    options: Options,
+    overrides: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
+) -> Report:
+    """Audit one resolved target with the run's ``options`` laid over its declared ones
+    (:func:`merge_declared`); a bad declared option is a GA901 report for it alone."""
+    from .targets.types import UnloadableFile
+
+    if isinstance(target, UnloadableFile):  # a file of a directory scan that failed to import
+        return error_report(target.name, target.error)
+    if overrides is not None:
+        target.options = overrides(target.name, target.options)
+    try:
+        target_options = merge_declared(options, target.options) if target.options else options
+    except OptionError as exc:
+        finding = option_finding(target.name, exc, target.source("forward"))
+        return Report(target=target.name, findings=[finding], location=finding.location)
+    return run_audit(target, target_options)
+
+
+def resolve_spec(spec: str | Spec) -> list[Target]:
+    """The targets a target string names (parsed once, by :func:`gradaudit.targets.spec.parse_spec`)."""
     from .targets.resolve import resolve
 
     return resolve(spec)
 
 
 def merge_declared(options: Options, declared: dict[str, Any]) -> Options:
-    """Options from ``@gradaudit.activation`` (or config) filled in where the run gave none.
+    """A run's ``options`` (command line over config file) laid over a target's declared
+    options (``@gradaudit.activation``, then its config table) by
+    :func:`gradaudit.model.options.merge_options`: a declared option applies where the run
+    gave none; declared ``ignore`` lists remove checks too.
 
-    Every declared option is validated, used or not; a bad one raises :class:`OptionError`."""
+    Every declared kink and domain is validated, used or not; a bad option raises :class:`OptionError`."""
     from dataclasses import replace
 
-    updates: dict[str, Any] = {}
-    kinks = _validate_kinks(declared.get("kinks"))
-    if kinks and not options.kinks:
-        updates["kinks"] = kinks
-    domain = _validate_domain(declared.get("domain"))
-    if domain is not None and options.domain is None:
-        updates["domain"] = domain
-    if declared.get("surrogate") and not options.surrogate:
-        updates["surrogate"] = True
-    if declared.get("reference") is not None and options.reference is None:
-        updates["reference"] = _load_reference(declared["reference"])
+    _validate_kinks(declared.get("kinks"))
+    _validate_domain(declared.get("domain"))
+    run = {"kinks": options.kinks or None, "domain": options.domain, "surrogate": options.surrogate or None,
+           "reference": options.reference}
+    merged = merge_options({key: declared.get(key) for key in DECLARED if key != "ignore"}, run)
+    reference = merged.get("reference")
+    updates: dict[str, Any] = {
+        "kinks": _validate_kinks(merged.get("kinks")),
+        "domain": _validate_domain(merged.get("domain")),
+        "surrogate": bool(merged.get("surrogate")),
+        "reference": _load_reference(reference) if reference is not None else None,
+    }
     if declared.get("ignore"):
         updates["codes"] = options.codes - _codes("ignore", declared["ignore"])
-    return replace(options, **updates) if updates else options
-
+    return replace(options, **updates)

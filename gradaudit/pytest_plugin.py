@@ -8,7 +8,8 @@ Registered through the ``pytest11`` entry point, so installing gradaudit is enou
 or, without the fixture, ``from gradaudit.pytest_plugin import assert_audit``. A failing
 audit fails the test with the findings table as its message. Defaults come from
 ``[tool.gradaudit]`` in pyproject.toml (found from pytest's rootdir upward), then from
-``--gradaudit-*`` command-line options, then from the call's keywords.
+``--gradaudit-*`` command-line options, then from the call's keywords (one merge,
+:func:`gradaudit.model.options.merge_options`, over the ``@gradaudit.activation`` options).
 
 Loading this module imports nothing heavy: torch is imported when a test first audits.
 """
@@ -18,14 +19,11 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import pytest
 
+from .model.options import RUN_SETTINGS, merge_options
 from .run.config import SETTINGS, Config, load_config
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model.report import Report
-
-AUDIT_SETTINGS = ("dtypes", "size", "seed", "select")
-"""Settings passed to :func:`gradaudit.audit` as they are (``ignore`` and ``strict`` are merged)."""
-
 
 def _dest(key: str) -> str:
     return f"gradaudit_{key}"
@@ -53,17 +51,17 @@ class Auditor:
 
     def audit(self, fn: Any, *, name: str | None = None, ignore: Iterable[str] | None = None,
               **options: Any) -> "Report":
-        """:func:`gradaudit.audit` with the project's defaults and per-target tables applied."""
+        """:func:`gradaudit.audit` with the options merged once
+        (:func:`gradaudit.model.options.merge_options`): the decorator's, then the target's
+        config table, then the run settings (``--gradaudit-*`` over ``[tool.gradaudit]``), then
+        this call's keywords; ``ignore`` lists are joined."""
         from .core import audit
-        from .targets.resolve import target_from_object
+        from .targets.types import target_from_object
 
         target = target_from_object(fn, name)
-        target.options = self.config.declared_for(target.name, target.options)
-        for key in AUDIT_SETTINGS:
-            if options.get(key) is None and self.settings.get(key) is not None:
-                options[key] = self.settings[key]
-        ignored = list(self.settings.get("ignore") or ()) + list(ignore or ())
-        return audit(target, ignore=ignored or None, **options)
+        run = {key: self.settings.get(key) for key in RUN_SETTINGS}
+        merged = merge_options(self.config.target_table(target.name), run, {**options, "ignore": ignore})
+        return audit(target, **merged)  # audit() lays these over the decorator's options
 
     def assert_audit(self, fn: Any, *, strict: bool | None = None, **options: Any) -> "Report":
         """Audit ``fn`` and fail the test, with the findings table, on a fail or error (or a

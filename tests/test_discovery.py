@@ -83,7 +83,8 @@ def test_check_skips_files_without_targets_but_not_modules_without_targets(tmp_p
 
 def test_a_file_inside_a_package_is_imported_by_its_dotted_name(tmp_path):
     """Relative imports work: pre-commit passes file paths of package modules."""
-    from gradaudit.targets.resolve import package_module, resolve
+    from gradaudit.targets.loading import package_module
+    from gradaudit.targets.resolve import resolve
 
     acts = tmp_path / "mypkg" / "acts"
     acts.mkdir(parents=True)

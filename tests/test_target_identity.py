@@ -124,7 +124,7 @@ def test_an_activation_marked_where_it_is_bound_belongs_to_that_file(tmp_path, m
 
 def test_several_specs_naming_one_object_are_one_target(src_and_tests):
     """A directory, a file in it, and the same file spelled otherwise: one audit."""
-    from gradaudit.targets.resolve import unique_names
+    from gradaudit.targets.names import unique_names
 
     names = [t.name for spec in ("src", "src/pkg/acts.py", "./src/pkg/acts.py") for t in resolve(spec)]
     assert names == ["src/pkg/acts.py:sqrt_relu"] * 3
@@ -149,7 +149,7 @@ def test_a_run_given_a_directory_and_a_file_in_it_audits_each_target_once(src_an
 
 
 def test_unique_drops_repeated_objects():
-    from gradaudit.targets.resolve import unique
+    from gradaudit.targets.types import unique
 
     first, second = resolve("torch.nn.functional:relu"), resolve("torch.nn.functional:relu")
     assert [t.name for t in unique(first + second + resolve("torch.nn.functional:silu"))] == [
@@ -328,7 +328,7 @@ def test_discovery_survives_attributes_that_raise(tmp_path, monkeypatch):
     '''))
     monkeypatch.chdir(tmp_path)
     assert [t.name for t in resolve("lazy.py")] == ["lazy.py:Square"]
-    from gradaudit.targets.resolve import TargetError
+    from gradaudit.targets.spec import TargetError
 
     for named in ("lazy.py:proxy.forward", "lazy.py:optional", "lazy.py:broken"):
         with pytest.raises(TargetError):

@@ -35,6 +35,6 @@ def render_github(reports: list[Report], verbose: bool = False, **_: Any) -> str
             properties.append(f"title={_escape_property(f'{finding.code} {finding.check} ({report.target})')}")
             command = COMMAND[level(finding.status)]
             lines.append(f"::{command} {','.join(properties)}::{_escape_data(finding.message)}")
-    overall = worst_status([r.status for r in reports]) if reports else "pass"
+    overall = worst_status([r.status for r in reports])
     lines.append(f"gradaudit: {len(reports)} target(s), overall {overall}")
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ def _where(report: Report, finding: object) -> str:
 
 
 def render_markdown(reports: list[Report], verbose: bool = False, **_: Any) -> str:
-    overall = worst_status([r.status for r in reports]) if reports else "pass"
+    overall = worst_status([r.status for r in reports])
     lines = [f"### gradaudit: {len(reports)} target(s), overall **{overall}**", ""]
     lines += ["| target | status | fail | warn | info |", "|---|---|---:|---:|---:|"]
     for report in reports:

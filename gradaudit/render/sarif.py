@@ -80,5 +80,5 @@ def sarif_document(reports: list[Report], verbose: bool = False, checks: Iterabl
     return json_safe({"$schema": SCHEMA, "version": "2.1.0", "runs": [run]})
 
 
-def render_sarif(reports: list[Report], verbose: bool = False, checks: Iterable[Check] = ()) -> str:
+def render_sarif(reports: list[Report], verbose: bool = False, checks: Iterable[Check] = (), **_: Any) -> str:
     return json.dumps(sarif_document(reports, verbose, checks), indent=2, allow_nan=False) + "\n"

@@ -75,6 +75,6 @@ def render_table(reports: list[Report], verbose: bool = False, **_: Any) -> str:
             parts.append(textwrap.indent(kinks, "  "))
         if block:
             parts.append(block)
-    overall = worst_status([r.status for r in reports]) if reports else "pass"
+    overall = worst_status([r.status for r in reports])
     parts.append(f"\ngradaudit: {len(reports)} target(s), overall {overall}")
     return "\n".join(parts) + "\n"

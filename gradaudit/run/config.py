@@ -24,6 +24,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from ..model.options import merge_options
+from ..targets.spec import looks_like_path, split_spec
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python < 3.11 only
@@ -186,14 +189,17 @@ class Config:
         return os.path.dirname(self.path) if self.path else os.getcwd()
 
     def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """Every setting: ``given`` (values that are not None) over the file over the defaults."""
-        merged: dict[str, Any] = {s.key: None for s in SETTINGS}
-        merged.update(self.settings)
+        """Every setting: ``given`` (the command line's values that are not None) over the file
+        over the defaults; a setting given replaces the file's (``ignore`` too: the file's
+        top-level settings are the command line's defaults)."""
+        parsed: dict[str, Any] = {}
         for key, value in given.items():
             if key not in SETTING_BY_KEY:
                 raise KeyError(f"unknown setting {key!r}")
             if value is not None and value != () and value != []:
-                merged[key] = SETTING_BY_KEY[key].parse(list(value) if isinstance(value, tuple) else value)
+                parsed[key] = SETTING_BY_KEY[key].parse(list(value) if isinstance(value, tuple) else value)
+        merged: dict[str, Any] = {s.key: None for s in SETTINGS}
+        merged.update(merge_options(self.settings, parsed, combined=()))
         merged["strict"] = bool(merged["strict"])
         merged["seed"] = merged["seed"] or 0
         merged["jobs"] = merged["jobs"] or 1
@@ -216,24 +222,18 @@ class Config:
         """Whether the target's config table says ``skip = true``."""
         return bool(self.target_options(target_name).get("skip"))
 
-    def declared_for(self, target_name: str, declared: Mapping[str, Any]) -> dict[str, Any]:
-        """A target's ``@gradaudit.activation`` options with its config table laid over them;
-        ``ignore`` lists are combined. :class:`TargetOptionError` if a matching table holds a
-        bad value."""
+    def target_table(self, target_name: str) -> dict[str, Any]:
+        """The audit options of the per-target table(s) that match ``target_name`` (the config
+        layer of :func:`gradaudit.model.options.merge_options`). :class:`TargetOptionError`
+        if a matching table holds a bad value."""
         for option, message in self.option_errors(target_name):
             raise TargetOptionError(message, option)
-        table = {k: v for k, v in self.target_options(target_name).items() if k != "skip"}
-        if not table:
-            return dict(declared)
-        combined = {**declared, **table}
-        if declared.get("ignore") and table.get("ignore"):
-            combined["ignore"] = list(declared["ignore"]) + list(table["ignore"])
-        return combined
+        return {k: v for k, v in self.target_options(target_name).items() if k != "skip"}
 
-
-def _split_target(name: str) -> tuple[str, str]:
-    module, _, attribute = name.rpartition(":")
-    return module, attribute
+    def declared_for(self, target_name: str, declared: Mapping[str, Any]) -> dict[str, Any]:
+        """A target's ``@gradaudit.activation`` options with its config table laid over them
+        (``ignore`` lists are joined): the ``overrides`` of :func:`gradaudit.core.audit_resolved`."""
+        return merge_options(declared, self.target_table(target_name))
 
 
 def target_matches(key: str, target_name: str, base: str) -> bool:
@@ -244,14 +244,13 @@ def target_matches(key: str, target_name: str, base: str) -> bool:
     dotted key also matches a file target whose path ends in that module's path
     (``pkg/acts.py`` or ``src/pkg/acts.py`` for ``pkg.acts``).
     """
-    key_module, key_attr = _split_target(key)
-    module, attribute = _split_target(target_name)
-    if not key_module or key_attr != attribute:
+    key_module, key_attr = split_spec(key)
+    module, attribute = split_spec(target_name)
+    if not key_attr or key_attr != attribute:
         return False
     if key_module == module:
         return True
-    is_path = module.endswith(".py") or "/" in module or os.sep in module
-    if not is_path:
+    if not looks_like_path(module):
         return False
     target_path = os.path.normcase(os.path.abspath(module))
     if key_module.endswith(".py") or "/" in key_module:
@@ -296,8 +295,8 @@ def _parse_target_table(name: str, options: Any, path: str | None) -> tuple[dict
     """The valid options of a table, and a message per option whose value is bad. A bad key
     or a table that is not one is a :class:`ConfigError` of the whole file."""
     where = target_table_name(name, path)
-    module, attribute = _split_target(name)
-    if not module or not attribute:
+    module, attribute = split_spec(name)
+    if module == name or not module or not attribute:
         raise ConfigError(f"{where}: a target key is 'package.module:attr' or 'path/to/file.py:attr'")
     if not isinstance(options, dict):
         raise ConfigError(f"{where}: must be a table of options")

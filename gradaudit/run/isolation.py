@@ -53,6 +53,7 @@ def _worker_main(conn: Connection, option_kwargs: dict[str, Any], config: Config
 
     from . import tasks
 
+    options = tasks.RunOptions(option_kwargs)  # built once per worker, on its first audit
     torch.set_num_threads(threads)  # the workers share the cores instead of oversubscribing them
 
     def send(kind: str, payload: Any = None) -> None:
@@ -71,8 +72,8 @@ def _worker_main(conn: Connection, option_kwargs: dict[str, Any], config: Config
             if kind == "expand":
                 result: Any = tasks.expand(name, verbose)
             else:
-                send("located", tasks.locate(name))
-                result = tasks.audit_one(name, option_kwargs, config, verbose)
+                result = tasks.audit_one(name, options, config, verbose,
+                                         located=lambda where: send("located", where))
         except KeyboardInterrupt as exc:  # no Ctrl-C reaches a worker: the target raised it
             report = tasks.could_not_audit(name, exc, "searching it" if kind == "expand" else "auditing it", verbose)
             result = ([], [report]) if kind == "expand" else report

@@ -2,19 +2,22 @@
 
 Targets are audited in this process, or, with ``jobs > 1`` or a ``timeout``, in worker
 processes (:mod:`gradaudit.run.isolation`). Both paths go through the tasks of
-:mod:`gradaudit.run.tasks` (:func:`expand`, :func:`audit_one`), which take and return
-only plain data: target strings, option keywords and reports. The runner imports
-isolation, never the other way round.
+:mod:`gradaudit.run.tasks`: in this process each target string is resolved once and its
+targets audited as resolved; workers exchange only plain data (target strings, option
+keywords, reports). The runner imports isolation, never the other way round.
 """
 from __future__ import annotations
 
 import sys
-from typing import IO, Any, Mapping
+from typing import IO, TYPE_CHECKING, Any, Mapping
 
-from .tasks import audit_one, expand, is_path, locate, names_one_target, stdout_to_stderr
+from .tasks import RunOptions, audit_target, names_one_target, resolve_targets, stdout_to_stderr
 from .config import Config
 from ..model.report import Report
 from ..targets.names import first_seen
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..targets.types import Target
 
 PROGRESS_MIN_TARGETS = 8
 """Progress is shown on a terminal's stderr from this many targets on."""
@@ -79,17 +82,27 @@ def run_check(
 
 def _audit_in_process(specs: list[str], option_kwargs: Mapping[str, Any], config: Config,
                       verbose: bool, progress: Progress) -> list[Report]:
+    """Resolve every spec once (all of them first, for the progress total), then audit the
+    targets they gave; a target named twice (a directory and a file in it) is audited once."""
+    seen: set[str] = set()
+    resolved: list[tuple[list[Target], list[Report]]] = []
+    for spec in specs:
+        named = names_one_target(spec)
+        if named and (config.skips(spec) or not first_seen([spec], seen)):
+            continue
+        targets, errors = resolve_targets(spec, verbose)
+        if not named:
+            targets = [t for t in targets if not config.skips(t.name) and first_seen([t.name], seen)]
+        resolved.append((targets, errors))
+    progress.add(sum(len(targets) for targets, _ in resolved))
+    options = RunOptions(option_kwargs)
     reports: list[Report] = []
-    seen: set[str] = set()  # a target named twice (a directory and a file in it) is audited once
-    expanded = [(first_seen([n for n in names if not config.skips(n)], seen), errors)
-                for names, errors in (expand(spec, verbose) for spec in specs)]
-    progress.add(sum(len(names) for names, _ in expanded))
-    for names, errors in expanded:
+    for targets, errors in resolved:
         reports.extend(errors)
-        for name in names:
-            reports.append(audit_one(name, option_kwargs, config, verbose))
-            progress.advance(name)
+        for target in targets:
+            reports.append(audit_target(target, options, config, verbose))
+            progress.advance(target.name)
     return reports
 
 
-__all__ = ["run_check", "expand", "audit_one", "locate", "Progress", "names_one_target", "is_path"]
+__all__ = ["run_check", "Progress"]

@@ -1,8 +1,9 @@
 """The tasks of a ``gradaudit check`` run, shared by the runner and its worker processes.
 
-:func:`expand` and :func:`audit_one` take and return only plain data (target strings, option
-keywords, reports). Whatever a target raises while it is imported, searched or audited,
-``SystemExit`` and ``GeneratorExit`` included, becomes a GA901 report for that target (only
+:func:`resolve_targets` resolves a target string once and :func:`audit_target` audits what it
+gave (the runner, in this process); :func:`expand` and :func:`audit_one` take and return only
+plain data (target strings, reports), for worker processes. Whatever a target raises while it
+is imported, searched or audited, ``SystemExit`` and ``GeneratorExit`` included, becomes a GA901 report for that target (only
 ``KeyboardInterrupt`` goes through, to stop the run). :func:`stdout_to_stderr` keeps what
 targets print off stdout, which holds the report. Both the runner and
 :mod:`gradaudit.run.isolation` import this module; neither imports the other's internals.
@@ -13,78 +14,111 @@ import contextlib
 import os
 import sys
 import traceback
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from .config import Config, TargetOptionError
 from ..model.report import Finding, Report
+from ..targets.spec import TargetError, parse_spec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..targets.types import Target
 
 
 def names_one_target(spec: str) -> bool:
-    """Whether ``spec`` names one target (``mod:attr``) rather than a module or file to search."""
-    windows_drive = len(spec) > 1 and spec[1] == ":" and spec[0].isalpha() and "\\" in spec
-    return ":" in spec and not windows_drive
+    """Whether ``spec`` names one target (``mod:attr``) rather than a module, file, directory
+    or group to search; a malformed ``mod:attr`` counts as one (auditing it reports why)."""
+    try:
+        return parse_spec(spec).names_one_target
+    except TargetError:
+        return True
 
 
-def is_path(spec: str) -> bool:
-    return spec.endswith(".py") or "/" in spec or os.sep in spec or os.path.isdir(spec)
-
-
-def expand(spec: str, verbose: bool = False) -> tuple[list[str], list[Report]]:
-    """The target strings ``spec`` stands for, or an error report saying why there are none.
+def resolve_targets(spec: str, verbose: bool = False) -> tuple[list[Target], list[Report]]:
+    """The targets ``spec`` names, resolved once, or an error report saying why there are none.
 
     A file or directory with no targets (or that does not mention torch) gives neither: a
     pre-commit run passes every changed file, and most hold no activation.
     """
-    if names_one_target(spec):
-        return [spec], []
     from .. import core
-    from ..targets.resolve import TargetError
 
     core.VERBOSE_TRACEBACKS = verbose
     try:
-        targets = core.resolve_spec(spec)
-        if not targets and not is_path(spec):
-            # a module named without an attribute that holds no target: core's "no targets" error
-            return [], core.audit_target_string(spec, core.build_options())
+        parsed = parse_spec(spec)
+        targets = core.resolve_spec(parsed)
     except TargetError as exc:
         return [], [core.error_report(spec, str(exc), core._traceback_details(exc))]
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # SystemExit, GeneratorExit or any exception of the searched module
         return [], [could_not_audit(spec, exc, "searching it for targets", verbose)]
-    return [target.name for target in targets], []
+    if not targets and not parsed.is_path:
+        return [], [core.no_targets_report(spec)]  # a module or group that holds no target
+    return targets, []
 
 
-def audit_one(name: str, option_kwargs: Mapping[str, Any], config: Config, verbose: bool = False) -> Report:
-    """Audit the one target ``name`` with the run's options and its config table.
+def expand(spec: str, verbose: bool = False) -> tuple[list[str], list[Report]]:
+    """The names of the targets ``spec`` stands for (a worker's answer to the parent), or an
+    error report saying why there are none."""
+    if names_one_target(spec):
+        return [spec], []
+    targets, errors = resolve_targets(spec, verbose)
+    return [target.name for target in targets], errors
+
+
+class RunOptions:
+    """The run's audit options, built from its option keywords once, on first use (a bad
+    ``--reference`` then fails every target's audit, each as its own GA901)."""
+
+    def __init__(self, option_kwargs: Mapping[str, Any]) -> None:
+        self.kwargs = dict(option_kwargs)
+        self._built: Any = None
+
+    def get(self) -> Any:
+        if self._built is None:
+            from .. import core
+
+            self._built = core.build_options(**self.kwargs)
+        return self._built
+
+
+def audit_target(target: Target, options: RunOptions, config: Config, verbose: bool = False) -> Report:
+    """Audit one resolved target with the run's options and its config table.
 
     Never raises but ``KeyboardInterrupt``: a target that cannot be audited (it exits, its
     options or its config table are bad, it raises where gradaudit does not expect it) is a
     GA901 report, so that the other targets are still audited. A config table's value that
-    is bad in itself (a reversed domain) is found here, by ``config.declared_for``; one that
-    needs the target's context to judge (an unknown check, a reference that cannot be
-    loaded) by :func:`gradaudit.core.merge_declared`.
+    is bad in itself (a reversed domain) is found by ``config.declared_for``; one that needs
+    the target's context to judge (an unknown check, a reference that cannot be loaded) by
+    :func:`gradaudit.core.merge_declared`.
     """
     from .. import core
 
     core.VERBOSE_TRACEBACKS = verbose
     try:
-        options = core.build_options(**option_kwargs)
-        (report,) = core.audit_target_string(name, options, config.declared_for)
-        return report
+        return core.audit_resolved(target, options.get(), config.declared_for)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
-        return could_not_audit(name, exc, "auditing it", verbose, locate(name))
+        return could_not_audit(target.name, exc, "auditing it", verbose, _source(target))
 
 
-def locate(name: str) -> dict[str, Any] | None:
-    """Where target ``name`` is defined, or None if it cannot be resolved."""
-    from ..targets.resolve import resolve
+def audit_one(name: str, options: RunOptions, config: Config, verbose: bool = False,
+              located: Callable[[dict[str, Any] | None], None] | None = None) -> Report:
+    """Resolve the one target ``name`` (once), say where it is (``located``), and audit it."""
+    targets, errors = resolve_targets(name, verbose)
+    if errors or not targets:
+        from .. import core
 
+        return errors[0] if errors else core.no_targets_report(name)
+    if located is not None:
+        located(_source(targets[0]))
+    return audit_target(targets[0], options, config, verbose)
+
+
+def _source(target: Target) -> dict[str, Any] | None:
+    """Where ``target`` is defined, or None if that cannot be found."""
     try:
-        targets = resolve(name)
-        return targets[0].source("forward") if targets else None
+        return target.source("forward")
     except KeyboardInterrupt:
         raise
     except BaseException:
@@ -165,5 +199,5 @@ def stdout_to_stderr() -> Iterator[None]:
         sys.stdout = saved_stream
 
 
-__all__ = ["names_one_target", "is_path", "expand", "audit_one", "locate", "could_not_audit",
-           "stdout_to_stderr"]
+__all__ = ["names_one_target", "resolve_targets", "expand", "RunOptions", "audit_target", "audit_one",
+           "could_not_audit", "stdout_to_stderr"]

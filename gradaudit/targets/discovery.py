@@ -17,8 +17,8 @@ import torch
 
 from .loading import import_module, load_file
 from .files import mentions_torch, python_files, skipped_file
-from .names import looks_like_path
-from .types import HOME_ATTRIBUTE, OPTIONS_ATTRIBUTE, Target, TargetError, UnloadableFile, display_path
+from .spec import Spec, TargetError, parse_spec
+from .types import HOME_ATTRIBUTE, OPTIONS_ATTRIBUTE, Target, UnloadableFile, display_path
 
 __all__ = ["discover", "targets_in_module", "mentions_torch"]
 
@@ -88,21 +88,38 @@ def _line(obj: Any) -> int:
         return 0
 
 
-def targets_in_module(module: Any, prefix: str) -> list[Target]:
+def _bound_name(module: Any, obj: Any) -> str | None:
+    """The public name under which ``module`` binds ``obj``, if it does."""
+    for name, value in vars(module).items() if module is not None else ():
+        if value is obj and not name.startswith("_"):
+            return name
+    return None
+
+
+def targets_in_module(module: Any, prefix: str, submodules: bool = False) -> list[Target]:
     """The targets ``module`` defines (``autograd.Function`` and no-argument ``nn.Module``
     subclasses, callables marked with ``@gradaudit.activation``), in source order, named
-    ``prefix:attribute``; an object bound under several names is found once."""
-    found: list[tuple[int, Target]] = []
+    ``prefix:attribute``; an object bound under several names is found once. With
+    ``submodules`` (a package named as a module), the targets its submodules define and it
+    exposes are found too, each named by its defining module (``pkg.acts:relu``)."""
+    found: list[tuple[tuple[int, str, int], Target]] = []
     seen: set[int] = set()
     for name, obj in list(vars(module).items()):
         if name.startswith("_") or id(obj) in seen:
             continue
         candidate, marked = _is_candidate(obj)
-        if not candidate or _owner(obj, module, marked) != module.__name__:
+        owner = _owner(obj, module, marked) if candidate else None
+        if owner == module.__name__:
+            key, target_name = (0, "", _line(obj)), f"{prefix}:{name}"
+        elif submodules and owner is not None and owner.startswith(module.__name__ + "."):
+            bound = _bound_name(sys.modules.get(owner), obj)
+            key = (1, owner, _line(obj))
+            target_name = f"{owner}:{bound}" if bound is not None else f"{prefix}:{name}"
+        else:
             continue
         seen.add(id(obj))
         options = dict(_own_attribute(obj, OPTIONS_ATTRIBUTE) or {})
-        found.append((_line(obj), Target(name=f"{prefix}:{name}", obj=obj, options=options)))
+        found.append((key, Target(name=target_name, obj=obj, options=options)))
     return [target for _, target in sorted(found, key=lambda item: item[0])]
 
 
@@ -110,24 +127,29 @@ def _file_targets(path: str) -> list[Target]:
     return targets_in_module(load_file(path, display_path(path)), display_path(path))
 
 
-def discover(spec: str) -> list[Target]:
-    """Targets in a file (``path/to/acts.py``), directory, or module (``pkg.acts``).
+def discover(spec: str | Spec) -> list[Target]:
+    """Targets in a file (``path/to/acts.py``), directory, or module (``pkg.acts``; for a
+    package, also those its submodules define and it exposes).
 
     In a directory, a file that fails to import is one :class:`UnloadableFile` target (a GA901
     error when audited) and the other files are still searched. A file that does not mention
     torch, or a ``setup.py``, is not imported and holds no target.
     """
-    if os.path.isdir(spec):
+    if isinstance(spec, str):
+        spec = parse_spec(spec)
+    path = spec.container
+    if os.path.isdir(path):
         targets: list[Target] = []
-        for path in python_files(spec):
+        for file in python_files(path):
             try:
-                targets.extend(_file_targets(path))
+                targets.extend(_file_targets(file))
             except TargetError as exc:
-                name = display_path(path)
+                name = display_path(file)
                 targets.append(UnloadableFile(name=name, obj=None, error=str(exc)))
         return targets
-    if looks_like_path(spec):
-        if os.path.isfile(spec) and (skipped_file(spec) or not mentions_torch(spec)):
+    if spec.kind == "path":
+        if os.path.isfile(path) and (skipped_file(path) or not mentions_torch(path)):
             return []
-        return _file_targets(spec)
-    return targets_in_module(import_module(spec, spec), spec)
+        return _file_targets(path)
+    module = import_module(path, path)
+    return targets_in_module(module, path, submodules=hasattr(module, "__path__"))

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from .loading import resolve_named
-from .types import Target, TargetError
+from .spec import TargetError, parse_spec
+from .types import Target
 
 FUNCTIONAL = [
     "relu", "rrelu", "hardtanh", "relu6", "sigmoid", "hardsigmoid", "tanh", "silu", "mish", "hardswish",
@@ -35,7 +36,7 @@ def torch_activations() -> list[Target]:
     for name in FUNCTIONAL:
         targets.append(Target(name=f"torch.nn.functional:{name}", obj=getattr(F, name)))
     for name in SOFTMAX_FAMILY:
-        targets.append(resolve_named(f"torch.nn.functional:{name}(dim=-1)"))
+        targets.append(resolve_named(parse_spec(f"torch.nn.functional:{name}(dim=-1)")))
     return targets
 
 

@@ -1,9 +1,5 @@
-"""Load what a target string names: modules and files by importlib, then ``module:attr``.
-
-Target strings:
-    ``package.module:attr``, ``path/to/file.py:attr`` and dotted attributes after the
-    colon (``mymod:Acts.relu``), optionally binding literal keyword arguments
-    (``torch.nn.functional:softmax(dim=-1)``, a ``functools.partial``).
+"""Load what a parsed target string (:class:`gradaudit.targets.spec.Spec`) names: modules and
+files by importlib, then ``module:attr``.
 
 Every file is its own module: a file inside a package is imported by its dotted name (so its
 relative imports work) unless that name is taken by another file (``a/ops/acts.py`` and
@@ -13,7 +9,6 @@ imported, its directory (or its package's root) is first on ``sys.path`` and ``s
 """
 from __future__ import annotations
 
-import ast
 import contextlib
 import functools
 import hashlib
@@ -23,8 +18,8 @@ import os
 import sys
 from typing import Any, Iterator
 
-from .names import looks_like_path
-from .types import OPTIONS_ATTRIBUTE, Target, TargetError, display_path
+from .spec import Spec, TargetError, looks_like_path
+from .types import OPTIONS_ATTRIBUTE, Target, display_path
 
 _FAILED: dict[tuple[str, int], str] = {}
 """Files that failed to import, by (absolute path, modification time): the error, so that a
@@ -245,43 +240,11 @@ def resolve_attribute(container: Any, attribute: str, target: str) -> Any:
     return obj
 
 
-def split_call(attribute: str, target: str) -> tuple[str, dict[str, Any]]:
-    """``softmax(dim=-1)`` -> ``("softmax", {"dim": -1})``: keyword arguments with literal
-    values bind the target as a ``functools.partial``; a plain name has none."""
-    if not attribute.endswith(")") or "(" not in attribute:
-        return attribute, {}
-    try:
-        call = ast.parse(attribute, mode="eval").body
-        if not isinstance(call, ast.Call) or call.args:
-            raise ValueError("only keyword arguments are allowed")
-        keywords = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg is not None}
-        name = ast.unparse(call.func)
-    except (SyntaxError, ValueError) as exc:
-        raise TargetError(
-            f"{target}: cannot read the arguments in {attribute!r} ({exc}). Bind keyword arguments "
-            f"with literal values only, e.g. torch.nn.functional:softmax(dim=-1)."
-        ) from None
-    return name, keywords
-
-
-def names_attribute(spec: str) -> bool:
-    """Whether ``spec`` is ``module:attr`` (not a module, file or directory to search)."""
-    windows_drive = len(spec) > 1 and spec[1] == ":" and spec[0].isalpha() and "\\" in spec
-    return ":" in spec and not windows_drive
-
-
-def resolve_named(spec: str) -> Target:
-    """The one target of ``module:attr`` or ``path/to/file.py:attr``, named ``spec``."""
-    module_part, attribute = spec.rsplit(":", 1)
-    if not module_part or not attribute:
-        raise TargetError(
-            f"{spec}: a target is 'package.module:attribute' or 'path/to/file.py:attribute'; "
-            f"one side of the colon is empty."
-        )
-    attribute, keywords = split_call(attribute, spec)
-    container = load_container(module_part, spec)
-    obj = resolve_attribute(container, attribute, spec)
+def resolve_named(spec: Spec) -> Target:
+    """The one target of a ``module:attr`` or ``path/to/file.py:attr`` spec, named as given."""
+    container = load_container(spec.container, spec.text)
+    obj = resolve_attribute(container, spec.attribute, spec.text)
     options = dict(getattr(obj, OPTIONS_ATTRIBUTE, {}) or {})
-    if keywords:
-        obj = functools.partial(obj, **keywords)
-    return Target(name=spec, obj=obj, options=options)
+    if spec.keywords:
+        obj = functools.partial(obj, **spec.keywords)
+    return Target(name=spec.text, obj=obj, options=options)

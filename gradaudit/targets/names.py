@@ -5,21 +5,16 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
-
-def looks_like_path(module_part: str) -> bool:
-    """Whether the part of a target string before the colon is a file path, not a module."""
-    return module_part.endswith(".py") or os.sep in module_part or "/" in module_part
+from .spec import looks_like_path, split_spec
 
 
 def dedupe_key(name: str) -> str:
     """One spelling of a target name: a file part is made absolute, so ``src/acts.py:relu``,
     ``./src/acts.py:relu`` and ``/repo/src/acts.py:relu`` are one target."""
-    module, colon, attribute = name.rpartition(":")
-    if not colon or (len(module) == 1 and module.isalpha()):  # no attribute, or a bare "C:\..."
-        module, colon, attribute = name, "", ""
+    module, attribute = split_spec(name)
     if looks_like_path(module) or os.path.isdir(module):
         module = os.path.normcase(os.path.abspath(module))
-    return module + colon + attribute
+    return module + (":" + attribute if attribute else "")
 
 
 def unique_names(names: Iterable[str]) -> list[str]:

@@ -1,6 +1,6 @@
-"""What a target is: :class:`Target`, :class:`TargetError`, where a target's source lives, and
+"""What a target is: :class:`Target`, where a target's source lives, and
 which targets are the same object (near the bottom of the targets layer: it imports only
-:mod:`gradaudit.targets.names`).
+:mod:`gradaudit.targets.names` and :mod:`gradaudit.targets.spec`).
 
 How each kind of object is called:
     an ``autograd.Function`` subclass through ``.apply``; an ``nn.Module`` subclass is
@@ -20,16 +20,13 @@ from typing import Any, Callable, Iterable
 import torch
 
 from .names import dedupe_key
+from .spec import TargetError
 
 OPTIONS_ATTRIBUTE = "__gradaudit__"
 """Attribute where ``@gradaudit.activation`` stores a target's audit options."""
 HOME_ATTRIBUTE = "__gradaudit_module__"
 """Attribute where ``@gradaudit.activation`` records the module it was applied in: the file
 that owns a marked object (``gelu = gradaudit.activation(F.gelu)`` belongs to that file)."""
-
-
-class TargetError(Exception):
-    """A target cannot be audited; the message is one paragraph that says what to do."""
 
 
 @dataclass
