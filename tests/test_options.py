@@ -87,7 +87,7 @@ def test_one_spec_parser(text, kind, container, attribute, keywords):
 @pytest.mark.parametrize("text", ["pkg.mod:", ":f", "m:softmax(1)", "m:f(dim=x)"])
 def test_a_malformed_spec_is_a_target_error(text):
     from gradaudit.targets.spec import parse_spec
-    from gradaudit.targets.types import TargetError
+    from gradaudit.targets.spec import TargetError
 
     with pytest.raises(TargetError):
         parse_spec(text)

@@ -8,7 +8,8 @@ import torch
 
 from .options import dtype_name
 from .vjp import vjp
-from ..targets.types import Target, TargetError
+from ..targets.spec import TargetError
+from ..targets.types import Target
 
 
 class CallError(Exception):
