@@ -51,6 +51,41 @@ def test_every_check_declares_well_formed_templates():
         assert set(check.surrogate_kinds) <= set(check.messages), code
 
 
+CONSTRUCTOR_ARGUMENTS = {"audit", "location", "dtype", "examples", "details"}
+
+
+def _module_checks(path: str) -> dict[str, Check]:
+    """The checks of one builder module, by the names it gives them (``GRADIENT``, ``ERROR``)."""
+    import importlib
+
+    name = "gradaudit." + os.path.relpath(path, os.path.join(ROOT, "gradaudit"))[:-3].replace(os.sep, ".")
+    name = name.removesuffix(".__init__")
+    module = importlib.import_module(name)
+    found = {key: value for key, value in vars(module).items() if isinstance(value, Check)}
+    found.update({"ERROR": _catalogue()["GA901"]})
+    return found
+
+
+@pytest.mark.parametrize("path", BUILDERS, ids=[os.path.relpath(p, ROOT) for p in BUILDERS])
+def test_every_call_site_fills_exactly_its_template(path):
+    """Each ``CHECK.finding("kind", ...)`` with a literal kind passes the values its template
+    takes, no more, no fewer: also for kinds no sample reaches (CUDA, a reference, bad options)."""
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read(), path)
+    checks = _module_checks(path)
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "finding"
+                and isinstance(node.func.value, ast.Name) and node.func.value.id in checks and node.args
+                and isinstance(node.args[0], ast.Constant)):
+            continue
+        check, kind = checks[node.func.value.id], node.args[0].value
+        assert kind in check.messages, (path, node.lineno, kind)
+        if any(k.arg is None for k in node.keywords):
+            continue  # **values: checked when built (the samples)
+        given = {k.arg for k in node.keywords} - CONSTRUCTOR_ARGUMENTS
+        assert given == placeholders(check.messages[kind]) - {"fix", "dtype"}, (path, node.lineno, kind)
+
+
 def test_surrogate_rule_is_declared_where_design_says():
     """DESIGN.md: GA101, GA105 and GA302 are info when the target is declared a surrogate."""
     declared = {code for code, check in _catalogue().items() if check.surrogate_kinds}
