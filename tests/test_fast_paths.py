@@ -465,3 +465,98 @@ def test_a_target_that_fails_only_on_the_large_probe_is_reported_when_streamed(f
     for select in (["GA101"], None):
         report = audit(fn, size=LARGE, select=select, dtypes=["float64"])
         assert report.status == status and code in report.codes(status), select
+
+
+def _autograd_grad_or_error(outputs, inputs, grad_outputs, **kwargs):
+    try:
+        return torch.autograd.grad(outputs, inputs, grad_outputs, allow_unused=True, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the exception is what is compared
+        return type(exc)
+
+
+@pytest.mark.parametrize("case", ["silu", "unused", "no_grad_output_graph", "double", "non_contiguous", "function"])
+def test_engine_vjp_is_autograd_grad(case):
+    """The engine's vector-Jacobian product (no first-use sympy import) gives what
+    torch.autograd.grad gives, values, Nones and exception types alike."""
+    from gradaudit.engine.vjp import vjps
+
+    def build():
+        x = torch.linspace(-3, 3, 24, dtype=torch.float64).requires_grad_(True)
+        unused = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+        if case == "function":
+            out = SlightlyWrongNearOne.apply(x)
+        elif case == "no_grad_output_graph":
+            out = F.silu(x).detach()
+        elif case == "non_contiguous":
+            out = F.silu(x.reshape(4, 6)).t()
+        else:
+            out = F.silu(x)
+        g = torch.full_like(out, -1.5)
+        if case == "non_contiguous":
+            g = torch.full((6, 4), -1.5, dtype=torch.float64).t().contiguous().t()
+        return x, unused, out, g
+
+    for create_graph in (False, True):
+        x1, unused, out, g = build()
+        inputs = (x1, unused) if case == "unused" else (x1,)
+        expected = _autograd_grad_or_error((out,), inputs, (g,), create_graph=create_graph)
+        x, unused, out, g = build()
+        inputs = (x, unused) if case == "unused" else (x,)
+        try:
+            got = vjps((out,), inputs, (g,), create_graph=create_graph)
+        except Exception as exc:  # noqa: BLE001
+            got = type(exc)
+        if isinstance(expected, type):
+            assert got is expected
+            continue
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected):
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert torch.equal(a, b) and a.requires_grad == b.requires_grad
+        if case == "double" and create_graph:
+            (second,) = vjps(got, (x,), (torch.ones_like(got[0]),))
+            assert torch.equal(second, torch.autograd.grad(expected, x1, torch.ones_like(expected[0]))[0])
+
+
+def test_engine_evaluations_do_not_import_sympy():
+    """The engine's backwards skip autograd.grad's shape check, whose first use imports
+    torch.fx.experimental.symbolic_shapes and sympy (about 0.25 s, more than an audit)."""
+    import subprocess
+
+    script = """
+import sys, torch, torch.nn.functional as F
+from gradaudit.core import build_options
+from gradaudit.engine.context import AuditContext, Needs
+from gradaudit.targets.types import target_from_object
+context = AuditContext(target_from_object(F.silu), build_options(), Needs(grad_output_signs=(1.0, -1.0)))
+for dtype in (torch.float64, torch.float32):
+    assert set(context.evaluate(dtype).grads) == {1.0, -1.0}
+context.grads64(torch.linspace(-1, 1, 5, dtype=torch.float64))
+assert context.kinks == []
+print(sorted(m for m in sys.modules if m == "sympy" or m.endswith("symbolic_shapes")))
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_default_size_audits_run_on_one_thread_and_restore_the_callers_count():
+    """Parallel regions cost more than the work on the default probe; large probes keep
+    torch's threads; the caller's count is left as found either way."""
+    seen = []
+
+    def recording_silu(x):
+        seen.append(torch.get_num_threads())
+        return F.silu(x)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        audit(recording_silu, dtypes=["float64"], select=["GA101", "GA201"])
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+        seen.clear()
+        audit(recording_silu, dtypes=["float64"], select=["GA101"], size=5000)
+        assert seen and set(seen) == {2} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
