@@ -39,7 +39,7 @@ def offending_inputs(x: torch.Tensor, mask: torch.Tensor, first: int | None = No
     indices = flagged(mask)
     if indices.numel() > limit:
         picks = torch.linspace(0, indices.numel() - 1, limit - (first is not None)).round().long()
-        indices = indices[picks]
+        indices = indices.index_select(0, picks)
     chosen = ([first] if first is not None else []) + [int(i) for i in indices if int(i) != first]
     return [float(x[i]) for i in chosen[:limit]]
 

@@ -84,7 +84,7 @@ def intervals(x: torch.Tensor, mask: torch.Tensor, limit: int = 8) -> list[list[
 def example_index(x: torch.Tensor, mask: torch.Tensor, near: float = 1.0) -> int:
     """The flagged index whose input is the most readable: magnitude closest to ``near``."""
     indices = flagged(mask)
-    x64 = x.detach().to(torch.float64)[indices]
+    x64 = x.detach().to(torch.float64).index_select(0, indices)
     score = (x64.abs().clamp(min=1e-300).log() - math.log(near)).abs()
     score = torch.where(x64 == x64.round(), score - 1.0, score)  # prefer whole numbers
     return int(indices[int(torch.argmin(score))])

@@ -28,7 +28,7 @@ def _spread(x: torch.Tensor, count: int) -> torch.Tensor:
         picked = x.repeat(-(-count // x.numel()))[:count].clone() if x.numel() else x.clone()
     else:
         index = torch.linspace(0, x.numel() - 1, count).round().long()
-        picked = x[index]
+        picked = x.index_select(0, index)
         zeros = x[x == 0]
         if zeros.numel():  # replace the values nearest the middle by -0.0 and +0.0
             middle = count // 2
@@ -52,7 +52,7 @@ def small_input(ctx: "AuditContext", dtype: torch.dtype, moderate: bool = False)
             x = inside if inside.numel() >= 8 else x
         picked = _spread(x, SMALL_COUNT)
         generator = torch.Generator().manual_seed(ctx.options.seed + 7)
-        return picked[torch.randperm(picked.numel(), generator=generator)].contiguous()
+        return picked.index_select(0, torch.randperm(picked.numel(), generator=generator)).contiguous()
 
     return ctx.memo(f"small_input.{dtype}.{moderate}", build)
 

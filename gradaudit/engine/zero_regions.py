@@ -193,7 +193,7 @@ def jitter(numel: int, draw: int, seed: int, stream: int = 0) -> torch.Tensor:
 def shuffled(x: torch.Tensor, seed: int) -> torch.Tensor:
     """The probe in a seeded order: a target that splits its input (a * act(b) over two halves)
     then meets every pairing of signs, where the sorted probe pairs negatives with positives."""
-    return x[torch.randperm(x.numel(), generator=torch.Generator().manual_seed(seed + 17))]
+    return x.index_select(0, torch.randperm(x.numel(), generator=torch.Generator().manual_seed(seed + 17)))
 
 
 def _perturbed(x64: torch.Tensor, draw: int, seed: int, domain: tuple[float, float] | None) -> torch.Tensor:
