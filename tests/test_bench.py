@@ -24,6 +24,7 @@ for spec in sys.argv[1:]:
     seen[spec] = {"status": report.status,
                   "ga103": sorted(f.status for f in report.findings if f.code == "GA103"),
                   "dynamo": "torch._dynamo" in sys.modules,
+                  "sympy": "sympy" in sys.modules,
                   "jvp_decompositions": "torch._decomp.decompositions_for_jvp" in sys.modules}
 print(json.dumps(seen))
 """
@@ -44,6 +45,12 @@ def test_first_audit_of_a_function_does_not_import_dynamo(first_audits: dict[str
     seen = first_audits["torch.nn.functional:silu"]
     assert seen["status"] == "pass"
     assert not seen["dynamo"]
+
+
+def test_a_default_audit_does_not_import_sympy(first_audits: dict[str, dict]) -> None:
+    # torch.autograd.grad with a tensor grad_output imports sympy on first use (about 0.3 s);
+    # every backward of a default audit goes through the engine's vjp instead
+    assert not first_audits["torch.nn.functional:silu"]["sympy"]
 
 
 def test_first_audit_of_a_function_without_setup_context_skips_forward_ad_setup(

@@ -15,6 +15,7 @@ from ..engine.context import describe_exception
 from ..engine.messages import example_index, number
 from ..model.report import Finding
 from ..engine.small_inputs import clause, forward_is_random, identical, known_grad_output, small_input, two_forwards
+from ..engine.vjp import vjp
 from . import Check
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def _backward_findings(ctx: "AuditContext", values: torch.Tensor) -> Iterator[Fi
         grad_output = known_grad_output(out, seed)
 
         def backward() -> torch.Tensor:
-            (grad,) = torch.autograd.grad(out, leaf, grad_output.clone(), retain_graph=True, allow_unused=True)
+            grad = vjp(out, leaf, grad_output.clone(), retain_graph=True)
             return torch.zeros_like(leaf) if grad is None else grad.detach().clone()
 
         torch.manual_seed(seed)

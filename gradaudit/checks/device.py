@@ -28,6 +28,7 @@ from ..engine.blame import Site, op_name, user_site
 from ..engine.context import describe_exception, dtype_name
 from ..engine.messages import describe_intervals, example_index, intervals, number
 from ..model.report import Finding
+from ..engine.vjp import vjp
 from . import Check
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def _meta_call(ctx: "AuditContext", watch: "_DeviceWatch | None") -> tuple[BaseE
             if isinstance(out, torch.Tensor):
                 on_meta = out.device.type == "meta"
                 if out.requires_grad:
-                    (grad,) = torch.autograd.grad(out, leaf, torch.ones_like(out), allow_unused=True)
+                    grad = vjp(out, leaf, torch.ones_like(out))
                     on_meta = on_meta and (grad is None or grad.device.type == "meta")
     except Exception as exc:  # the target's own error, judged by the caller
         return exc, False
@@ -229,8 +230,7 @@ def _run_on(ctx: "AuditContext", device: str, x: torch.Tensor, dtype: torch.dtyp
         grads: dict[float, torch.Tensor] = {}
         if isinstance(out, torch.Tensor) and out.requires_grad:
             for sign in (1.0, -1.0):
-                (grad,) = torch.autograd.grad(out, leaf, torch.full_like(out, sign), retain_graph=sign > 0,
-                                              allow_unused=True)
+                grad = vjp(out, leaf, torch.full_like(out, sign), retain_graph=sign > 0)
                 if grad is not None:
                     grads[sign] = grad
     if not isinstance(out, torch.Tensor):

@@ -21,6 +21,7 @@ from ..engine.inputs import representable_part
 from ..engine.messages import describe_intervals, example_index, intervals, number
 from ..model.report import Finding
 from ..engine.small_inputs import clause, close
+from ..engine.vjp import vjp
 from .nonfinite import HEADROOM
 from . import Check
 
@@ -199,7 +200,7 @@ def _run_autocast(ctx: "AuditContext", x: torch.Tensor) -> tuple[torch.Tensor, t
             out = ctx.call(leaf.clone(), dtype=torch.float32)
         grad = None
         if out.requires_grad:
-            (grad,) = torch.autograd.grad(out, leaf, torch.ones_like(out), allow_unused=True)
+            grad = vjp(out, leaf, torch.ones_like(out))
     return out.detach(), None if grad is None else grad.detach()
 
 
@@ -210,7 +211,7 @@ def _plain_at_rounded(ctx: "AuditContext", x: torch.Tensor) -> tuple[torch.Tenso
         out = ctx.call(leaf.clone(), dtype=torch.float32)
         grad = None
         if out.requires_grad:
-            (grad,) = torch.autograd.grad(out, leaf, torch.ones_like(out), allow_unused=True)
+            grad = vjp(out, leaf, torch.ones_like(out))
     return out.detach(), None if grad is None else grad.detach()
 
 

@@ -19,6 +19,7 @@ from ..engine.messages import describe_intervals, example_index, intervals, numb
 from ..engine.numerics import numerical_derivative, smooth_points
 from ..model.report import Finding
 from ..engine.small_inputs import clause, small_matrix
+from ..engine.vjp import vjp, vjps
 from . import Check
 from .forward_ad import at_base
 from .gradient import compare
@@ -58,11 +59,10 @@ def double_backward(ctx: "AuditContext", x: torch.Tensor) -> tuple[torch.Tensor,
         out = ctx.call(leaf.clone())
         grad_output = torch.ones_like(out, requires_grad=True)
         try:
-            (grad,) = torch.autograd.grad(out, leaf, grad_output, create_graph=True, allow_unused=True)
+            grad = vjp(out, leaf, grad_output, create_graph=True)
             if grad is None or not grad.requires_grad:
                 return torch.zeros_like(leaf), False
-            second, by_grad_output = torch.autograd.grad(
-                grad, (leaf, grad_output), torch.ones_like(grad), retain_graph=True, allow_unused=True)
+            second, by_grad_output = vjps((grad,), (leaf, grad_output), (torch.ones_like(grad),), retain_graph=True)
             if second is None and by_grad_output is None:
                 # a graph that reaches neither: @once_differentiable's error node hangs on a
                 # detached copy of the gradient; running it raises its explicit error

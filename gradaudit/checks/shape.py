@@ -24,6 +24,7 @@ import torch
 from ..engine.context import CallError, describe_exception, dtype_name
 from ..model.report import Finding
 from ..engine.small_inputs import backward_is_random, clause, forward_is_random, identical, known_grad_output, small_input
+from ..engine.vjp import vjp
 from . import Check
 from .layouts_judge import Judge, dependency_scales, once
 
@@ -77,7 +78,7 @@ def _forward_backward(ctx: "AuditContext", make: Callable[[torch.Tensor], torch.
         out = ctx.call(x, dtype=dtype)
         grad = None
         if out.requires_grad:
-            (grad,) = torch.autograd.grad(out, leaf, torch.ones_like(out), allow_unused=True)
+            grad = vjp(out, leaf, torch.ones_like(out))
     return x.detach(), out.detach(), None if grad is None else grad.detach()
 
 
@@ -86,7 +87,7 @@ def _pull_back(make: Callable[[torch.Tensor], torch.Tensor], values: torch.Tenso
     what an elementwise target's gradient must be, given the contiguous 1-D call's."""
     leaf = values.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        (grad,) = torch.autograd.grad(make(leaf), leaf, laid_out, allow_unused=True)
+        grad = vjp(make(leaf), leaf, laid_out)
     return torch.zeros_like(leaf) if grad is None else grad
 
 
@@ -183,7 +184,7 @@ def _dropped_elements(ctx: "AuditContext") -> Finding | None:
             candidates = torch.ones_like(values, dtype=torch.bool)
             if out.requires_grad:
                 weights = known_grad_output(out, ctx.options.seed).abs()
-                (grad,) = torch.autograd.grad(out, leaf, weights, allow_unused=True)
+                grad = vjp(out, leaf, weights)
                 if grad is not None:
                     candidates = grad == 0
         with torch.no_grad():

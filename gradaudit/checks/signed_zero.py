@@ -19,6 +19,7 @@ from ..engine.messages import describe_intervals, example_index, intervals, numb
 from ..model.report import Finding
 from ..engine.zero_regions import GENTLE_DECAY, SEARCH_POINTS, WholeFn, classify, classify_whole, edge_decays, jitter, shuffled
 from ..model.check import placeholders
+from ..engine.vjp import vjp
 from . import Check
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ def _whole(ctx: "AuditContext", sign: float | None) -> WholeFn:
             grad_output = torch.full_like(out, sign)
             if draw is not None:
                 grad_output = grad_output * (1 + jitter(out.numel(), draw, seed).reshape(out.shape).to(out.dtype))
-            (grad,) = torch.autograd.grad(out, leaf, grad_output, allow_unused=True)
+            grad = vjp(out, leaf, grad_output)
         return (torch.zeros_like(leaf) if grad is None else grad.detach()).to(torch.float64).reshape(-1)
 
     return values
@@ -161,7 +162,7 @@ def _evaluate_at(ctx: "AuditContext", x: torch.Tensor, dtype: torch.dtype) -> Ev
         out = ctx.call(leaf.clone(), dtype=dtype)
         ev.y = out.detach().clone()
         for sign in ctx.grad_output_signs if out.requires_grad else ():
-            (grad,) = torch.autograd.grad(out, leaf, torch.full_like(out, sign), retain_graph=True, allow_unused=True)
+            grad = vjp(out, leaf, torch.full_like(out, sign), retain_graph=True)
             if grad is not None:
                 ev.grads[sign] = grad.detach().clone()
     return ev

@@ -19,6 +19,7 @@ from .messages import flagged
 from .options import parse_dtype
 from .tracing import (BackwardTracer, ForwardTracer, Site, defect_mask, graph_nodes, inherited, node_created,
                       node_op_name, op_name, user_site, zero_incoming)
+from .vjp import vjp
 from .zero_regions import shuffled
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ def _trace_backward(forward: ForwardTracer, y: torch.Tensor, leaf: torch.Tensor,
         handles += [node.register_prehook(pre), node.register_hook(post)]
     try:
         with tracer:
-            torch.autograd.grad(y, leaf, torch.full_like(y, sign), allow_unused=True)
+            vjp(y, leaf, torch.full_like(y, sign))
     finally:
         for handle in handles:
             handle.remove()

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .vjp import vjp
+
 if TYPE_CHECKING:
     from .context import AuditContext
 
@@ -144,7 +146,7 @@ def backward_is_random(ctx: "AuditContext") -> bool:
                 grads = []
                 for seed in (ctx.options.seed, ctx.options.seed, ctx.options.seed + 1):
                     torch.default_generator.manual_seed(seed)
-                    (grad,) = torch.autograd.grad(out, leaf, grad_output, retain_graph=True, allow_unused=True)
+                    grad = vjp(out, leaf, grad_output, retain_graph=True)
                     grads.append(torch.zeros_like(leaf) if grad is None else grad.detach())
         except Exception:
             return False
