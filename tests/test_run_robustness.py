@@ -261,14 +261,16 @@ def test_report_module_imports_neither_torch_nor_checks_nor_render():
     assert out.stdout.strip() == "[]"
 
 
-def test_code_to_slug_table_equals_the_registry():
+def test_code_to_slug_table_agrees_with_the_registry():
+    """The table names hand-built findings (GA901 of the runner, findings of old JSON); a check
+    names its own findings, so a new check needs no row here, but a row never contradicts it."""
     from gradaudit.checks import catalogue
     from gradaudit.model.codes import SLUGS
 
     registry = {code: check.slug for code, check in catalogue().items()}
-    assert {code: slug for code, slug in SLUGS.items() if code in registry} == registry
-    # codes of DESIGN.md whose checks are still being written; none may be missing from SLUGS
-    assert set(SLUGS) - set(registry) <= {"GA106", "GA406", "GA407", "GA501"}
+    assert {code: slug for code, slug in SLUGS.items() if code in registry} == \
+        {code: slug for code, slug in registry.items() if code in SLUGS}
+    assert SLUGS["GA901"] == registry["GA901"]
 
 
 def test_finding_carries_its_slug_and_to_dict_is_unchanged():

@@ -2,9 +2,9 @@
 
 A finding built by a check gets its slug from the check (:meth:`gradaudit.model.check.Check.finding`);
 this table names the check only of findings loaded from JSON or built by hand outside the checks
-(the worker runner's GA901), so the model needs neither torch nor the check registry. A test keeps
-it equal to the registry (:func:`gradaudit.checks.catalogue`), inside :data:`CODE_RANGES`, and
-clear of :data:`RETIRED_CODES`.
+(the worker runner's GA901), so the model needs neither torch nor the check registry. Tests keep
+it in agreement with the registry (:func:`gradaudit.checks.catalogue`) wherever both name a
+code, inside :data:`CODE_RANGES`, and clear of :data:`RETIRED_CODES`; a new check needs no row.
 """
 from __future__ import annotations
 
