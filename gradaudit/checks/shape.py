@@ -82,15 +82,6 @@ def _forward_backward(ctx: "AuditContext", make: Callable[[torch.Tensor], torch.
     return x.detach(), out.detach(), None if grad is None else grad.detach()
 
 
-def _pull_back(make: Callable[[torch.Tensor], torch.Tensor], values: torch.Tensor, laid_out: torch.Tensor) -> torch.Tensor:
-    """The gradient ``values`` receives through ``make`` when ``make(values)`` receives ``laid_out``:
-    what an elementwise target's gradient must be, given the contiguous 1-D call's."""
-    leaf = values.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        grad = vjp(make(leaf), leaf, laid_out)
-    return torch.zeros_like(leaf) if grad is None else grad
-
-
 def _fails(ctx: "AuditContext", make: Callable[[torch.Tensor], torch.Tensor], values: torch.Tensor,
            dtype: torch.dtype) -> bool:
     try:
@@ -163,8 +154,27 @@ def _problem(ctx: "AuditContext", layout: Layout, values: torch.Tensor, dtype: t
 def _laid_out(layout: Layout, values: torch.Tensor, out: torch.Tensor,
               grad: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """What an elementwise target must give in ``layout``, from its contiguous 1-D ``out`` and
-    ``grad``."""
-    return layout.make(out), None if grad is None else _pull_back(layout.make, values, layout.make(grad))
+    ``grad``: the layout's elements of ``out``, and ``grad`` where the layout uses the element
+    (+0.0 elsewhere), which is what pulling ``layout.make(grad)`` back through the layout gives
+    (each element is used at most once, so nothing is summed), without a backward."""
+    if grad is None:
+        return layout.make(out), None
+    used = _used_elements(layout, values.numel())
+    return layout.make(out), torch.where(used, grad, torch.zeros((), dtype=grad.dtype))
+
+
+_USED: dict[tuple[str, int], torch.Tensor] = {}
+
+
+def _used_elements(layout: Layout, count: int) -> torch.Tensor:
+    """Mask of the elements of a 1-D input of ``count`` values that ``layout`` places (cached)."""
+    key = (layout.name, count)
+    if key not in _USED:
+        index = layout.make(torch.arange(count)).reshape(-1)
+        if index.unique().numel() != index.numel():
+            raise AssertionError(f"layout {layout.name} uses an element twice")
+        _USED[key] = torch.zeros(count, dtype=torch.bool).index_fill_(0, index, True)
+    return _USED[key]
 
 
 def _dropped_elements(ctx: "AuditContext") -> Finding | None:
