@@ -143,7 +143,7 @@ def screen_kind() -> str:
     """How GA101's screen runs on this side: the optional C extension or PyTorch operations."""
     import importlib
 
-    for module in ("gradaudit.engine.scans", "gradaudit.checks.gradient"):
+    for module in ("gradaudit.scans", "gradaudit.checks.gradient"):  # the old layout: the C extension predates engine/
         try:
             fused = getattr(importlib.import_module(module), "_fused", None)
         except ImportError:
