@@ -170,7 +170,7 @@ def error_report(target_name: str, message: str, details: dict[str, Any] | None 
                  location: dict[str, Any] | None = None) -> Report:
     """A report with one GA901 error finding."""
     return Report(target=target_name,
-                  findings=[ERROR.finding("error", message, details=details, location=location)])
+                  findings=[ERROR.finding("message", "error", message=message, details=details, location=location)])
 
 
 def run_audit(target: Target, options: Options) -> Report:
@@ -256,12 +256,8 @@ def _run_checks_in(context: AuditContext) -> Report:
 
 def _internal_error(target_name: str, code: str, slug: str, exc: Exception) -> Finding:
     """GA901 for a crash with no frame in the target's code: a bug in gradaudit itself."""
-    return ERROR.finding(
-        "error",
-        f"{target_name}: gradaudit's check {code} ({slug}) crashed with "
-        f"{type(exc).__name__}: {exc}. This is a gradaudit bug; please report it with "
-        f"the output of -v. Other checks still ran.",
-        details={"traceback": traceback.format_exc()})
+    return ERROR.finding("internal", "error", target=target_name, code=code, slug=slug,
+                         exception=f"{type(exc).__name__}: {exc}", details={"traceback": traceback.format_exc()})
 
 
 def _blamed_location(exc: BaseException | None, fallback: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -274,13 +270,10 @@ def _check_error(target: str, code: str, slug: str, exc: BaseException,
                  location: dict[str, Any] | None) -> Finding:
     """The GA901 for a check that could not finish; ``details["during"]`` names the check."""
     if isinstance(exc, TargetError):
-        finding = ERROR.finding("error", str(exc))
+        finding = ERROR.finding("message", "error", message=str(exc))
     elif isinstance(exc, CallError):
-        finding = ERROR.finding(
-            "error",
-            f"{target}: while running {code} ({slug}), {exc}. Fix the target or "
-            f"exclude that check with ignore=['{code}'] / --ignore {code}.",
-            details=_traceback_details(exc), location=_blamed_location(exc, location))
+        finding = ERROR.finding("call", "error", target=target, code=code, slug=slug, reason=str(exc),
+                                details=_traceback_details(exc), location=_blamed_location(exc, location))
     elif isinstance(exc, TARGET_EXITS):
         finding = exit_finding(target, exc, f"while running {code} ({slug})", location, _traceback_details(exc))
     else:

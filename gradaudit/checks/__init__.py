@@ -48,7 +48,7 @@ ERROR = Check(
     },
 )
 """GA901. Its kinds ``call`` and ``internal`` are for the run loop (``gradaudit.core``);
-``message`` carries a front end's own text (``ERROR.finding("error", text)`` also reads so)."""
+``message`` carries a front end's own text."""
 
 
 @lru_cache(maxsize=None)

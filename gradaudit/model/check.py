@@ -53,8 +53,6 @@ class Check:
         :class:`~gradaudit.engine.context.AuditContext`, duck-typed: ``options.surrogate`` and
         ``target.source(role)``), code, slug and kind filled in. A template left with a
         placeholder unfilled, or a value no placeholder takes, raises ``KeyError``."""
-        if status not in FINDING_STATUSES and kind in FINDING_STATUSES and "message" in self.messages:
-            kind, status, values = "message", kind, {"message": status, **values}  # free text: (status, message)
         template = self.messages[kind]
         declared = bool(audit is not None and getattr(audit.options, "surrogate", False))
         if declared and kind in self.surrogate_kinds:
@@ -71,7 +69,6 @@ class Check:
                        check=self.slug, kind=kind)
 
 
-FINDING_STATUSES = ("info", "warn", "fail", "error")
 SURROGATE_EXPECTED = "The target is declared a surrogate / straight-through gradient, so this is expected."
 """What ``{fix}`` says in a finding the surrogate rule turned into information."""
 
