@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from .run.config import SETTING_BY_KEY, SETTINGS, ConfigError, Setting, load_config
-from .render import FORMATS
 from .model.options import RUN_SETTINGS, merge_options
 from .model.report import Report, worst_status
+from .render import FORMATS
+from .run.config import SETTING_BY_KEY, SETTINGS, ConfigError, Setting, load_config
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
@@ -127,8 +127,8 @@ def check(targets: tuple[str, ...], output_format: str, output: str | None, conf
     """
     from . import core
     from .render import renderer
-    from .run.tasks import stdout_to_stderr
     from .run.runner import run_check
+    from .run.tasks import stdout_to_stderr
 
     core.VERBOSE_TRACEBACKS = verbose
     try:

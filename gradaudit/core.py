@@ -11,12 +11,11 @@ import torch
 from .checks import ERROR, catalogue, expand
 from .engine.context import BASE_SAMPLES, AuditContext, CallError, Needs, Options, parse_dtype
 from .engine.inputs import DEFAULT_SIZE
-from .render.table import render_table
-from .model.report import Finding, Report, set_failure_renderer
 from .engine.state import preserved_torch_state
-from .failures import (TARGET_EXITS, OptionError, crash_finding, exit_finding, frame_location,
-                            option_finding, user_frame)
+from .failures import TARGET_EXITS, OptionError, crash_finding, exit_finding, frame_location, option_finding, user_frame
 from .model.options import DECLARED, merge_options
+from .model.report import Finding, Report, set_failure_renderer
+from .render.table import render_table
 from .targets.spec import Spec, TargetError
 from .targets.types import Target, target_from_object
 

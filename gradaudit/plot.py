@@ -7,9 +7,9 @@ from typing import Any
 import torch
 
 from .checks import catalogue
-from .engine.numerics import numerical_derivative
-from .engine.context import AuditContext, CallError, Options
 from .core import run_audit
+from .engine.context import AuditContext, CallError, Options
+from .engine.numerics import numerical_derivative
 from .model.report import Report
 from .targets.types import Target
 

@@ -9,14 +9,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Iterable
 
 from ..model.check import Check
-from ..model.report import Finding
-
-if TYPE_CHECKING:
-    from ..engine.context import AuditContext
-
 
 ERROR = Check(
     code="GA901",

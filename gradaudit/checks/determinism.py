@@ -13,9 +13,9 @@ import torch
 
 from ..engine.context import describe_exception
 from ..engine.messages import example_index, number
-from ..model.report import Finding
 from ..engine.small_inputs import clause, forward_is_random, identical, known_grad_output, small_input, two_forwards
 from ..engine.vjp import vjp
+from ..model.report import Finding
 from . import Check
 
 if TYPE_CHECKING:

@@ -27,8 +27,8 @@ from torch.utils._pytree import tree_flatten
 from ..engine.blame import Site, op_name, user_site
 from ..engine.context import describe_exception, dtype_name
 from ..engine.messages import describe_intervals, example_index, intervals, number
-from ..model.report import Finding
 from ..engine.vjp import vjp
+from ..model.report import Finding
 from . import Check
 
 if TYPE_CHECKING:

@@ -19,11 +19,11 @@ from ..engine import scans
 from ..engine.context import CallError, describe_exception, dtype_name
 from ..engine.inputs import representable_part
 from ..engine.messages import describe_intervals, example_index, intervals, number
-from ..model.report import Finding
 from ..engine.small_inputs import clause, close
 from ..engine.vjp import vjp
-from .nonfinite import HEADROOM
+from ..model.report import Finding
 from . import Check
+from .nonfinite import HEADROOM
 
 if TYPE_CHECKING:
     from ..engine.context import AuditContext

@@ -13,8 +13,8 @@ import torch
 
 from ..engine.context import CallError, describe_exception
 from ..engine.messages import describe_intervals, example_index, intervals, number
-from ..model.report import Finding
 from ..engine.small_inputs import clause, small_matrix
+from ..model.report import Finding
 from . import Check
 
 if TYPE_CHECKING:

@@ -12,8 +12,9 @@ from torch.autograd.gradcheck import GradcheckError
 from ..engine import inputs, scans
 from ..engine.context import EVALUATION_BLOCK, CallError, Unblockable
 from ..engine.messages import describe_intervals, example_index, intervals, number
-from ..engine.numerics import (ATOL, EPS64, RTOL, STEP, _array, numerical_derivative, shorter_steps,  # noqa: F401 (STEP: for GA105)
-                        smooth_points, within_reach)
+from ..engine.numerics import (
+    ATOL, EPS64, RTOL, _array, numerical_derivative, shorter_steps, smooth_points, within_reach
+)
 from ..model.report import Finding
 from . import Check
 

@@ -17,9 +17,9 @@ from torch.autograd.gradcheck import GradcheckError
 from ..engine.context import describe_exception
 from ..engine.messages import describe_intervals, example_index, intervals, number
 from ..engine.numerics import numerical_derivative, smooth_points
-from ..model.report import Finding
 from ..engine.small_inputs import clause, small_matrix
 from ..engine.vjp import vjp, vjps
+from ..model.report import Finding
 from . import Check
 from .forward_ad import at_base
 from .gradient import compare

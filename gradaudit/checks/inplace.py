@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 
 from ..engine.messages import example_index, number
-from ..model.report import Finding
 from ..engine.small_inputs import identical, known_grad_output, small_input
 from ..engine.vjp import vjp
+from ..model.report import Finding
 from . import Check
 
 if TYPE_CHECKING:

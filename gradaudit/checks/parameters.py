@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 
 from ..engine.messages import number
-from ..model.report import Finding
+from ..engine.numerics import ATOL, EPS64, RTOL, STEP
 from ..engine.small_inputs import known_grad_output, small_input
+from ..model.report import Finding
 from . import Check
-from .gradient import ATOL, EPS64, RTOL, STEP
 
 if TYPE_CHECKING:
     from ..engine.context import AuditContext

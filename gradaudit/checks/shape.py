@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import torch
 
 from ..engine.context import CallError, describe_exception, dtype_name
-from ..model.report import Finding
-from ..engine.small_inputs import backward_is_random, clause, forward_is_random, identical, known_grad_output, small_input
+from ..engine.small_inputs import (
+    backward_is_random, clause, forward_is_random, identical, known_grad_output, small_input
+)
 from ..engine.vjp import vjp
+from ..model.report import Finding
 from . import Check
 from .layouts_judge import Judge, dependency_scales, once
 

@@ -16,10 +16,12 @@ from ..engine import scans
 from ..engine.blame import offending_inputs
 from ..engine.context import CallError, Evaluation, dtype_name
 from ..engine.messages import describe_intervals, example_index, intervals, number
-from ..model.report import Finding
-from ..engine.zero_regions import GENTLE_DECAY, SEARCH_POINTS, WholeFn, classify, classify_whole, edge_decays, jitter, shuffled
-from ..model.check import placeholders
 from ..engine.vjp import vjp
+from ..engine.zero_regions import (
+    GENTLE_DECAY, SEARCH_POINTS, WholeFn, classify, classify_whole, edge_decays, jitter, shuffled
+)
+from ..model.check import placeholders
+from ..model.report import Finding
 from . import Check
 
 if TYPE_CHECKING:

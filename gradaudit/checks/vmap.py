@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 
-from ..model.report import Finding
 from ..engine.small_inputs import clause, close, describe_mismatch, known_grad_output, small_input
 from ..engine.vjp import vjp
+from ..model.report import Finding
 from . import Check
 from .forward_ad import own_method, transform_error
 

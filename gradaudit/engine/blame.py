@@ -17,14 +17,16 @@ import torch
 
 from .messages import flagged
 from .options import parse_dtype
-from .tracing import (BackwardTracer, ForwardTracer, Site, defect_mask, graph_nodes, inherited, node_created,
-                      node_op_name, op_name, user_site, zero_incoming)
+from .tracing import (
+    BackwardTracer, ForwardTracer, Site, defect_mask, graph_nodes, inherited, node_created, node_op_name, op_name,
+    user_site, zero_incoming
+)
 from .vjp import vjp
 from .zero_regions import shuffled
 
 if TYPE_CHECKING:
-    from .context import AuditContext
     from ..model.report import Finding
+    from .context import AuditContext
 
 __all__ = ["Blame", "Site", "blame_findings", "defect_mask", "offending_inputs", "op_name", "trace", "user_site"]
 

@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 import torch
 
 from . import scans
-from .calling import CallError, Caller
+from .calling import Caller, CallError
 from .evaluation import Evaluation, backwards
 
 EVALUATION_BLOCK = 1 << 17

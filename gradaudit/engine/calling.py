@@ -6,10 +6,10 @@ from typing import Any, Callable
 
 import torch
 
-from .options import dtype_name
-from .vjp import vjp
 from ..targets.spec import TargetError
 from ..targets.types import Target
+from .options import dtype_name
+from .vjp import vjp
 
 
 class CallError(Exception):

@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from ..targets.types import Target
+from . import scans, structure
 from .blocks import EVALUATION_BLOCK, Unblockable
 from .buffers import Leases
 from .cache import EvaluationCache
@@ -25,8 +27,6 @@ from .calling import Caller, CallError, check_output, describe_exception
 from .evaluation import Evaluation
 from .options import DEFAULT_DTYPES, DTYPE_NAMES, Needs, Options, dtype_name, parse_dtype
 from .probe import BASE_SAMPLES, Probe
-from . import scans, structure
-from ..targets.types import Target
 
 __all__ = ["AuditContext", "BASE_SAMPLES", "CallError", "DEFAULT_DTYPES", "DTYPE_NAMES", "EVALUATION_BLOCK",
            "Evaluation", "Needs", "Options", "Unblockable", "check_output", "describe_exception", "dtype_name",

@@ -7,7 +7,7 @@ from typing import Iterator
 import torch
 
 from . import scans
-from .calling import CallError, Caller, describe_exception
+from .calling import Caller, CallError, describe_exception
 from .vjp import vjp
 
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-
 if TYPE_CHECKING:
     from .context import AuditContext
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .inputs import DEFAULT_SIZE
 from ..targets.types import Target
+from .inputs import DEFAULT_SIZE
 
 DTYPE_NAMES = {
     "float64": torch.float64,

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 import torch
 
 from . import scans
-from .calling import CallError, Caller
+from .calling import Caller, CallError
 from .options import Options
 
 

@@ -3,7 +3,6 @@ engine (the run function itself lives with the check in :mod:`gradaudit.checks`)
 from __future__ import annotations
 
 import string
-
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 

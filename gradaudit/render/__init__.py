@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-
 FORMATS = ("table", "json", "sarif", "markdown", "github")
 """Output formats, in the order ``--format`` lists them."""
 

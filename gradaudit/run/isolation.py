@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
-from . import wire
-from .tasks import names_one_target
-from .config import Config
 from ..model.report import Finding, Report
 from ..targets.names import first_seen
+from . import wire
+from .config import Config
+from .tasks import names_one_target
 
 STARTUP_SECONDS = 300.0
 """How long a new worker may take to import torch and gradaudit before the run gives up."""

@@ -11,10 +11,10 @@ from __future__ import annotations
 import sys
 from typing import IO, TYPE_CHECKING, Any, Mapping
 
-from .tasks import RunOptions, audit_target, names_one_target, resolve_targets, stdout_to_stderr
-from .config import Config
 from ..model.report import Report
 from ..targets.names import first_seen
+from .config import Config
+from .tasks import RunOptions, audit_target, names_one_target, resolve_targets, stdout_to_stderr
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..targets.types import Target

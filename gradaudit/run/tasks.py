@@ -16,9 +16,9 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
-from .config import Config, TargetOptionError
 from ..model.report import Finding, Report
 from ..targets.spec import TargetError, parse_spec
+from .config import Config, TargetOptionError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..targets.types import Target

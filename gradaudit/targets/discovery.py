@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from .loading import import_module, load_file
 from .files import mentions_torch, python_files, skipped_file
+from .loading import import_module, load_file
 from .spec import Spec, TargetError, parse_spec
 from .types import HOME_ATTRIBUTE, OPTIONS_ATTRIBUTE, Target, UnloadableFile, display_path
 
