@@ -9,8 +9,11 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from .checks import ERROR, catalogue, expand
-from .engine.context import BASE_SAMPLES, AuditContext, CallError, Needs, Options, parse_dtype
+from .engine.calling import CallError
+from .engine.context import AuditContext
 from .engine.inputs import DEFAULT_SIZE
+from .engine.options import Needs, Options, parse_dtype
+from .engine.probe import BASE_SAMPLES
 from .engine.state import preserved_torch_state
 from .failures import TARGET_EXITS, OptionError, crash_finding, exit_finding, frame_location, option_finding, user_frame
 from .model.options import DECLARED, merge_options

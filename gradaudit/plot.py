@@ -8,8 +8,10 @@ import torch
 
 from .checks import catalogue
 from .core import run_audit
-from .engine.context import AuditContext, CallError, Options
+from .engine.calling import CallError
+from .engine.context import AuditContext
 from .engine.numerics import numerical_derivative
+from .engine.options import Options
 from .model.report import Report
 from .targets.types import Target
 

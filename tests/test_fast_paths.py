@@ -14,15 +14,15 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import ROOT, sample
-from gradaudit import audit
-from gradaudit.engine import inputs, scans
-from gradaudit.checks import gradient
-from gradaudit.engine.context import AuditContext
-from gradaudit.core import build_options, engine_needs
-from gradaudit.targets.types import source_location, target_from_object
 from test_torch_builtins import TORCH, recorded, verdict
+
+from gradaudit import audit
+from gradaudit.checks import gradient
+from gradaudit.core import build_options, engine_needs
+from gradaudit.engine import inputs, scans
+from gradaudit.engine.context import AuditContext
+from gradaudit.targets.types import source_location, target_from_object
 
 sys.path.insert(0, ROOT)
 from benchmarks.bench_detect import WrongSiLU  # noqa: E402  (the benchmark's planted defect)
@@ -224,16 +224,17 @@ def test_audits_leave_the_shared_probe_untouched():
 
 
 def _every_elementwise_target() -> list:
+    from conftest import SAMPLES
+
     from gradaudit.targets.discovery import discover
     from gradaudit.targets.groups import torch_activations
-    from conftest import SAMPLES
 
     return [t for t in discover(SAMPLES) + torch_activations() if "broken" not in t.name]
 
 
 @pytest.mark.filterwarnings("ignore:Implicit dimension choice")  # nn.Softmax() and friends, called directly
 def test_screen_changes_no_gradient_verdict_on_any_sample_or_builtin(monkeypatch):
-    from gradaudit.engine.context import Options
+    from gradaudit.engine.options import Options
 
     results = {}
     for target in _every_elementwise_target():
@@ -283,8 +284,9 @@ def test_sample_verdicts_hold_at_a_large_size():
     import os
 
     from conftest import SAMPLES
-    from gradaudit.core import audit_target_string
     from test_samples import table
+
+    from gradaudit.core import audit_target_string
 
     for target, status, codes in table():
         (report,) = audit_target_string(os.path.join(SAMPLES, target), build_options(size=LARGE))
@@ -433,8 +435,9 @@ def test_streamed_gradient_check_reports_what_the_stored_one_does(name, monkeypa
 
 def test_streamed_gradient_check_agrees_with_the_full_audit_on_every_sample():
     from conftest import SAMPLES
-    from gradaudit.core import audit_target_string
     from test_samples import table
+
+    from gradaudit.core import audit_target_string
 
     def gradient_findings(options):
         (report,) = audit_target_string(os.path.join(SAMPLES, target), options)
@@ -527,7 +530,8 @@ def test_engine_evaluations_do_not_import_sympy():
     script = """
 import sys, torch, torch.nn.functional as F
 from gradaudit.core import build_options
-from gradaudit.engine.context import AuditContext, Needs
+from gradaudit.engine.context import AuditContext
+from gradaudit.engine.options import Needs
 from gradaudit.targets.types import target_from_object
 context = AuditContext(target_from_object(F.silu), build_options(), Needs(grad_output_signs=(1.0, -1.0)))
 for dtype in (torch.float64, torch.float32):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 
-from ..engine.context import describe_exception
+from ..engine.calling import describe_exception
 from ..engine.messages import example_index, number
 from ..engine.small_inputs import clause, forward_is_random, identical, known_grad_output, small_input, two_forwards
 from ..engine.vjp import vjp

@@ -25,8 +25,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from ..engine.blame import Site, op_name, user_site
-from ..engine.context import describe_exception, dtype_name
+from ..engine.calling import describe_exception
 from ..engine.messages import describe_intervals, example_index, intervals, number
+from ..engine.options import dtype_name
 from ..engine.vjp import vjp
 from ..model.report import Finding
 from . import Check

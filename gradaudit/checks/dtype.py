@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 
 from ..engine import scans
-from ..engine.context import CallError, describe_exception, dtype_name
+from ..engine.calling import CallError, describe_exception
 from ..engine.inputs import representable_part
 from ..engine.messages import describe_intervals, example_index, intervals, number
+from ..engine.options import dtype_name
 from ..engine.small_inputs import clause, close
 from ..engine.vjp import vjp
 from ..model.report import Finding

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 
-from ..engine.context import CallError, describe_exception
+from ..engine.calling import CallError, describe_exception
 from ..engine.messages import describe_intervals, example_index, intervals, number
 from ..engine.small_inputs import clause, small_matrix
 from ..model.report import Finding

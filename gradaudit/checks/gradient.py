@@ -10,7 +10,8 @@ import torch
 from torch.autograd.gradcheck import GradcheckError
 
 from ..engine import inputs, scans
-from ..engine.context import EVALUATION_BLOCK, CallError, Unblockable
+from ..engine.blocks import EVALUATION_BLOCK, Unblockable
+from ..engine.calling import CallError
 from ..engine.messages import describe_intervals, example_index, intervals, number
 from ..engine.numerics import (
     ATOL, EPS64, RTOL, _array, numerical_derivative, shorter_steps, smooth_points, within_reach
@@ -19,7 +20,8 @@ from ..model.report import Finding
 from . import Check
 
 if TYPE_CHECKING:
-    from ..engine.context import AuditContext, Evaluation
+    from ..engine.context import AuditContext
+    from ..engine.evaluation import Evaluation
 
 CONSTANT_SHARE = 0.99
 """Above this share of locally constant smooth points, the forward is piecewise constant and

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 from torch.autograd.gradcheck import GradcheckError
 
-from ..engine.context import describe_exception
+from ..engine.calling import describe_exception
 from ..engine.messages import describe_intervals, example_index, intervals, number
 from ..engine.numerics import numerical_derivative, smooth_points
 from ..engine.small_inputs import clause, small_matrix

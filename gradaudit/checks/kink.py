@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any, Iterator
 import torch
 
 from ..engine import scans
-from ..engine.context import CallError, dtype_name
+from ..engine.calling import CallError
 from ..engine.messages import number
+from ..engine.options import dtype_name
 from ..model.report import Finding
 from . import Check
 from .gradient import compare, straight_through

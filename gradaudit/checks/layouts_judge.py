@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from ..engine import scans
-from ..engine.context import dtype_name
+from ..engine.options import dtype_name
 from ..engine.small_inputs import close, describe_mismatch
 from .nonfinite import HEADROOM
 

@@ -8,15 +8,17 @@ import torch
 
 from ..engine import scans
 from ..engine.blame import offending_inputs
-from ..engine.context import CallError, dtype_name
+from ..engine.calling import CallError
 from ..engine.inputs import SPECIAL_VALUES
 from ..engine.messages import describe_intervals, example_index, flagged, intervals, number
 from ..engine.numerics import numerical_derivative, smooth_points
+from ..engine.options import dtype_name
 from ..model.report import Finding
 from . import Check
 
 if TYPE_CHECKING:
-    from ..engine.context import AuditContext, Evaluation
+    from ..engine.context import AuditContext
+    from ..engine.evaluation import Evaluation
 
 HEADROOM = 64.0
 """Inputs within this factor of the dtype's max may overflow in any formula that scales them

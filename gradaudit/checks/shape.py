@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 
-from ..engine.context import CallError, describe_exception, dtype_name
+from ..engine.calling import CallError, describe_exception
+from ..engine.options import dtype_name
 from ..engine.small_inputs import (
     backward_is_random, clause, forward_is_random, identical, known_grad_output, small_input
 )

@@ -14,8 +14,10 @@ import torch
 
 from ..engine import scans
 from ..engine.blame import offending_inputs
-from ..engine.context import CallError, Evaluation, dtype_name
+from ..engine.calling import CallError
+from ..engine.evaluation import Evaluation
 from ..engine.messages import describe_intervals, example_index, intervals, number
+from ..engine.options import dtype_name
 from ..engine.vjp import vjp
 from ..engine.zero_regions import (
     GENTLE_DECAY, SEARCH_POINTS, WholeFn, classify, classify_whole, edge_decays, jitter, shuffled

@@ -20,17 +20,14 @@ import torch
 
 from ..targets.types import Target
 from . import scans, structure
-from .blocks import EVALUATION_BLOCK, Unblockable
 from .buffers import Leases
 from .cache import EvaluationCache
-from .calling import Caller, CallError, check_output, describe_exception
+from .calling import Caller
 from .evaluation import Evaluation
-from .options import DEFAULT_DTYPES, DTYPE_NAMES, Needs, Options, dtype_name, parse_dtype
-from .probe import BASE_SAMPLES, Probe
+from .options import Needs, Options
+from .probe import Probe
 
-__all__ = ["AuditContext", "BASE_SAMPLES", "CallError", "DEFAULT_DTYPES", "DTYPE_NAMES", "EVALUATION_BLOCK",
-           "Evaluation", "Needs", "Options", "Unblockable", "check_output", "describe_exception", "dtype_name",
-           "parse_dtype"]
+__all__ = ["AuditContext"]
 
 
 class AuditContext:

@@ -86,7 +86,7 @@ def run_document(reports: list["Report"]) -> dict[str, Any]:
     return json_safe({
         "tool": "gradaudit",
         "version": __version__,
-        "status": worst_status([r.status for r in reports]) if reports else "pass",
+        "status": worst_status([r.status for r in reports]),
         "results": [r.result_dict() for r in reports],
     })
 

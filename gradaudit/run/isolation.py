@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
-from ..model.report import Finding, Report
+from ..checks import ERROR
+from ..model.report import Report
 from ..targets.names import first_seen
 from . import wire
 from .config import Config
@@ -108,7 +109,7 @@ class _Worker:
 
 def _error(name: str, message: str, reason: str, location: dict[str, Any] | None = None,
            seconds: float = 0.0, **details: Any) -> Report:
-    finding = Finding("GA901", "error", message, location=location, details={"reason": reason, **details})
+    finding = ERROR.finding("message", "error", message=message, location=location, details={"reason": reason, **details})
     return Report(target=name, findings=[finding], location=location, seconds=seconds)
 
 

@@ -16,7 +16,8 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
-from ..model.report import Finding, Report
+from ..checks import ERROR
+from ..model.report import Report
 from ..targets.spec import TargetError, parse_spec
 from .config import Config, TargetOptionError
 
@@ -157,7 +158,7 @@ def could_not_audit(name: str, exc: BaseException, doing: str, verbose: bool = F
                    f"other targets were still audited.")
     if verbose:
         details["traceback"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    finding = Finding("GA901", "error", message, location=location, details=details)
+    finding = ERROR.finding("message", "error", message=message, location=location, details=details)
     return Report(target=name, findings=[finding], location=location)
 
 
