@@ -38,6 +38,9 @@ def setting_option(setting: Setting) -> Any:
     if setting.is_flag:
         name = setting.flag.lstrip("-")
         return click.option(f"{setting.flag}/--no-{name}", setting.key, default=None, help=setting.help)
+    if setting.flag_value is not None:  # a value is optional: --compile, --compile aot_eager
+        return click.option(setting.flag, setting.key, is_flag=False, flag_value=setting.flag_value,
+                            default=None, metavar=setting.metavar, help=setting.help)
     return click.option(setting.flag, setting.key, multiple=setting.multiple, type=setting.kind,
                         default=None, metavar=setting.metavar, help=setting.help)
 
@@ -52,18 +55,36 @@ def audit_kwargs(options: dict[str, Any], settings: dict[str, Any]) -> dict[str,
         "surrogate": True if options["surrogate"] else None,
         "reference": options["reference"],
         "device": _split(options["devices"]),
+        "inputs": parse_inputs(options["inputs"]),
     })
+
+
+def parse_inputs(values: tuple[str, ...]) -> dict[str, str] | None:
+    """``--input bias=8 --input gate=like`` as ``{"bias": "8", "gate": "like"}`` (roles are
+    parsed by the audit, which names a bad one with its target)."""
+    inputs: dict[str, str] = {}
+    for value in values:
+        name, equals, role = value.partition("=")
+        if not equals or not name.strip() or not role.strip():
+            raise click.BadParameter(f"{value!r} is not NAME=ROLE (e.g. bias=8, bias=1,8,1, gate=like or slope=25.0)",
+                                     param_hint="--input")
+        inputs[name.strip()] = role.strip()
+    return inputs or None
 
 
 def audit_options(function: Any) -> Any:
     """The options shared by ``check`` and other commands that audit."""
     decorators = [
-        *(setting_option(s) for s in SETTINGS if s.key in ("dtypes", "size", "seed", "select", "ignore")),
+        *(setting_option(s) for s in SETTINGS if s.key in ("dtypes", "size", "seed", "select", "ignore", "compile")),
         click.option("--kink", "kinks", multiple=True, type=float, help="Declare a kink location (repeatable)."),
         click.option("--domain", nargs=2, type=float, default=None, metavar="LO HI", help="Restrict inputs to [LO, HI]."),
         click.option("--surrogate", is_flag=True, default=None, help="The gradient is a declared surrogate / straight-through estimator."),
         click.option("--reference", default=None, metavar="TARGET", help="Reference implementation to compare with, as a target string."),
         click.option("--device", "devices", multiple=True, help="cpu, cuda, cuda:N or auto (every available device)."),
+        click.option("--input", "inputs", multiple=True, metavar="NAME=ROLE",
+                     help="Role of an extra tensor input (repeatable): like (x's shape, the default), a shape "
+                          "broadcast against x (8 or 1,8,1), or a constant (25.0; a bare integer is a constant "
+                          "where the parameter is annotated as a number)."),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)

@@ -12,7 +12,7 @@ from .checks import ERROR, catalogue, expand
 from .engine.calling import CallError
 from .engine.context import AuditContext
 from .engine.inputs import DEFAULT_SIZE
-from .engine.options import Needs, Options, parse_dtype
+from .engine.options import Needs, Options, parse_compile, parse_dtype, parse_input_roles
 from .engine.probe import BASE_SAMPLES
 from .engine.state import preserved_torch_state
 from .failures import TARGET_EXITS, OptionError, crash_finding, exit_finding, frame_location, option_finding, user_frame
@@ -89,9 +89,12 @@ def build_options(
     surrogate: bool = False,
     reference: Any = None,
     device: str | Iterable[str] | None = None,
+    inputs: dict[str, Any] | None = None,
+    compile: bool | str | None = None,
 ) -> Options:
     """Validate user options; raises :class:`OptionError` (a ``ValueError``) whose ``option``
-    and message name the bad option."""
+    and message name the bad option. GA406 (compiled) runs only with ``compile`` (a backend,
+    or True for inductor) or when ``select`` names it explicitly."""
     try:
         parsed_dtypes = tuple(parse_dtype(d) for d in dtypes) if dtypes is not None else Options.dtypes
     except (TypeError, ValueError) as exc:
@@ -107,6 +110,18 @@ def build_options(
     kink_values = _validate_kinks(kinks)
     ref_target = _load_reference(reference) if reference is not None else None
     codes = (_codes("select", select) if select else set(catalogue())) - _codes("ignore", ignore)
+    try:
+        backend = parse_compile(compile)
+    except ValueError as exc:
+        raise OptionError("compile", str(exc)) from None
+    if backend is None and COMPILED_CODE in codes and _names_explicitly(select, COMPILED_CODE):
+        backend = parse_compile(True)
+    if backend is None:
+        codes.discard(COMPILED_CODE)  # opt-in: a compile costs seconds
+    try:
+        roles = parse_input_roles(inputs)
+    except ValueError as exc:
+        raise OptionError("inputs", str(exc)) from None
     from .engine.devices import parse_devices
 
     try:
@@ -123,7 +138,22 @@ def build_options(
         surrogate=bool(surrogate),
         reference=ref_target,
         devices=devices,
+        inputs=roles,
+        compile=backend,
     )
+
+
+COMPILED_CODE = "GA406"
+"""The opt-in check: it runs with ``compile`` or when ``select`` names it (code or slug)."""
+
+
+def _names_explicitly(select: Iterable[str] | None, code: str) -> bool:
+    """Whether ``select`` names ``code`` by its code or slug (not by a prefix)."""
+    if not select:
+        return False
+    names = {code.lower(), catalogue()[code].slug.lower()} if code in catalogue() else {code.lower()}
+    patterns = [select] if isinstance(select, str) else list(select)
+    return any(part.strip().lower() in names for pattern in patterns for part in str(pattern).split(","))
 
 
 def audit(
@@ -140,6 +170,8 @@ def audit(
     surrogate: bool | None = None,
     reference: Any = None,
     device: str | Iterable[str] | None = None,
+    inputs: dict[str, Any] | None = None,
+    compile: bool | str | None = None,
 ) -> Report:
     """Audit one activation: forward and backward over the structured probe inputs.
 
@@ -154,13 +186,18 @@ def audit(
     deterministic flags, threads, flush-to-zero) is left as found; the audit itself runs
     outside inference mode and without flush-to-zero, so it gives the same verdict there.
     ``size`` is the number of seeded random samples in the float64 probe (the lower
-    precisions take at most 16384 of them); the cost grows linearly with it.
+    precisions take at most 16384 of them); the cost grows linearly with it. ``inputs`` gives
+    the roles of the target's extra tensor inputs by parameter name: ``"like"`` (x's shape, the
+    default), a shape such as ``(8,)`` broadcast against x, or a constant (a number or tensor).
+    ``compile`` (True, or a backend such as ``"aot_eager"``) turns on GA406, which compares
+    ``torch.compile`` with eager.
     """
     target = fn if isinstance(fn, Target) else target_from_object(fn, name)
     if name is not None:
         target.name = name
     call = {"kinks": kinks, "domain": domain, "dtypes": dtypes, "size": size, "seed": seed, "select": select,
-            "ignore": ignore, "surrogate": surrogate, "reference": reference, "device": device}
+            "ignore": ignore, "surrogate": surrogate, "reference": reference, "device": device,
+            "inputs": inputs, "compile": compile}
     try:
         options = build_options(**merge_options(target.options, call))
     except OptionError as exc:
@@ -340,6 +377,13 @@ def audit_resolved(
     return run_audit(target, target_options)
 
 
+def _input_roles(inputs: Any) -> dict[str, Any]:
+    try:
+        return parse_input_roles(inputs)
+    except ValueError as exc:
+        raise OptionError("inputs", str(exc)) from None
+
+
 def resolve_spec(spec: str | Spec) -> list[Target]:
     """The targets a target string names (parsed once, by :func:`gradaudit.targets.spec.parse_spec`)."""
     from .targets.resolve import resolve
@@ -359,7 +403,7 @@ def merge_declared(options: Options, declared: dict[str, Any]) -> Options:
     _validate_kinks(declared.get("kinks"))
     _validate_domain(declared.get("domain"))
     run = {"kinks": options.kinks or None, "domain": options.domain, "surrogate": options.surrogate or None,
-           "reference": options.reference}
+           "reference": options.reference, "inputs": options.inputs or None}
     merged = merge_options({key: declared.get(key) for key in DECLARED if key != "ignore"}, run)
     reference = merged.get("reference")
     updates: dict[str, Any] = {
@@ -367,6 +411,7 @@ def merge_declared(options: Options, declared: dict[str, Any]) -> Options:
         "domain": _validate_domain(merged.get("domain")),
         "surrogate": bool(merged.get("surrogate")),
         "reference": _load_reference(reference) if reference is not None else None,
+        "inputs": _input_roles(merged.get("inputs")),
     }
     if declared.get("ignore"):
         updates["codes"] = options.codes - _codes("ignore", declared["ignore"])

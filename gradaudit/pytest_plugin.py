@@ -37,6 +37,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         flag = "--gradaudit-" + setting.flag.lstrip("-")
         if setting.is_flag:
             group.addoption(flag, action="store_true", default=None, dest=_dest(setting.key), help=setting.help)
+        elif setting.flag_value is not None:
+            group.addoption(flag, nargs="?", const=setting.flag_value, default=None, dest=_dest(setting.key),
+                            metavar=setting.metavar, help=setting.help)
         else:
             group.addoption(flag, action="append" if setting.multiple else "store", type=setting.kind,
                             default=None, dest=_dest(setting.key), metavar=setting.metavar, help=setting.help)

@@ -2,7 +2,8 @@
 from the engine (:class:`Needs`, given by the ``audit()`` layer, which reads the checks)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import torch
 
@@ -36,6 +37,101 @@ def parse_dtype(value: str | torch.dtype) -> torch.dtype:
     return DTYPE_NAMES[name]
 
 
+@dataclass(frozen=True)
+class InputRole:
+    """The role of a target's extra tensor input (DESIGN.md, "Targets with several tensor
+    inputs"): ``like`` (x's shape, an elementwise partner), ``shape`` (a parameter-like tensor
+    of :attr:`shape` broadcast against x), ``constant`` (:attr:`value` passed as given), or
+    ``integer``: a bare integer written on the command line or in a string, a shape ``(n,)``
+    unless the parameter is annotated as a number (then the constant ``n``)."""
+
+    kind: str
+    shape: tuple[int, ...] = ()
+    value: Any = None
+
+    def describe(self) -> str:
+        if self.kind == "like":
+            return "like x"
+        if self.kind == "shape":
+            return f"shape {self.shape}"
+        return f"constant {self.value!r}" if self.kind == "constant" else f"{self.value}"
+
+
+LIKE = InputRole("like")
+
+
+def _shape(value: Any, text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{text} is not a shape (a tuple of positive integers)") from None
+    if not dims or any(d < 1 for d in dims) or any(isinstance(v, bool) for v in value):
+        raise ValueError(f"{text} is not a shape (a tuple of positive integers)")
+    return dims
+
+
+def parse_input_role(name: str, value: Any) -> InputRole:
+    """The :class:`InputRole` of ``value`` given for the input ``name``: ``"like"``, a shape
+    (a tuple or list of ints, or ``"1,8,1"``), a number, a tensor, or a bare integer string
+    (``"8"``, from ``--input bias=8``). ``ValueError`` names the input otherwise."""
+    text = f"input {name!r}: {value!r}"
+    if isinstance(value, InputRole):
+        return value
+    if isinstance(value, torch.Tensor):
+        return InputRole("constant", value=value)
+    if isinstance(value, bool):
+        raise ValueError(f"{text} is not an input role; give 'like', a shape such as (8,) or a number")
+    if isinstance(value, (int, float)):
+        return InputRole("constant", value=value)
+    if isinstance(value, (tuple, list)):
+        return InputRole("shape", shape=_shape(value, text))
+    if isinstance(value, str):
+        stripped = value.strip().strip("()[] ")
+        if stripped.lower() == "like":
+            return LIKE
+        if "," in stripped:
+            return InputRole("shape", shape=_shape([v for v in stripped.split(",") if v.strip()], text))
+        try:
+            return InputRole("integer", value=int(stripped))
+        except ValueError:
+            pass
+        try:
+            return InputRole("constant", value=float(stripped))
+        except ValueError:
+            pass
+    raise ValueError(f"{text} is not an input role; give 'like', a shape such as 8 or 1,8,1, or a number")
+
+
+def parse_input_roles(inputs: Mapping[str, Any] | None) -> dict[str, InputRole]:
+    """Every entry of ``inputs`` (name -> role) parsed by :func:`parse_input_role`."""
+    if inputs is None:
+        return {}
+    if not isinstance(inputs, Mapping):
+        raise ValueError(f"inputs must map parameter names to roles, e.g. {{'bias': (8,)}}, not {inputs!r}")
+    return {str(name): parse_input_role(str(name), value) for name, value in inputs.items()}
+
+
+COMPILE_BACKEND = "inductor"
+"""The backend of ``compile=True`` / a bare ``--compile``."""
+
+
+def parse_compile(value: Any) -> str | None:
+    """The torch.compile backend an audit compiles with, or None (GA406 off): ``True`` is
+    :data:`COMPILE_BACKEND`, a string names a backend, ``False``/None turn it off."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return COMPILE_BACKEND
+    if isinstance(value, str) and value.strip():
+        lowered = value.strip().lower()
+        if lowered in ("true", "yes", "1"):
+            return COMPILE_BACKEND
+        if lowered in ("false", "no", "0", "off"):
+            return None
+        return value.strip()
+    raise ValueError(f"compile must be true, false or a torch.compile backend name, not {value!r}")
+
+
 @dataclass
 class Options:
     """Validated audit options (see :func:`gradaudit.audit`)."""
@@ -49,6 +145,10 @@ class Options:
     surrogate: bool = False
     reference: Target | None = None
     devices: tuple[str, ...] = ("cpu",)
+    inputs: dict[str, InputRole] = field(default_factory=dict)
+    """Roles of the target's extra tensor inputs, by parameter name (unnamed ones are ``like``)."""
+    compile: str | None = None
+    """The torch.compile backend GA406 compares with eager, or None (GA406 off)."""
 
 
 @dataclass(frozen=True)

@@ -46,12 +46,13 @@ class Check:
 
     def finding(self, kind: str, status: str, /, *, audit: Any = None, location: dict[str, Any] | None = None,
                 dtype: str | None = None, examples: list[dict[str, Any]] | None = None,
-                details: dict[str, Any] | None = None, **values: Any) -> Finding:
+                details: dict[str, Any] | None = None, input: str | None = None, **values: Any) -> Finding:
         """The one constructor of this check's findings: the template of ``kind`` filled with
         ``values``, the surrogate rule applied and the location defaulted from ``audit`` (an
         :class:`~gradaudit.engine.context.AuditContext`, duck-typed: ``options.surrogate`` and
         ``target.source(role)``), code, slug and kind filled in. A template left with a
-        placeholder unfilled, or a value no placeholder takes, raises ``KeyError``."""
+        placeholder unfilled, or a value no placeholder takes, raises ``KeyError``. ``input``
+        names the target's parameter the finding is about when it is not the first."""
         template = self.messages[kind]
         declared = bool(audit is not None and getattr(audit.options, "surrogate", False))
         if declared and kind in self.surrogate_kinds:
@@ -65,7 +66,7 @@ class Check:
             location = audit.target.source(self.location_role)
         return Finding(self.code, status, template.format(fix=fix, dtype=dtype, **values), dtype=dtype,
                        examples=list(examples or ()), location=location, details=details,
-                       check=self.slug, kind=kind)
+                       check=self.slug, kind=kind, input=input)
 
 
 SURROGATE_EXPECTED = "The target is declared a surrogate / straight-through gradient, so this is expected."

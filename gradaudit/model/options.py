@@ -18,10 +18,14 @@ LAYERS = ("decorator", "config", "command line", "call")
 COMBINED = ("ignore",)
 """Options whose lists add up across layers instead of the later one replacing the earlier."""
 
-DECLARED = ("kinks", "domain", "surrogate", "reference", "ignore")
+MAPPINGS = ("inputs",)
+"""Options that map names to values: a later layer replaces the entries it names only
+(``--input slope=30`` keeps a declared ``bias`` role)."""
+
+DECLARED = ("kinks", "domain", "surrogate", "reference", "ignore", "inputs")
 """Options a target declares (``@gradaudit.activation``, a per-target config table)."""
 
-RUN_SETTINGS = ("dtypes", "size", "seed", "select", "ignore")
+RUN_SETTINGS = ("dtypes", "size", "seed", "select", "ignore", "compile")
 """Run settings (``[tool.gradaudit]``, ``--dtype`` ...) that are audit options."""
 
 
@@ -32,7 +36,7 @@ def _as_list(value: Any) -> list[Any]:
 def merge_options(*layers: Mapping[str, Any] | None, combined: Iterable[str] = COMBINED) -> dict[str, Any]:
     """``layers`` merged, lowest precedence first: a value a later layer gives (not None)
     replaces the earlier one, except that the lists of ``combined`` options are joined, earlier
-    first. A key no layer gives a value is left out (its default applies)."""
+    first, and :data:`MAPPINGS` options are merged name by name. A key no layer gives a value is left out (its default applies)."""
     joined = frozenset(combined)
     merged: dict[str, Any] = {}
     for layer in layers:
@@ -41,9 +45,11 @@ def merge_options(*layers: Mapping[str, Any] | None, combined: Iterable[str] = C
                 continue
             if key in joined and merged.get(key) is not None:
                 merged[key] = _as_list(merged[key]) + _as_list(value)
+            elif key in MAPPINGS and isinstance(merged.get(key), Mapping) and isinstance(value, Mapping):
+                merged[key] = {**merged[key], **value}
             else:
                 merged[key] = value
     return merged
 
 
-__all__ = ["LAYERS", "COMBINED", "DECLARED", "RUN_SETTINGS", "merge_options"]
+__all__ = ["LAYERS", "COMBINED", "MAPPINGS", "DECLARED", "RUN_SETTINGS", "merge_options"]

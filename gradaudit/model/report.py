@@ -43,6 +43,9 @@ class Finding:
     kind: str | None = None
     """Which of its check's messages this is (``spurious``, ``underflow``, ...): set by
     :meth:`gradaudit.model.check.Check.finding`; None for a finding built by hand."""
+    input: str | None = None
+    """The target's parameter the finding is about, for a target with several tensor inputs;
+    None for the first input (DESIGN.md: only other inputs are named)."""
 
     def __post_init__(self) -> None:
         if self.status not in ("info", "warn", "fail", "error"):
@@ -59,6 +62,8 @@ class Finding:
         }
         if self.kind is not None:
             out["kind"] = self.kind
+        if self.input is not None:
+            out["input"] = self.input
         if self.dtype is not None:
             out["dtype"] = self.dtype
         if self.examples:

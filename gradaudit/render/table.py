@@ -53,7 +53,8 @@ def findings_block(report: Report, verbose: bool) -> str:
         where = ""
         if finding.location:
             where = f" [{finding.location.get('path')}:{finding.location.get('line')}]"
-        head = f"  {finding.code} {finding.check} {finding.status}" + (f" ({finding.dtype})" if finding.dtype else "") + where
+        head = (f"  {finding.code} {finding.check} {finding.status}" + (f" ({finding.dtype})" if finding.dtype else "")
+                + (f" input {finding.input}" if finding.input else "") + where)
         lines.append(head)
         lines.append(textwrap.fill(finding.message, WIDTH, initial_indent="      ", subsequent_indent="      "))
         if verbose and finding.details and "traceback" in finding.details:

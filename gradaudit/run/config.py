@@ -118,6 +118,22 @@ def _string(key: str) -> Callable[[Any], str]:
     return parse
 
 
+def _inputs(value: Any) -> dict[str, Any]:
+    """``inputs = {bias = [8], slope = 25, gate = "like"}``: a table of input roles."""
+    if not isinstance(value, dict):
+        raise ValueError(f"inputs must be a table of parameter names to roles, e.g. {{bias = [8]}}, not {value!r}")
+    for name, role in value.items():
+        if isinstance(role, bool) or not isinstance(role, (str, int, float, list)):
+            raise ValueError(f"inputs: {name} = {role!r} is not a role; give \"like\", a shape such as [8] or a number")
+    return dict(value)
+
+
+def _compile(value: Any) -> bool | str:
+    if isinstance(value, bool) or (isinstance(value, str) and value.strip()):
+        return value
+    raise ValueError(f"compile must be true, false or a torch.compile backend name, not {value!r}")
+
+
 @dataclass(frozen=True)
 class Setting:
     """One run setting: its config key, command-line flag, parser and help text."""
@@ -131,6 +147,8 @@ class Setting:
     kind: type = str
     metavar: str | None = None
     in_pytest: bool = True
+    flag_value: str | None = None
+    """The value of the flag given without one (``--compile`` alone is ``inductor``)."""
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -144,6 +162,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Only these checks: codes, prefixes (GA2) or slugs; comma-separated.", multiple=True, metavar="CHECKS"),
     Setting("ignore", "--ignore", lambda v: _string_list("ignore", v),
             "Skip these checks: codes, prefixes or slugs; comma-separated.", multiple=True, metavar="CHECKS"),
+    Setting("compile", "--compile", _compile,
+            "Also compare torch.compile with eager (GA406), with BACKEND (default inductor); costs seconds per target.",
+            metavar="[BACKEND]", flag_value="inductor"),
     Setting("strict", "--strict", _boolean("strict"), "Treat warnings as failures (exit 1 on warn).", is_flag=True),
     Setting("jobs", "--jobs", _integer("jobs", 1), "Audit targets in N worker processes.",
             kind=int, metavar="N", in_pytest=False),
@@ -159,6 +180,7 @@ TARGET_KEYS: dict[str, Callable[[Any], Any]] = {
     "surrogate": _boolean("surrogate"),
     "reference": _string("reference"),
     "ignore": lambda v: _string_list("ignore", v),
+    "inputs": _inputs,
     "skip": _boolean("skip"),
 }
 """Keys of a per-target table ``[tool.gradaudit.targets."module:attr"]``; ``skip = true``

@@ -17,10 +17,12 @@ def activation(
     surrogate: bool = False,
     reference: Any = None,
     ignore: Iterable[str] | None = None,
+    inputs: dict[str, Any] | None = None,
 ) -> T | Callable[[T], T]:
     """Mark ``fn`` as an activation for discovery and record its audit options.
 
-    Usable bare (``@activation``) or with options (``@activation(kinks=[0.0])``). The
+    Usable bare (``@activation``) or with options (``@activation(kinks=[0.0])``,
+    ``@activation(inputs={"bias": (8,)})`` for the roles of extra tensor inputs). The
     object is returned unchanged apart from an ``__gradaudit__`` attribute (its options) and
     a ``__gradaudit_module__`` attribute: the module this is called in, which owns the target
     (``gelu = activation(F.gelu)`` makes ``gelu`` a target of this file, not of torch's).
@@ -34,6 +36,7 @@ def activation(
             "surrogate": surrogate,
             "reference": reference,
             "ignore": list(ignore) if ignore is not None else None,
+            "inputs": dict(inputs) if inputs is not None else None,
         }
         setattr(target, OPTIONS_ATTRIBUTE, {k: v for k, v in options.items() if v not in (None, False)})
         if isinstance(marked_in, str):
