@@ -40,6 +40,10 @@ class Check:
     """Kinds of finding that become :attr:`surrogate_status` when the target is declared a
     surrogate / straight-through gradient (DESIGN.md: GA101, GA105, GA302)."""
     surrogate_status: str = "info"
+    fixes: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """The fix for one kind of target (``Target.kind``, e.g. ``"custom op"``) where :attr:`fix`
+    speaks of another (autograd.Function advice is wrong for a ``torch.library`` custom op);
+    :meth:`finding` fills ``{fix}`` with it for a target of that kind."""
     location_role: str = "forward"
     """Which of the target's functions (``forward`` or ``backward``) a finding points at when
     the check gives no location of its own."""
@@ -58,7 +62,7 @@ class Check:
         if declared and kind in self.surrogate_kinds:
             status, fix = self.surrogate_status, SURROGATE_EXPECTED
         else:
-            fix = self.fix
+            fix = self.fix_for(getattr(getattr(audit, "target", None), "kind", None))
         unused = set(values) - placeholders(template)
         if unused:
             raise KeyError(f"{self.code} {kind}: no placeholder for {sorted(unused)}")
@@ -67,6 +71,10 @@ class Check:
         return Finding(self.code, status, template.format(fix=fix, dtype=dtype, **values), dtype=dtype,
                        examples=list(examples or ()), location=location, details=details,
                        check=self.slug, kind=kind, input=input)
+
+    def fix_for(self, target_kind: str | None) -> str:
+        """The fix for a target of ``target_kind``: its entry in :attr:`fixes`, else :attr:`fix`."""
+        return self.fixes.get(target_kind, self.fix) if target_kind is not None else self.fix
 
 
 SURROGATE_EXPECTED = "The target is declared a surrogate / straight-through gradient, so this is expected."

@@ -2,7 +2,8 @@
 
 A target belongs to one module, the one that defines it, and is found and named only there:
 an ``autograd.Function`` or no-argument ``nn.Module`` subclass whose ``__module__`` is that
-module, or a callable marked with ``@gradaudit.activation`` in that module. A file that imports
+module, a ``torch.library`` custom op (``CustomOpDef``) whose implementing function is defined
+there, or a callable marked with ``@gradaudit.activation`` in that module. A file that imports
 them (a test) holds no target of its own, so each object is audited once, under the name of
 the file or module that defines it, and per-target configuration matches that name.
 """
@@ -18,7 +19,7 @@ import torch
 from .files import mentions_torch, python_files, skipped_file
 from .loading import import_module, load_file
 from .spec import Spec, TargetError, parse_spec
-from .types import HOME_ATTRIBUTE, OPTIONS_ATTRIBUTE, Target, UnloadableFile, display_path
+from .types import HOME_ATTRIBUTE, OPTIONS_ATTRIBUTE, Target, UnloadableFile, custom_op_definition, display_path
 
 __all__ = ["discover", "targets_in_module", "mentions_torch"]
 
@@ -51,7 +52,8 @@ def _owner(obj: Any, module: Any, marked: bool) -> str | None:
     """The name of the module ``obj`` belongs to: for a marked object, where it was marked (or
     defined) if that module binds it, else ``module``; otherwise its ``__module__``."""
     try:
-        defined_in = getattr(obj, "__module__", None)
+        definition = custom_op_definition(obj)  # its class's module is torch's: its function's counts
+        defined_in = getattr(definition._init_fn if definition is not None else obj, "__module__", None)
     except Exception:
         defined_in = None
     if not marked:
@@ -76,6 +78,8 @@ def _is_candidate(obj: Any) -> tuple[bool, bool]:
             return True, marked
         if isinstance(obj, type) and issubclass(obj, torch.nn.Module):
             return marked or _constructs_without_arguments(obj), marked
+        if not isinstance(obj, type) and custom_op_definition(obj) is obj:
+            return True, marked
         return marked, marked
     except Exception:
         return False, False
@@ -83,7 +87,8 @@ def _is_candidate(obj: Any) -> tuple[bool, bool]:
 
 def _line(obj: Any) -> int:
     try:
-        return inspect.getsourcelines(obj)[1]
+        definition = custom_op_definition(obj)
+        return inspect.getsourcelines(definition._init_fn if definition is not None else obj)[1]
     except Exception:  # built-ins, instances, classes without source
         return 0
 

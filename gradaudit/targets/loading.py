@@ -19,7 +19,7 @@ import sys
 from typing import Any, Iterator
 
 from .spec import Spec, TargetError, looks_like_path
-from .types import OPTIONS_ATTRIBUTE, Target, display_path
+from .types import OPTIONS_ATTRIBUTE, Target, custom_op_definition, display_path
 
 _FAILED: dict[tuple[str, int], str] = {}
 """Files that failed to import, by (absolute path, modification time): the error, so that a
@@ -248,3 +248,26 @@ def resolve_named(spec: Spec) -> Target:
     if spec.keywords:
         obj = functools.partial(obj, **spec.keywords)
     return Target(name=spec.text, obj=obj, options=options)
+
+
+def resolve_op(spec: Spec) -> Target:
+    """The custom op an ``op`` spec (``ns::op``, ``torch.ops.ns.op``) names: its ``CustomOpDef``
+    where ``torch.library.custom_op`` made it (the Python function that implements it is then
+    known), else the ``torch.ops`` packet or overload."""
+    import torch
+
+    name, _, overload = spec.attribute.partition(".")
+    try:
+        obj = getattr(getattr(torch.ops, spec.container), name)
+        if overload:
+            obj = getattr(obj, overload)
+    except (AttributeError, RuntimeError) as exc:
+        raise TargetError(
+            f"{spec.text}: no operator {spec.container}::{spec.attribute} is registered ({exc}). Import "
+            f"the module that registers it first, or name the op where it is defined, as "
+            f"path/to/file.py:op_name."
+        ) from None
+    definition = custom_op_definition(obj)
+    if definition is not None:
+        obj = definition
+    return Target(name=spec.text, obj=obj, options=dict(getattr(obj, OPTIONS_ATTRIBUTE, {}) or {}))

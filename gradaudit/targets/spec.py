@@ -7,16 +7,21 @@ Target strings:
     after the colon (``mymod:Acts.relu``) and literal keyword arguments
     (``torch.nn.functional:softmax(dim=-1)``, bound as a ``functools.partial``) are allowed.
     ``@name`` is a target group; a bare file or directory (``path``) or module (``module``) is
-    searched for targets.
+    searched for targets. ``ns::op`` and ``torch.ops.ns.op`` (an overload may follow:
+    ``torch.ops.ns.op.default``) name a ``torch.library`` custom op (``op``), which the module
+    that registers it must have imported.
 """
 from __future__ import annotations
 
 import ast
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("attribute", "group", "path", "module")
+KINDS = ("attribute", "group", "path", "module", "op")
+_OP = re.compile(r"^(?:torch\.ops\.(?P<ns>[A-Za-z_]\w*)\.|(?P<ns2>[A-Za-z_]\w*)::)(?P<op>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?)$")
+"""``torch.ops.ns.op[.overload]`` or ``ns::op[.overload]``."""
 
 
 class TargetError(Exception):
@@ -36,24 +41,26 @@ class Spec:
     """The string as given: the name of the one target an ``attribute`` spec names."""
     kind: str
     """``attribute`` (one target), ``group`` (``@name``), ``path`` (a file or directory to
-    search) or ``module`` (a dotted module to search)."""
+    search), ``module`` (a dotted module to search) or ``op`` (a custom op)."""
     container: str
-    """The module or path before the colon (the whole string without one; a group's name)."""
+    """The module or path before the colon (the whole string without one; a group's name; an
+    op's namespace)."""
     member: str = ""
     """Everything after the colon, keyword arguments included: ``softmax(dim=-1)``."""
     attribute: str = ""
-    """The dotted attribute after the colon, without arguments: ``softmax``."""
+    """The dotted attribute after the colon, without arguments: ``softmax`` (an op's name and
+    overload: ``my_op`` or ``my_op.default``)."""
     keywords: dict[str, Any] = field(default_factory=dict, hash=False)
     """Literal keyword arguments to bind: ``{"dim": -1}``."""
 
     @property
     def names_one_target(self) -> bool:
-        return self.kind == "attribute"
+        return self.kind in ("attribute", "op")
 
     @property
     def is_path(self) -> bool:
-        """Whether the container is a file or directory rather than a module or group."""
-        return self.kind != "group" and (looks_like_path(self.container) or os.path.isdir(self.container))
+        """Whether the container is a file or directory rather than a module, group or op."""
+        return self.kind not in ("group", "op") and (looks_like_path(self.container) or os.path.isdir(self.container))
 
 
 def split_spec(text: str) -> tuple[str, str]:
@@ -70,6 +77,10 @@ def parse_spec(text: str) -> Spec:
     empty side of the colon, arguments that are not literal keywords)."""
     if text.startswith("@"):
         return Spec(text, "group", text[1:])
+    op = _OP.match(text)
+    if op is not None:
+        namespace = op.group("ns") or op.group("ns2")
+        return Spec(text, "op", namespace, op.group("op"), op.group("op"))
     container, member = split_spec(text)
     if container == text:
         return Spec(text, "path" if looks_like_path(text) or os.path.isdir(text) else "module", text)

@@ -4,8 +4,10 @@ which targets are the same object (near the bottom of the targets layer: it impo
 
 How each kind of object is called:
     an ``autograd.Function`` subclass through ``.apply``; an ``nn.Module`` subclass is
-    instantiated with no arguments; an ``nn.Module`` instance, a function or a
-    ``functools.partial`` is called as is. Modules are copied and cast to each audit dtype.
+    instantiated with no arguments; an ``nn.Module`` instance, a function, a
+    ``functools.partial`` or a ``torch.library`` custom op (a ``CustomOpDef``, or an op of
+    ``torch.ops`` outside PyTorch's own namespaces) is called as is. Modules are copied and
+    cast to each audit dtype.
 """
 from __future__ import annotations
 
@@ -40,7 +42,9 @@ class Target:
 
     @property
     def kind(self) -> str:
-        """``function``, ``autograd.Function``, ``nn.Module`` or ``nn.Module class``."""
+        """``function``, ``autograd.Function``, ``nn.Module``, ``nn.Module class`` or ``custom op``."""
+        if is_custom_op(self.obj):
+            return "custom op"
         if isinstance(self.obj, type) and issubclass(self.obj, torch.autograd.Function):
             return "autograd.Function"
         if isinstance(self.obj, type) and issubclass(self.obj, torch.nn.Module):
@@ -83,12 +87,22 @@ class Target:
         found = self._sources[role]
         return dict(found) if found is not None else None
 
+    @property
+    def implementation(self) -> Callable[..., Any] | None:
+        """For a custom op, the Python function that implements it (what blame traces into
+        instead of the op, which tracing cannot see inside); None otherwise."""
+        return implementing_function(self.obj)
+
     def _find_source(self, role: str) -> dict[str, Any] | None:
         obj = self.obj
         while isinstance(obj, functools.partial):
             obj = obj.func
         candidates: list[Any] = []
-        if isinstance(obj, type) and issubclass(obj, torch.autograd.Function):
+        definition = custom_op_definition(obj)
+        if definition is not None:  # the registered backward (register_autograd), else the implementation
+            candidates = [getattr(definition, "_backward_fn", None)] if role == "backward" else []
+            candidates.append(getattr(definition, "_init_fn", None))
+        elif isinstance(obj, type) and issubclass(obj, torch.autograd.Function):
             candidates = [getattr(obj, role, None), obj]
         elif isinstance(obj, torch.nn.Module) or (
             isinstance(obj, type) and issubclass(obj, torch.nn.Module)
@@ -102,6 +116,63 @@ class Target:
             if location is not None:
                 return location
         return None
+
+
+TORCH_NAMESPACES = frozenset({"aten", "prim", "prims", "quantized", "_quantized", "rngprims", "inductor",
+                              "higher_order", "_c10d_functional", "c10d_functional", "_c10d", "profiler",
+                              "debugprims", "_test", "mkldnn", "mkl", "onednn", "quantized_decomposed"})
+"""Namespaces of ``torch.ops`` that hold PyTorch's own operators, not custom ops."""
+
+
+def _custom_op_def_type() -> type | None:
+    try:
+        from torch._library.custom_ops import CustomOpDef
+    except ImportError:  # pragma: no cover - a torch without torch.library.custom_op
+        return None
+    return CustomOpDef
+
+
+def op_qualname(obj: Any) -> str | None:
+    """``ns::name`` of a ``CustomOpDef``, ``OpOverload`` or ``OpOverloadPacket``; else None."""
+    definition_type = _custom_op_def_type()
+    if definition_type is not None and isinstance(obj, definition_type):
+        return obj._qualname
+    if isinstance(obj, torch._ops.OpOverload):
+        return obj._schema.name
+    if isinstance(obj, torch._ops.OpOverloadPacket):
+        return obj._qualified_op_name
+    return None
+
+
+def is_custom_op(obj: Any) -> bool:
+    """Whether ``obj`` is a ``torch.library`` custom op: a ``CustomOpDef``, or an operator of
+    ``torch.ops`` outside PyTorch's own namespaces (``torch.ops.mylib.op``)."""
+    qualname = op_qualname(obj)
+    return qualname is not None and qualname.partition("::")[0] not in TORCH_NAMESPACES
+
+
+def custom_op_definition(obj: Any) -> Any | None:
+    """The ``CustomOpDef`` that ``torch.library.custom_op`` made for ``obj`` (itself, or the
+    op of ``torch.ops`` it registered, default overload or packet); None otherwise."""
+    definition_type = _custom_op_def_type()
+    if definition_type is None:
+        return None
+    if isinstance(obj, definition_type):
+        return obj
+    if isinstance(obj, torch._ops.OpOverload) and obj._overloadname not in ("default", ""):
+        return None
+    qualname = op_qualname(obj)
+    if qualname is None:
+        return None
+    from torch._library.custom_ops import OPDEFS
+
+    return OPDEFS.get(qualname)
+
+
+def implementing_function(obj: Any) -> Callable[..., Any] | None:
+    """The Python function a custom op made by ``torch.library.custom_op`` runs; else None."""
+    definition = custom_op_definition(obj)
+    return getattr(definition, "_init_fn", None) if definition is not None else None
 
 
 def display_path(path: str) -> str:
