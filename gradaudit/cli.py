@@ -130,7 +130,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1, required=False)
 @audit_options
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None, help="Write the report to FILE.")
@@ -140,22 +140,28 @@ def main() -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Read [tool.gradaudit] from this file instead of the nearest pyproject.toml that has it.")
 @click.option("-v", "--verbose", is_flag=True, help="Show info findings and tracebacks.")
+@click.option("-q", "--quiet", is_flag=True, help="Show the summary table and one line per warn or fail.")
+@click.option("--show-suppressed", is_flag=True, help="List the findings that suppressions silenced.")
 def check(targets: tuple[str, ...], output_format: str, output: str | None, config_path: str | None,
-          verbose: bool, **options: Any) -> None:
+          verbose: bool, quiet: bool, show_suppressed: bool, **options: Any) -> None:
     """Audit TARGETS: pkg.module:attr, path/to/file.py:attr, or a module or file to search.
 
-    Settings not given here come from [tool.gradaudit] in pyproject.toml.
+    Without TARGETS, audit the targets listed in [tool.gradaudit] targets. With files (as
+    pre-commit passes them), audit what discovery finds in them and the configured targets
+    they define. Settings not given here come from [tool.gradaudit] in pyproject.toml.
     """
     from . import core
     from .render import renderer
     from .run.runner import run_check
     from .run.tasks import stdout_to_stderr
 
+    verbosity = _verbosity(verbose, quiet)
     core.VERBOSE_TRACEBACKS = verbose
     try:
         with stdout_to_stderr():  # importing a --reference or a target may print
             config, settings, option_kwargs = _prepare(config_path, options, verbose)
-            reports: list[Report] = run_check(list(targets), option_kwargs, config, jobs=settings["jobs"],
+            specs = _specs_or_usage_error(targets, config)
+            reports: list[Report] = run_check(specs, option_kwargs, config, jobs=settings["jobs"],
                                               timeout=settings["timeout"], verbose=verbose)
     except KeyboardInterrupt:
         click.echo("gradaudit: interrupted (Ctrl-C); no report was written.", err=True)
@@ -166,13 +172,43 @@ def check(targets: tuple[str, ...], output_format: str, output: str | None, conf
         sys.exit(EXIT_USAGE)
     from .checks import catalogue
 
-    text = renderer(output_format)(reports, verbose=verbose, checks=catalogue().values())
+    if not reports:
+        nothing_to_audit(specs)
+    text = renderer(output_format)(reports, verbose=verbose, verbosity=verbosity, show_suppressed=show_suppressed,
+                                   checks=catalogue().values())
     if output:
         with open(output, "w", encoding="utf-8") as handle:
             handle.write(text)
     else:
         click.echo(text, nl=False)
     sys.exit(exit_code(reports, settings["strict"]))
+
+
+def _verbosity(verbose: bool, quiet: bool) -> int:
+    """-1 (``-q``), 0 (the default) or 1 (``-v``)."""
+    if verbose and quiet:
+        raise click.UsageError("-q/--quiet and -v/--verbose exclude each other; give one")
+    return -1 if quiet else (1 if verbose else 0)
+
+
+def nothing_to_audit(specs: list[str]) -> None:
+    """The one line, on stderr, of a run whose files held no target (exit 0: a pre-commit run
+    passes every changed file, and most hold no activation)."""
+    shown = ", ".join(specs[:3]) + (f" and {len(specs) - 3} more" if len(specs) > 3 else "")
+    click.echo(f"gradaudit: nothing to audit: no targets in {shown}", err=True)
+
+
+def _specs_or_usage_error(targets: tuple[str, ...], config: Any) -> list[str]:
+    """The target strings to audit (:func:`gradaudit.run.selection.run_specs`); none given and
+    none configured is a usage error."""
+    from .run.selection import run_specs
+
+    specs = run_specs(targets, config)
+    if not specs:
+        where = config.path or "pyproject.toml"
+        raise click.UsageError(f"no targets: give TARGETS, or list them in {where} as "
+                               f"[tool.gradaudit] targets = [\"src/pkg/acts.py\", \"pkg.acts:swiglu\"]")
+    return specs
 
 
 def _prepare(config_path: str | None, options: dict[str, Any], verbose: bool) -> tuple[Any, dict[str, Any], dict[str, Any]]:
@@ -197,47 +233,81 @@ def _prepare(config_path: str | None, options: dict[str, Any], verbose: bool) ->
 
 
 @main.command("list")
-@click.argument("targets", nargs=-1, required=True)
-def list_targets(targets: tuple[str, ...]) -> None:
-    """Print the targets that ``check`` would audit."""
+@click.argument("targets", nargs=-1, required=False)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Read [tool.gradaudit] from this file instead of the nearest pyproject.toml that has it.")
+def list_targets(targets: tuple[str, ...], config_path: str | None) -> None:
+    """Print the targets that ``check`` would audit (the configured ones without TARGETS)."""
+    from .targets.files import excluding
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    specs = _specs_or_usage_error(targets, config)
+    failed = listed = False
+    with excluding(config.exclude, config.directory):
+        for spec in specs:
+            ok, names = _list_one(spec)
+            failed |= not ok
+            for line in names:
+                if not config.skips(line.split("\t")[0]):
+                    click.echo(line)
+                    listed = True
+    if not listed and not failed:
+        nothing_to_audit(specs)
+    sys.exit(EXIT_USAGE if failed else EXIT_OK)
+
+
+def _list_one(spec: str) -> tuple[bool, list[str]]:
+    """(no error, ``name<TAB>kind`` lines) for the targets ``spec`` stands for; errors on stderr.
+    Torch is imported only when a file to search mentions it (or a module is named)."""
     from .run.tasks import stdout_to_stderr
+
+    if _holds_no_torch(spec):
+        return True, []
     from .targets.resolve import resolve
     from .targets.spec import TargetError
     from .targets.types import UnloadableFile
 
-    failed = False
-    for spec in targets:
-        try:
-            with stdout_to_stderr():  # what an imported file prints is not a target name
-                found = resolve(spec)
-        except TargetError as exc:
-            click.echo(f"error: {exc}", err=True)
-            failed = True
-            continue
-        except KeyboardInterrupt:
-            click.echo("gradaudit: interrupted (Ctrl-C).", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        except BaseException as exc:  # SystemExit or an error of the searched code
-            click.echo(f"error: {spec}: searching it raised {type(exc).__name__}: {exc}", err=True)
-            failed = True
-            continue
-        for target in found:
-            if isinstance(target, UnloadableFile):  # a file of a directory that fails to import
-                click.echo(f"error: {target.error}", err=True)
-                failed = True
-            else:
-                click.echo(f"{target.name}\t{target.kind}")
-    sys.exit(EXIT_USAGE if failed else EXIT_OK)
+    try:
+        with stdout_to_stderr():  # what an imported file prints is not a target name
+            found = resolve(spec)
+    except TargetError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return False, []
+    except KeyboardInterrupt:
+        click.echo("gradaudit: interrupted (Ctrl-C).", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except BaseException as exc:  # SystemExit or an error of the searched code
+        click.echo(f"error: {spec}: searching it raised {type(exc).__name__}: {exc}", err=True)
+        return False, []
+    ok, lines = True, []
+    for target in found:
+        if isinstance(target, UnloadableFile):  # a file of a directory that fails to import
+            click.echo(f"error: {target.error}", err=True)
+            ok = False
+        else:
+            lines.append(f"{target.name}\t{target.kind}")
+    return ok, lines
+
+
+def _holds_no_torch(spec: str) -> bool:
+    """Whether ``spec`` is a bare file that a search would not import (no torch in it, a
+    ``setup.py``, an excluded file): listing it needs no torch."""
+    from .targets.files import mentions_torch, skipped_file
+
+    return os.path.isfile(spec) and (skipped_file(spec) or not mentions_torch(spec))
 
 
 @main.command()
 @click.argument("name", required=False)
 def explain(name: str | None) -> None:
     """Explain a check (by code or slug), or list every check."""
-    from .checks import catalogue, lookup
+    from .run.check_table import lookup, static_catalogue  # the catalogue's text without torch
 
     if name is None:
-        for check in catalogue().values():
+        for check in static_catalogue().values():
             click.echo(f"{check.code}  {check.slug:22} {check.status:12} {check.summary}")
         return
     try:

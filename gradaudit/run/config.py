@@ -4,12 +4,14 @@ The CLI (``gradaudit check``) and the pytest plugin both build their options fro
 :data:`SETTINGS`, so a setting has one name, one parser and one help text everywhere:
 
     [tool.gradaudit]
+    targets = ["src/mypkg/acts.py", "mypkg.acts:swiglu"]   # what a bare ``gradaudit check`` audits
+    exclude = ["tests/**", "scripts/*.py"]                  # globs that discovery leaves alone
     dtypes = ["float64", "float32"]
     ignore = ["GA104"]
     strict = true
 
-    [tool.gradaudit.targets."mypkg.acts:HardTanh"]
-    kinks = [-1.0, 1.0]
+    [tool.gradaudit.overrides."mypkg.acts:HardTanh"]      # or [tool.gradaudit.targets."..."]
+    kinks = [-1.0, 1.0]                                     # when targets is not a list
 
 Precedence: explicit arguments (CLI flags, ``assert_audit`` keywords) over the config file
 over the built-in defaults. This module imports nothing heavy (no torch), so the pytest
@@ -205,6 +207,11 @@ class Config:
     target_errors: dict[str, dict[str, str]] = field(default_factory=dict)
     """Per table key, the options whose values are bad (key: message): reported as an error
     of each target that table names when it is audited, so the other targets still run."""
+    target_list: list[str] = field(default_factory=list)
+    """``targets = [...]``: what a bare ``gradaudit check`` and ``pytest --gradaudit`` audit;
+    paths are relative to the config file's directory, as written."""
+    exclude: list[str] = field(default_factory=list)
+    """``exclude = [...]``: globs (relative to the config file's directory) that discovery skips."""
 
     @property
     def directory(self) -> str:
@@ -290,26 +297,37 @@ def parse_table(table: Mapping[str, Any], path: str | None) -> Config:
     settings: dict[str, Any] = {}
     targets: dict[str, dict[str, Any]] = {}
     target_errors: dict[str, dict[str, str]] = {}
+    lists: dict[str, list[str]] = {"targets": [], "exclude": []}
     for key, value in table.items():
-        if key == "targets":
+        if key in ("targets", "exclude") and isinstance(value, (list, str)):
+            try:
+                lists[key] = _string_list(key, value)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            continue
+        if key in ("targets", "overrides"):
             if not isinstance(value, dict):
-                raise ConfigError(f"{where}: 'targets' must be a table of per-target tables")
+                raise ConfigError(f"{where}: {key!r} must be a list of target strings or a table of "
+                                  f"per-target tables" if key == "targets" else
+                                  f"{where}: 'overrides' must be a table of per-target tables")
             for name, options in value.items():
                 targets[name], errors = _parse_target_table(name, options, path)
                 if errors:
                     target_errors[name] = errors
             continue
         if key not in SETTING_BY_KEY:
-            raise _unknown_key(where, key, [s.key for s in SETTINGS] + ["targets"])
+            raise _unknown_key(where, key, [s.key for s in SETTINGS] + ["targets", "exclude", "overrides"])
         try:
             settings[key] = SETTING_BY_KEY[key].parse(value)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-    return Config(path=path, settings=settings, targets=targets, target_errors=target_errors)
+    return Config(path=path, settings=settings, targets=targets, target_errors=target_errors,
+                  target_list=lists["targets"], exclude=lists["exclude"])
 
 
 def target_table_name(name: str, path: str | None) -> str:
-    """How messages name a per-target table: ``pyproject.toml [tool.gradaudit.targets."m:f"]``."""
+    """How messages name a per-target table: ``pyproject.toml [tool.gradaudit.targets."m:f"]``
+    (written ``[tool.gradaudit.overrides."m:f"]`` where ``targets`` is the list of targets)."""
     return f'{path or "configuration"} [tool.gradaudit.targets."{name}"]'
 
 

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from ..checks import ERROR
 from ..model.report import Report
+from ..targets.files import excluding
 from ..targets.names import first_seen
 from . import wire
 from .config import Config
@@ -61,6 +62,14 @@ def _worker_main(conn: Connection, option_kwargs: dict[str, Any], config: Config
         conn.send_bytes(wire.encode(kind, payload))
 
     send("ready")
+    with excluding(config.exclude, config.directory):
+        _serve(conn, send, options, config, verbose)
+
+
+def _serve(conn: Connection, send: Any, options: Any, config: Config, verbose: bool) -> None:
+    """The worker's loop: one task at a time until ``null`` or the pipe closes."""
+    from . import tasks
+
     while True:
         try:
             task = json.loads(conn.recv_bytes())

@@ -12,6 +12,7 @@ import sys
 from typing import IO, TYPE_CHECKING, Any, Mapping
 
 from ..model.report import Report
+from ..targets.files import excluding
 from ..targets.names import first_seen
 from .config import Config
 from .tasks import RunOptions, audit_target, names_one_target, resolve_targets, stdout_to_stderr
@@ -69,7 +70,7 @@ def run_check(
     """Audit every target ``specs`` name, in spec order and, within a spec, in source order."""
     progress = progress or Progress()
     try:
-        with stdout_to_stderr():  # what targets print must not corrupt a report on stdout
+        with stdout_to_stderr(), excluding(config.exclude, config.directory):  # stdout holds the report
             if jobs > 1 or timeout is not None:
                 from .isolation import audit_isolated
 

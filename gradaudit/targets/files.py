@@ -5,14 +5,18 @@ virtualenv (a folder with ``pyvenv.cfg``, ``.venv``, ``venv``) or conda environm
 ``conda-meta``), ``site-packages`` and ``dist-packages``, ``build/``,
 ``dist/``, ``node_modules``, ``*.egg-info``, hidden folders and ``__pycache__``; and what
 ``.gitignore`` ignores (asked of ``git check-ignore`` inside a repository, else read from the
-``.gitignore`` files of the scanned tree).
+``.gitignore`` files of the scanned tree); and what the configuration's ``exclude`` globs name
+(:func:`excluding`, set by the run for its duration).
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
+import re
 import subprocess
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 SKIPPED_FILES = frozenset({"setup.py"})
 """Files never imported by a search: ``setup.py`` runs ``setup()`` when imported."""
@@ -30,8 +34,74 @@ def mentions_torch(path: str) -> bool:
 
 
 def skipped_file(path: str) -> bool:
-    """Whether a search leaves the file ``path`` alone whatever its directory."""
-    return os.path.basename(path) in SKIPPED_FILES
+    """Whether a search leaves the file ``path`` alone whatever its directory: a ``setup.py``,
+    or a file an ``exclude`` glob names."""
+    return os.path.basename(path) in SKIPPED_FILES or excluded(path)
+
+
+@dataclass(frozen=True)
+class ExcludeGlob:
+    """One ``exclude`` glob, relative to ``base`` (the config file's folder): ``**`` spans
+    folders, ``*`` and ``?`` stay within one; a glob without ``/`` matches a file or folder
+    name at any depth (``conftest.py``); a glob that names a folder excludes all below it."""
+
+    base: str
+    pattern: str
+
+    @property
+    def regex(self) -> re.Pattern[str]:
+        return _glob_regex(self.pattern.strip("/"))
+
+    def matches(self, path: str) -> bool:
+        relative = os.path.relpath(os.path.abspath(path), self.base).replace(os.sep, "/")
+        if relative == ".." or relative.startswith("../"):
+            return False
+        parts = relative.split("/")
+        regex = self.regex
+        if "/" not in self.pattern.strip("/"):
+            return any(regex.fullmatch(part) for part in parts)
+        return any(regex.fullmatch("/".join(parts[:depth])) for depth in range(1, len(parts) + 1))
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out, index = [], 0
+    while index < len(pattern):
+        if pattern.startswith("**/", index):
+            out.append("(?:.*/)?")
+            index += 3
+        elif pattern.startswith("**", index):
+            out.append(".*")
+            index += 2
+        elif pattern[index] == "*":
+            out.append("[^/]*")
+            index += 1
+        elif pattern[index] == "?":
+            out.append("[^/]")
+            index += 1
+        else:
+            out.append(re.escape(pattern[index]))
+            index += 1
+    return re.compile("".join(out))
+
+
+_EXCLUDE: list[ExcludeGlob] = []
+
+
+@contextlib.contextmanager
+def excluding(patterns: Iterable[str], base: str) -> Iterator[None]:
+    """Within the block, searches (directories and files given bare) skip what ``patterns``
+    name, relative to ``base``; a ``file.py:attr`` named explicitly is still audited."""
+    added = [ExcludeGlob(os.path.abspath(base), p) for p in patterns if p.strip("/")]
+    _EXCLUDE.extend(added)
+    try:
+        yield
+    finally:
+        del _EXCLUDE[len(_EXCLUDE) - len(added):]
+
+
+def excluded(path: str) -> bool:
+    """Whether an ``exclude`` glob in force names ``path`` or a folder above it."""
+    return any(glob.matches(path) for glob in _EXCLUDE)
 
 
 def skipped_directory(path: str) -> bool:
@@ -118,9 +188,10 @@ def python_files(directory: str) -> list[str]:
     rules_in: dict[str, list[IgnoreRule]] = {}
     for root, dirs, files in os.walk(directory):
         rules_in[root] = rules_in.get(os.path.dirname(root), []) + read_gitignore(root)
-        dirs[:] = sorted(name for name in dirs if not skipped_directory(os.path.join(root, name)))
+        dirs[:] = sorted(name for name in dirs if not skipped_directory(os.path.join(root, name))
+                         and not excluded(os.path.join(root, name)))
         found.extend(os.path.join(root, name) for name in sorted(files)
-                     if name.endswith(".py") and name not in SKIPPED_FILES)
+                     if name.endswith(".py") and not skipped_file(os.path.join(root, name)))
     relative = [os.path.relpath(path, directory) for path in found]
     ignored = ignored_by_git(directory, relative)
     if ignored is None:
