@@ -20,7 +20,7 @@ from ..engine.messages import describe_intervals, example_index, intervals, numb
 from ..engine.options import dtype_name
 from ..engine.vjp import vjp
 from ..engine.zero_regions import (
-    GENTLE_DECAY, SEARCH_POINTS, WholeFn, classify, classify_whole, edge_decays, jitter, shuffled
+    GENTLE_DECAY, SEARCH_POINTS, Remembered, WholeFn, classify, classify_whole, edge_decays, jitter, shuffled
 )
 from ..model.check import placeholders
 from ..model.report import Finding
@@ -216,7 +216,8 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         if exact is None:
             continue
         if elementwise:
-            classes = classify(ev.x, created, exact, ctx.values64)
+            values64 = ctx.memo("signed-zero values64", lambda: Remembered(ctx.values64))  # shared by the dtypes
+            classes = classify(ev.x, created, exact, values64)
         else:
             classes = _classify_whole(ctx, ev.x, created, exact, None)
         rows += [Row(dtype, ev.x, where, kind, elementwise=elementwise) for kind, where in classes.items()]
@@ -263,7 +264,8 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
             if exact is None:
                 continue
             if elementwise:
-                classes = classify(ev.x, created, exact, lambda p, s=sign: ctx.grads64(p, s))
+                grads64 = ctx.memo(f"signed-zero grads64 {sign}", lambda s=sign: Remembered(lambda p: ctx.grads64(p, s)))
+                classes = classify(ev.x, created, exact, grads64)
             else:
                 classes = _classify_whole(ctx, ev.x, created, exact, sign)
             x = ev.x

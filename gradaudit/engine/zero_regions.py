@@ -66,6 +66,25 @@ far more than a step along x does."""
 
 
 # -- the edge of a zero region ------------------------------------------------------------------
+class Remembered:
+    """A float64 value function that answers again from memory: calls with exactly the same
+    points (same float64 values in the same order, so the target took the same code path), and
+    :func:`edge_decays` with the same bracket. The probes of several dtypes often hold the same
+    inputs around a zero region, and then their edge searches are the same. Lives as long as
+    the audit (``ctx.memo``)."""
+
+    def __init__(self, value_fn: ValueFn) -> None:
+        self.value_fn = value_fn
+        self.values: dict[tuple, torch.Tensor] = {}
+        self.edges: dict[tuple[float, float], bool] = {}
+
+    def __call__(self, points: torch.Tensor) -> torch.Tensor:
+        key = (points.dtype, tuple(points.shape), points.detach().contiguous().numpy().tobytes())
+        if key not in self.values:
+            self.values[key] = self.value_fn(points)
+        return self.values[key]
+
+
 def edge_decays(value_fn: ValueFn, zero_x: float, other_x: float) -> bool:
     """Whether the zero region at ``zero_x`` is reached through gently decaying values.
 
@@ -78,6 +97,15 @@ def edge_decays(value_fn: ValueFn, zero_x: float, other_x: float) -> bool:
     """
     if (zero_x < 0) != (other_x < 0) or zero_x == 0 or other_x == 0:
         return False
+    if isinstance(value_fn, Remembered):
+        if (zero_x, other_x) not in value_fn.edges:
+            value_fn.edges[zero_x, other_x] = _search_edge(value_fn, zero_x, other_x)
+        return value_fn.edges[zero_x, other_x]
+    return _search_edge(value_fn, zero_x, other_x)
+
+
+def _search_edge(value_fn: ValueFn, zero_x: float, other_x: float) -> bool:
+    """:func:`edge_decays` without memory."""
     zero, edge = zero_x, other_x
     for _ in range(BISECTION_STEPS):
         inside = np.linspace(zero, edge, SEARCH_POINTS + 2)[1:-1]
