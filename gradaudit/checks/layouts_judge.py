@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
 import torch
 
 from ..engine import scans
 from ..engine.options import dtype_name
-from ..engine.small_inputs import close, describe_mismatch
+from ..engine.small_inputs import describe_mismatch
 from .nonfinite import HEADROOM
 
 if TYPE_CHECKING:
@@ -32,11 +33,12 @@ class Judge:
     against the float64 evaluation of the reference (computed only when something differs).
 
     ``truth`` gives the float64 ``(output, gradient)`` as the reference would be in this layout;
-    ``scales`` the magnitudes each output and gradient element's rounding scales with."""
+    ``scales`` the magnitudes each output and gradient element's rounding scales with, or None
+    where those are the ``x`` given to :meth:`mismatch` (elementwise targets: ``|x|``)."""
 
     def __init__(self, dtype: torch.dtype, computed_in: torch.dtype, against: str,
                  truth: Callable[[], tuple[torch.Tensor, torch.Tensor | None]],
-                 scales: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> None:
+                 scales: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None) -> None:
         eps = torch.finfo(dtype).eps
         if computed_in.is_floating_point:
             eps = max(eps, torch.finfo(computed_in).eps)
@@ -54,44 +56,82 @@ class Judge:
         which is no defect of the target's layout handling; info where
         only the sign of a zero (or of an infinity) differs and the float64 value is itself zero
         or infinite (an underflowed value's zero sign is GA203/GA204's business, and either sign
-        is within tolerance of it)."""
+        is within tolerance of it). The elementwise work is done by NumPy in float64 (see
+        :func:`close64`)."""
         if bitwise_equal(actual, expected) and not scans.any_true(torch.isnan(x)):
             return None  # the usual case; close() would find every element close (a NaN x it would not)
-        differs = ~(close(actual, expected, x, self.eps, TOLERANCE_UNITS) | at_edge(x, self.dtype))
-        if not scans.any_true(differs):
+        a, e, magnitude = as_float64(actual), as_float64(expected), as_float64(x)
+        differs = ~(close64(a, e, magnitude, self.eps, TOLERANCE_UNITS) | at_edge64(magnitude, self.dtype))
+        if not differs.any():
             return None
         index = 0 if noun == "output" else 1
-        scale = self._scales()[index].reshape(actual.shape)
-        differs &= ~close(actual, expected, scale, self.eps, TOLERANCE_UNITS)
-        if not scans.any_true(differs):
-            return None
+        if self._scales is None:
+            scale = magnitude  # what the comparison above already scaled with
+        else:
+            scale = as_float64(self._scales()[index].reshape(actual.shape))
+            differs &= ~close64(a, e, scale, self.eps, TOLERANCE_UNITS)
+            if not differs.any():
+                return None
         try:
             truth = self._truth()[index]
         except Exception:  # no float64 value to judge by: every difference counts
             truth = None
+        same_magnitude = np.abs(a) == np.abs(e)
         if truth is None or truth.shape != actual.shape:
-            values_differ = differs & (actual.abs() != expected.abs())
-            if scans.any_true(values_differ):
+            values_differ = differs & ~same_magnitude
+            if values_differ.any():
                 return ("fail", f"the {noun} differs from {self.against} at {int(values_differ.sum())} of "
-                                f"{differs.numel()} elements, {describe_mismatch(actual, expected, where, ~values_differ)}")
+                                f"{differs.size} elements, {describe_mismatch(actual, expected, where, _agree(values_differ))}")
             return None
-        right = [close(t, truth, scale, self.eps, TOLERANCE_UNITS, signed_zeros=False) for t in (actual, expected)]
-        same_magnitude = actual.abs() == expected.abs()
+        exact = as_float64(truth)
+        right = [close64(t, exact, scale, self.eps, TOLERANCE_UNITS, signed_zeros=False) for t in (a, e)]
         wrong = differs & ~same_magnitude & ~right[0] & right[1]
         count = int(wrong.sum())
         if count:
-            return ("fail", f"the {noun} differs from {self.against} at {count} of {wrong.numel()} elements, "
-                            f"{describe_mismatch(actual, expected, where, ~wrong)}, where float64 gives "
-                            f"{float64_value(truth, wrong)} (this layout is off it by more than "
+            return ("fail", f"the {noun} differs from {self.against} at {count} of {wrong.size} elements, "
+                            f"{describe_mismatch(actual, expected, where, _agree(wrong))}, where float64 gives "
+                            f"{float64_value(truth, torch.from_numpy(wrong))} (this layout is off it by more than "
                             f"{TOLERANCE_UNITS} eps of {dtype_name(self.dtype)}, {self.against} is not)")
-        signs = differs & same_magnitude & ((truth == 0) | torch.isinf(truth))
-        if not scans.any_true(signs):
+        signs = differs & same_magnitude & ((exact == 0) | np.isinf(exact))
+        if not signs.any():
             return None
         return ("info", f"the {noun} differs from {self.against} only in the sign of zero (or of an infinity "
-                        f"from 1/+-0) at {int(signs.sum())} of {signs.numel()} elements, "
-                        f"{describe_mismatch(actual, expected, where, ~signs)}, where the float64 value is "
-                        f"exactly {float64_value(truth, signs)}: the vectorised and scalar kernels disagree, "
+                        f"from 1/+-0) at {int(signs.sum())} of {signs.size} elements, "
+                        f"{describe_mismatch(actual, expected, where, _agree(signs))}, where the float64 value is "
+                        f"exactly {float64_value(truth, torch.from_numpy(signs))}: the vectorised and scalar kernels disagree, "
                         f"so the sign depends on the memory layout")
+
+
+def as_float64(t: torch.Tensor) -> np.ndarray:
+    """``t`` as a float64 NumPy array of its shape (exact for every real floating dtype)."""
+    return t.detach().to(device="cpu", dtype=torch.float64).numpy()
+
+
+def close64(actual: np.ndarray, expected: np.ndarray, x: np.ndarray, eps: float, factor: float,
+            signed_zeros: bool = True) -> np.ndarray:
+    """:func:`gradaudit.engine.small_inputs.close` on float64 arrays, the same operations in
+    NumPy: on GA404's hundred-element inputs a torch operation costs several times a NumPy
+    one, and a layout's judgment takes some thirty of them (identical results:
+    tests/test_perf_layouts.py)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        scale = np.maximum(np.abs(x), 1.0)  # NaN stays NaN, as torch.clamp(min=1.0) keeps it
+        tolerance = factor * eps * (np.abs(expected) + scale)
+        near = np.abs(actual - expected) <= tolerance
+        if signed_zeros:
+            both_zero = (actual == 0) & (expected == 0)
+            near = np.where(both_zero, np.signbit(actual) == np.signbit(expected), near)
+        same_nonfinite = (np.isnan(actual) & np.isnan(expected)) | (np.isinf(actual) & (actual == expected))
+        return (near & np.isfinite(actual) & np.isfinite(expected)) | same_nonfinite
+
+
+def at_edge64(x: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+    """:func:`at_edge` of the float64 array ``x``."""
+    with np.errstate(over="ignore"):
+        return np.abs(x) * HEADROOM >= torch.finfo(dtype).max
+
+
+def _agree(disagree: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(~disagree)
 
 
 _SAME_SIZE_INTS = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}

@@ -137,11 +137,11 @@ def _problem(ctx: "AuditContext", layout: Layout, values: torch.Tensor, dtype: t
         expected_out, expected_grad = _laid_out(layout, values, reference[1], reference[2])
         where = x
         against = "the contiguous 1-D call"
-        truth = lambda: _laid_out(layout, values64, *_forward_backward(ctx, lambda t: t, values64, torch.float64)[1:])  # noqa: E731
-        scales = lambda: (x.to(torch.float64).abs(), values64.abs())  # noqa: E731
+        truth = lambda: _laid_out(layout, values64, *_truth64(ctx, values64, dtype))  # noqa: E731
+        scales = None  # |x| of the output's and of the gradient's own element, as mismatch() is given
     if out.shape != expected_out.shape:
         return "fail", f"the output has shape {tuple(out.shape)} instead of {tuple(expected_out.shape)}"
-    judge = Judge(dtype, out.dtype, against, once(truth), once(scales))
+    judge = Judge(dtype, out.dtype, against, once(truth), scales if scales is None else once(scales))
     problems = [judge.mismatch("output", out, expected_out, x if reference is not None else torch.ones_like(out), where)]
     if expected_grad is not None:
         if grad is None:
@@ -152,6 +152,13 @@ def _problem(ctx: "AuditContext", layout: Layout, values: torch.Tensor, dtype: t
     found = [p for p in problems if p is not None]
     found.sort(key=lambda p: p[0] != "fail")
     return found[0] if found else None
+
+
+def _truth64(ctx: "AuditContext", values64: torch.Tensor,
+             dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The float64 output and gradient of the contiguous 1-D call at ``dtype``'s small input
+    (``values64``), for an elementwise target: the same for every layout (computed once)."""
+    return ctx.memo(f"shape.truth64.{dtype}", lambda: _forward_backward(ctx, lambda t: t, values64, torch.float64)[1:])
 
 
 def _laid_out(layout: Layout, values: torch.Tensor, out: torch.Tensor,
