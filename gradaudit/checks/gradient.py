@@ -216,6 +216,15 @@ def straight_through(result: dict[str, torch.Tensor]) -> bool:
 
 
 def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
+    yield from _along_x(ctx)
+    if ctx.binding.several:
+        from .inputs_gradient import run_input_gradients
+
+        yield from run_input_gradients(ctx, GRADIENT)
+
+
+def _along_x(ctx: "AuditContext") -> Iterator[Finding]:
+    """GA101 along x (for several inputs: the others held at their section values)."""
     location = ctx.target.source("backward")
     first = ctx.first_evaluation()
     if first is not None and first.grad_error:
@@ -349,7 +358,7 @@ GRADIENT = Check(
     run=run_gradient,
     streams=True,
     location_role="backward",
-    surrogate_kinds=("wrong", "gradcheck"),
+    surrogate_kinds=("wrong", "gradcheck", "input-wrong", "input-missing"),
     messages={
         "wrong": "backward disagrees with central differences at {count} of {total} smooth float64 "
                  "points ({where}); e.g. at x = {x} the backward gives {gradient} and central "
@@ -369,6 +378,26 @@ GRADIENT = Check(
                      "24-element float64 input and failed: {reason}. {fix}",
         "gradcheck-crashed": "torch.autograd.gradcheck on a seeded 24-element float64 input could "
                              "not run: {exception}.",
+        "input-wrong": "the gradient with respect to {name} disagrees with central differences at {count} of "
+                       "{total} smooth float64 points of the two-dimensional probe of x and {partner!r}; e.g. "
+                       "at {at} the backward gives {gradient} and central differences give {numerical} "
+                       "(error {error:.3g}). {fix}",
+        "input-missing": "the backward gives no gradient for {name} (None), yet the output depends on it: "
+                         "central differences are non-zero at {count} of {total} smooth float64 points, e.g. "
+                         "{numerical} at {at}. Return its gradient from backward (in the input's position), "
+                         "or pass it as a constant (inputs={{name: value}}, --input name=VALUE) if it is not "
+                         "meant to be learned.",
+        "input-count": "the backward does not return one gradient per input: {reason}. An autograd.Function's "
+                       "backward returns exactly as many values as forward takes inputs (None for a "
+                       "non-tensor or a constant).",
+        "input-raised": "with several inputs, {reason}. Fix the target for tensors in every input slot.",
+        "aliasing": "the same tensor passed as x and as {partner!r} (f(t, t), e.g. a GLU of one tensor with "
+                    "itself) gets a gradient that is not the sum of both partial derivatives at {count} of "
+                    "{total} points; e.g. at t = {t} the backward gives {gradient} and the sum is {expected}. "
+                    "The backward writes into a saved input, or assumes its inputs are distinct tensors: "
+                    "compute the gradients out of place.",
+        "aliasing-raised": "the same tensor passed as x and as {partner!r} (f(t, t)) makes the target "
+                           "raise {exception}. Inputs may alias: do not write into them in place.",
     },
 )
 

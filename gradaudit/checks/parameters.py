@@ -8,7 +8,7 @@ element, with central differences.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 
@@ -33,15 +33,35 @@ def _elements(parameter: torch.Tensor) -> list[int]:
 
 
 def run_parameter_gradient(ctx: "AuditContext") -> Iterator[Finding]:
-    module = ctx.callable_for(torch.float64)
-    if not isinstance(module, torch.nn.Module):
-        return
-    parameters = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
-    if not parameters:
-        return
-    x = small_input(ctx, torch.float64, moderate=True)
+    """A module's parameters, and a target's parameter-like (broadcast) inputs: the same kind of
+    thing, a tensor whose gradient is the sum over every element of x it meets."""
+    module = ctx.raw_callable_for(torch.float64)
+    if isinstance(module, torch.nn.Module):
+        parameters = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+        if parameters:
+            x = small_input(ctx, torch.float64, moderate=True)
+            yield from _judge(ctx, parameters, lambda: ctx.call(x.clone()), x, "parameter")
+    binding = ctx.binding
+    for extra in binding.broadcast:
+        x = binding.lay_out(small_input(ctx, torch.float64, moderate=True))
+        size = max(1, extra.role.shape and int(torch.tensor(extra.role.shape).prod()))
+        value = torch.linspace(0.5, 1.5, size, dtype=torch.float64).reshape(extra.role.shape).requires_grad_(True)
+        fn = ctx.raw_callable_for(torch.float64)
+
+        def forward(extra=extra, value=value, x=x, fn=fn) -> torch.Tensor:
+            torch.default_generator.manual_seed(ctx.options.seed)
+            values = {e.name: value if e.name == extra.name else binding.fill(e, x) for e in binding.extras}
+            return binding.call(fn, x.clone(), values)
+
+        yield from _judge(ctx, [(extra.name, value)], forward, x, "input")
+
+
+def _judge(ctx: "AuditContext", parameters: list[tuple[str, torch.Tensor]], forward: Callable[[], torch.Tensor],
+           x: torch.Tensor, noun: str) -> Iterator[Finding]:
+    """Each parameter's gradient of a weighted sum of ``forward()``'s outputs against central
+    differences, element by element (up to :data:`MAX_ELEMENTS` each)."""
     with torch.enable_grad():
-        out = ctx.call(x.clone())
+        out = forward()
         weights = known_grad_output(out, ctx.options.seed)
         loss = (out * weights).sum()
         if loss.requires_grad:
@@ -51,11 +71,13 @@ def run_parameter_gradient(ctx: "AuditContext") -> Iterator[Finding]:
 
     def weighted_sum() -> float:
         with torch.no_grad():
-            return float((ctx.call(x.clone()) * weights).sum())
+            return float((forward() * weights).sum())
 
     base = float(loss.detach())
     for (name, parameter), grad in zip(parameters, grads):
         analytic = torch.zeros_like(parameter) if grad is None else grad.detach()
+        if analytic.shape != parameter.shape:
+            analytic = analytic.sum_to_size(parameter.shape) if analytic.dim() >= parameter.dim() else analytic
         wrong = []
         checked = 0
         flat = parameter.detach().view(-1)
@@ -69,34 +91,37 @@ def run_parameter_gradient(ctx: "AuditContext") -> Iterator[Finding]:
             flat[i] = original
             central = (values[h] - values[-h]) / (2 * h)
             half = (values[h / 2] - values[-h / 2]) / h
-            forward, backward = (values[h] - base) / h, (base - values[-h]) / h
+            forward_difference, backward_difference = (values[h] - base) / h, (base - values[-h]) / h
             rounding = 8 * EPS64 * max(abs(base), abs(values[h]), abs(values[-h])) / h
-            smooth = (abs(forward - backward) <= 0.05 * max(abs(forward), abs(backward)) + 1e-4 + 4 * rounding
+            smooth = (abs(forward_difference - backward_difference)
+                      <= 0.05 * max(abs(forward_difference), abs(backward_difference)) + 1e-4 + 4 * rounding
                       and abs(central - half) <= 1e-3 * abs(half) + 1e-6 + 8 * rounding)
             if not smooth:
                 continue
             checked += 1
-            error = abs(float(analytic.view(-1)[i]) - central)
+            error = abs(float(analytic.reshape(-1)[i]) - central)
             if not error <= ATOL + RTOL * abs(central) + 16 * rounding:
-                wrong.append((i, float(analytic.view(-1)[i]), central, original))
+                wrong.append((i, float(analytic.reshape(-1)[i]), central, original))
         if not wrong:
             continue
         i, got, want, value = wrong[0]
         element = f"{name}[{i}]" if parameter.numel() > 1 else name
         missing = " (no gradient reaches it: the backward returns None or the forward detaches it)" if grad is None else ""
         yield PARAMETER_GRADIENT.finding(
-            "wrong", "fail", audit=ctx, name=repr(name), missing=missing, count=len(wrong), checked=checked,
-            element=element, value=number(value), gradient=number(got), numerical=number(want),
-            inputs=x.numel(), lo=number(float(x.min())), hi=number(float(x.max())), dtype="float64",
-            examples=[{"parameter": element, "value": value, "gradient": got, "numerical": want}],
-            details={"parameter": name, "elements_checked": checked, "elements_wrong": len(wrong)})
+            "wrong" if noun == "parameter" else "input-wrong", "fail", audit=ctx, name=repr(name), missing=missing,
+            count=len(wrong), checked=checked, element=element, value=number(value), gradient=number(got),
+            numerical=number(want), **({"inputs": x.numel()} if noun == "parameter" else {"shape": tuple(x.shape)}), lo=number(float(x.min())),
+            hi=number(float(x.max())), dtype="float64", input=None if noun == "parameter" else name,
+            examples=[{noun: element, "value": value, "gradient": got, "numerical": want}],
+            details={noun: name, "elements_checked": checked, "elements_wrong": len(wrong)})
 
 
 PARAMETER_GRADIENT = Check(
     code="GA105",
     slug="parameter-gradient",
     status="fail",
-    summary="gradient with respect to a module's parameters disagrees with central differences in float64",
+    summary="gradient with respect to a module's parameters (or a broadcast input) disagrees with central "
+            "differences in float64",
     explanation=(
         "For an nn.Module with parameters that require grad, the module's float64 cast copy is run "
         "on a small input of moderate values; the gradient of a weighted sum of its outputs with "
@@ -110,13 +135,18 @@ PARAMETER_GRADIENT = Check(
     example="a learnable leaky slope whose gradient sums grad_output * x over every x, not only x <= 0",
     run=run_parameter_gradient,
     location_role="backward",
-    surrogate_kinds=("wrong",),
+    surrogate_kinds=("wrong", "input-wrong"),
     messages={
         "wrong": "the gradient with respect to parameter {name}{missing} disagrees with central "
                  "differences in float64 at {count} of {checked} checked elements; e.g. at {element} "
                  "= {value} the backward gives {gradient} and central differences give {numerical} "
                  "(for a weighted sum of the outputs over {inputs} inputs in [{lo}, {hi}]). The module "
                  "trains wrongly even though its input gradients are right. {fix}",
+        "input-wrong": "the gradient with respect to the parameter-like input {name}{missing} disagrees with "
+                       "central differences in float64 at {count} of {checked} checked elements; e.g. at "
+                       "{element} = {value} the backward gives {gradient} and central differences give "
+                       "{numerical} (for a weighted sum of the outputs over x of shape {shape} in [{lo}, {hi}]). "
+                       "{fix}",
     },
 )
 

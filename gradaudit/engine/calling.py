@@ -8,7 +8,8 @@ import torch
 
 from ..targets.spec import TargetError
 from ..targets.types import Target
-from .options import dtype_name
+from .binding import Binding
+from .options import InputRole, dtype_name
 from .vjp import vjp
 
 
@@ -47,17 +48,38 @@ def check_output(out: torch.Tensor, x: torch.Tensor) -> None:
 class Caller:
     """Calls one target: cached callables, reseeded RNG, checked outputs."""
 
-    def __init__(self, target: Target, seed: int) -> None:
+    def __init__(self, target: Target, seed: int, inputs: dict[str, InputRole] | None = None) -> None:
         self.target = target
         self.seed = seed
+        self._inputs = inputs or {}
+        self._binding: Binding | None = None
         self._callables: dict[tuple[torch.dtype, str], Callable[[torch.Tensor], Any]] = {}
+        self._raw: dict[tuple[torch.dtype, str], Callable[..., Any]] = {}
         self.layout: tuple[int, ...] | None = None
         """How 1-D probes are reshaped for targets that reject 1-D input (e.g. Softmax2d)."""
 
+    @property
+    def binding(self) -> Binding:
+        """The target's extra inputs and their roles (read from its signature once; a role that
+        names no parameter raises :class:`TargetError`)."""
+        if self._binding is None:
+            self._binding = Binding(self.target, self._inputs)
+        return self._binding
+
+    def raw_callable_for(self, dtype: torch.dtype, device: str = "cpu") -> Callable[..., Any]:
+        """The target itself (every input), with any module copied and cast to ``dtype``."""
+        key = (dtype, device)
+        if key not in self._raw:
+            self._raw[key] = self.target.callable_for(dtype, device)
+        return self._raw[key]
+
     def callable_for(self, dtype: torch.dtype, device: str = "cpu") -> Callable[[torch.Tensor], Any]:
+        """The target as a one-tensor callable: itself, or for a target with several tensor
+        inputs its section along x (:meth:`Binding.section`)."""
         key = (dtype, device)
         if key not in self._callables:
-            self._callables[key] = self.target.callable_for(dtype, device)
+            raw = self.raw_callable_for(dtype, device)
+            self._callables[key] = self.binding.section(raw) if self.binding.several else raw
         return self._callables[key]
 
     def call(self, x: torch.Tensor, *, dtype: torch.dtype | None = None, reseed: bool = True) -> torch.Tensor:

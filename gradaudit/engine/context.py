@@ -20,6 +20,7 @@ import torch
 
 from ..targets.types import Target
 from . import scans, structure
+from .binding import Binding
 from .buffers import Leases
 from .cache import EvaluationCache
 from .calling import Caller
@@ -37,7 +38,7 @@ class AuditContext:
         self.target = target
         self.options = options
         self.needs = needs or Needs()
-        self._caller = Caller(target, options.seed)
+        self._caller = Caller(target, options.seed, options.inputs)
         self._probe = Probe(options)
         self._leases = Leases()
         self._cache = EvaluationCache(self._caller, self._probe, self.needs, self._leases, lambda: self.elementwise)
@@ -75,6 +76,15 @@ class AuditContext:
 
     def callable_for(self, dtype: torch.dtype, device: str = "cpu") -> Callable[[torch.Tensor], Any]:
         return self._caller.callable_for(dtype, device)
+
+    @property
+    def binding(self) -> "Binding":
+        """The target's extra tensor inputs and how to call it with them (:mod:`.binding`)."""
+        return self._caller.binding
+
+    def raw_callable_for(self, dtype: torch.dtype, device: str = "cpu") -> Callable[..., Any]:
+        """The target taking every input (a module copied and cast to ``dtype``)."""
+        return self._caller.raw_callable_for(dtype, device)
 
     def call(self, x: torch.Tensor, *, dtype: torch.dtype | None = None, reseed: bool = True) -> torch.Tensor:
         """Call the target on ``x`` (see :meth:`gradaudit.engine.calling.Caller.call`)."""

@@ -1,0 +1,226 @@
+"""GA101 for every differentiable input of a target with elementwise partners, over the
+two-dimensional probe (:mod:`gradaudit.engine.pairs`), with aliasing (``f(t, t)``); and
+GA106 ``gradient-shape``: a backward that returns a gradient of another shape than its input's,
+which autograd reduces silently (gradcheck passes every such target)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+import torch
+
+from ..engine.messages import number
+from ..engine.numerics import ATOL, EPS64, RTOL, STEP
+from ..engine.pairs import FIRST, describe_point, evaluate_at, example, pair_evaluation, values_at
+from ..model.report import Finding
+from . import Check
+
+if TYPE_CHECKING:
+    from ..engine.context import AuditContext
+
+MODERATE = 1e4
+"""Pairs with an input beyond this are left to the one-input audit along x (its ladder of
+shorter steps resolves derivatives in the tails)."""
+ALIAS_RTOL, ALIAS_ATOL = 1e-9, 1e-12
+
+
+def _label(name: str) -> str | None:
+    return None if name == FIRST else name
+
+
+def _differences(ctx: "AuditContext", values: dict[str, torch.Tensor], name: str,
+                 y: torch.Tensor) -> dict[str, np.ndarray]:
+    """Central (h, h/2) and one-sided differences of the float64 forward along input ``name``."""
+    point = values[name].numpy()
+    h = STEP * np.maximum(np.abs(point), 1.0)
+    shifted = []
+    for step in (h, -h, h / 2, -h / 2):
+        moved = dict(values)
+        moved[name] = torch.from_numpy(point + step)
+        shifted.append(moved)
+    stacked = {key: torch.cat([m[key] for m in shifted]) for key in values}
+    yp, ym, yhp, yhm = values_at(ctx, stacked).numpy().reshape(4, -1)
+    ys = y.numpy()
+    with np.errstate(all="ignore"):
+        central, half = (yp - ym) / (2 * h), (yhp - yhm) / h
+        forward, backward = (yp - ys) / h, (ys - ym) / h
+        rounding = 8 * EPS64 * np.maximum(np.maximum(np.abs(ys), np.abs(yp)), np.abs(ym)) / h
+        smooth = (np.abs(forward - backward) <= 0.05 * np.maximum(np.abs(forward), np.abs(backward)) + 1e-4 + 4 * rounding)
+        smooth &= np.abs(central - half) <= 1e-3 * np.abs(half) + 1e-6 + 8 * rounding
+    smooth &= np.isfinite(central) & np.isfinite(half) & np.isfinite(forward) & np.isfinite(backward)
+    return {"central": central, "smooth": smooth, "rounding": rounding, "forward": forward, "backward": backward}
+
+
+def run_input_gradients(ctx: "AuditContext", gradient: Check) -> Iterator[Finding]:
+    """GA101 findings about each input over each partner's pairs (float64), and aliasing."""
+    location = ctx.target.source("backward")
+    for partner in ctx.binding.partners:
+        ev = pair_evaluation(ctx, partner, torch.float64)
+        if ev.error is not None:
+            yield gradient.finding("input-raised", "fail", audit=ctx, reason=ev.error, input=partner.name,
+                                   dtype="float64", location=location)
+            continue
+        if ev.grad_error is not None:
+            kind = "input-count" if "number of gradients" in ev.grad_error else "input-raised"
+            yield gradient.finding(kind, "fail", audit=ctx, reason=ev.grad_error, input=partner.name,
+                                   dtype="float64", location=location)
+            continue
+        moderate = torch.ones(ev.size, dtype=torch.bool)
+        for v in ev.inputs.values():
+            moderate &= v.abs() <= MODERATE
+        keep = torch.nonzero(moderate).flatten()
+        values = {name: v[keep] for name, v in ev.inputs.items()}
+        y = ev.output[keep]
+        grads = ev.grads[1.0]
+        for name in (FIRST, partner.name):
+            grad = grads.get(name)
+            grad = grad[keep] if grad is not None and grad.numel() == ev.size else grad
+            yield from _judge_input(ctx, gradient, values, y, name, grad, partner.name, location)
+        yield from _aliasing(ctx, gradient, partner.name, location)
+
+
+def _judge_input(ctx: "AuditContext", gradient: Check, values: dict[str, torch.Tensor], y: torch.Tensor,
+                 name: str, grad: torch.Tensor | None, partner: str, location: Any) -> Iterator[Finding]:
+    numeric = _differences(ctx, values, name, y)
+    smooth, central = numeric["smooth"], numeric["central"]
+    if grad is None:
+        depends = smooth & (np.abs(central) > ATOL)
+        if depends.any():
+            i = int(np.flatnonzero(depends)[0])
+            yield gradient.finding(
+                "input-missing", "fail", audit=ctx, input=_label(name), name=_shown(name), count=int(depends.sum()),
+                total=int(smooth.sum()), at=describe_point(values, i, number), numerical=number(float(central[i])),
+                dtype="float64", location=location, examples=[{**example(values, i), "numerical": float(central[i])}])
+        return
+    analytic = grad.to(torch.float64).numpy() if grad.numel() == y.numel() else None
+    if analytic is None:
+        return  # a gradient of another shape: GA106's
+    with np.errstate(all="ignore"):
+        error = np.abs(analytic - central)
+        tolerance = ATOL + RTOL * np.abs(central) + 16 * numeric["rounding"] + 0.01 * np.abs(numeric["forward"] - numeric["backward"])
+    wrong = smooth & (error > tolerance) & np.isfinite(analytic) | (smooth & ~np.isfinite(analytic))
+    if not wrong.any():
+        return
+    relative = np.where(wrong, error / (1 + np.abs(central)), 0)
+    i = int(np.argmax(relative))
+    yield gradient.finding(
+        "input-wrong", "fail", audit=ctx, input=_label(name), name=_shown(name), partner=partner,
+        count=int(wrong.sum()), total=int(smooth.sum()), at=describe_point(values, i, number),
+        gradient=number(float(analytic[i])), numerical=number(float(central[i])), error=float(error[i]),
+        dtype="float64", location=location,
+        examples=[{**example(values, j), "gradient": float(analytic[j]), "numerical": float(central[j])}
+                  for j in dict.fromkeys([i, *np.flatnonzero(wrong)[:2].tolist()])],
+        details={"points_checked": int(smooth.sum()), "points_wrong": int(wrong.sum())})
+
+
+def _shown(name: str) -> str:
+    return "x (the first input)" if name == FIRST else repr(name)
+
+
+def _aliasing(ctx: "AuditContext", gradient: Check, partner: str, location: Any) -> Iterator[Finding]:
+    """``f(t, t)``: the same tensor in x's and the partner's slots gets the sum of both partial
+    derivatives."""
+    t = torch.linspace(-6.0, 6.0, 97, dtype=torch.float64)
+    t = t[t != 0]
+    if ctx.options.domain is not None:
+        t = t.clamp(*ctx.options.domain)
+    apart = evaluate_at(ctx, torch.float64, {FIRST: t, partner: t.clone()}, (1.0,), partner)
+    if apart.error or apart.grad_error or apart.grads[1.0].get(FIRST) is None:
+        return
+    binding = ctx.binding
+    fn = ctx.raw_callable_for(torch.float64)
+    leaf = t.clone().requires_grad_(True)
+    torch.default_generator.manual_seed(ctx.options.seed)
+    try:
+        with torch.enable_grad():
+            laid = binding.lay_out(leaf)
+            arguments = {e.name: laid if e.name == partner else binding.fill(e, laid) for e in binding.extras}
+            out = binding.call(fn, laid, arguments)
+            (shared,) = torch.autograd.grad(out, [leaf], torch.ones_like(out), allow_unused=True)
+    except Exception as exc:
+        yield gradient.finding("aliasing-raised", "fail", audit=ctx, input=partner, partner=partner,
+                               exception=f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+                               dtype="float64", location=location)
+        return
+    other = apart.grads[1.0].get(partner)
+    expected = apart.grads[1.0][FIRST] + (other if other is not None else 0.0)
+    got = shared if shared is not None else torch.zeros_like(t)
+    got = got.reshape(-1)[: t.numel()]
+    bad = ~(((got - expected).abs() <= ALIAS_ATOL + ALIAS_RTOL * expected.abs()) | (got.isnan() & expected.isnan()))
+    if bool(bad.any()):
+        i = int(torch.nonzero(bad)[0])
+        yield gradient.finding(
+            "aliasing", "fail", audit=ctx, input=partner, partner=partner, count=int(bad.sum()), total=t.numel(),
+            t=number(float(t[i])), gradient=number(float(got[i])), expected=number(float(expected[i])),
+            dtype="float64", location=location,
+            examples=[{"input": float(t[i]), partner: float(t[i]), "gradient": float(got[i]), "expected": float(expected[i])}])
+
+
+# -- GA106 -------------------------------------------------------------------------------------------
+def run_gradient_shape(ctx: "AuditContext") -> Iterator[Finding]:
+    """The raw gradients of an autograd.Function's backward against its inputs' shapes."""
+    target = ctx.target.obj
+    if not (isinstance(target, type) and issubclass(target, torch.autograd.Function)):
+        return
+    binding = ctx.binding
+    x = torch.linspace(-3.0, 3.0, 48, dtype=torch.float64)
+    laid = binding.lay_out(x)
+    if binding.layout is None:
+        laid = x.reshape(2, 3, 8)
+    leaves = {FIRST: laid.clone().requires_grad_(True)}
+    for extra in binding.extras:
+        value = binding.fill(extra, laid)
+        leaves[extra.name] = value.clone().requires_grad_(True) if extra.differentiable else value
+    with torch.enable_grad():
+        try:
+            out = binding.call(target.apply, leaves[FIRST], {e.name: leaves[e.name] for e in binding.extras})
+        except Exception:
+            return  # the calling checks report it
+        node = getattr(out, "grad_fn", None)
+        if node is None or not hasattr(node, "_forward_cls"):
+            return
+        try:
+            raw = node.apply(torch.ones_like(out))
+        except Exception:
+            return
+    raw = raw if isinstance(raw, tuple) else (raw,)
+    positions = [FIRST] + [e.name for e in sorted((e for e in binding.extras if e.parameter.position is not None),
+                                                      key=lambda e: e.parameter.position)]
+    for name, grad in zip(positions, raw):
+        given = leaves.get(name)
+        if not isinstance(grad, torch.Tensor) or not isinstance(given, torch.Tensor):
+            continue
+        if tuple(grad.shape) != tuple(given.shape):
+            yield GRADIENT_SHAPE.finding(
+                "shape", "warn", audit=ctx, input=_label(name), name=_shown(name), returned=tuple(grad.shape),
+                expected=tuple(given.shape), x_shape=tuple(laid.shape), dtype="float64",
+                details={"returned": list(grad.shape), "expected": list(given.shape)})
+
+
+GRADIENT_SHAPE = Check(
+    code="GA106",
+    slug="gradient-shape",
+    status="warn",
+    summary="the backward returns, for some input, a gradient of another shape than that input's "
+            "(autograd reduces it silently)",
+    explanation=(
+        "An autograd.Function is called on a (2, 3, 8) float64 x (or x laid out against its "
+        "parameter-like inputs) and its backward is called directly with a grad_output of ones; each "
+        "gradient it returns must have its input's shape. Autograd sums a gradient that broadcasts to "
+        "the input's shape without a word, so a bias gradient left unreduced, or reduced over the "
+        "wrong axes, works by accident; torch.autograd.gradcheck passes every such target."
+    ),
+    fix="Reduce the gradient to the input's shape in backward, over every broadcast dimension, e.g. "
+        "grad_bias = grad.sum(dim=tuple(range(grad.dim() - bias.dim()))) (keepdim where bias has size-1 "
+        "dimensions), or torch.sum_to_size(grad, bias.shape).",
+    example="a bias-GELU Function whose backward returns grad_output * gelu'(x + bias) as the bias gradient",
+    run=run_gradient_shape,
+    location_role="backward",
+    messages={
+        "shape": "the backward returns a gradient of shape {returned} for {name}, whose shape is {expected} "
+                 "(x of shape {x_shape}, float64). Autograd reduces it silently, so it works only by "
+                 "accident and costs a full-size tensor. {fix}",
+    },
+)
+
+CHECKS = [GRADIENT_SHAPE]
