@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any, Iterator
 import torch
 
 from ..engine.calling import describe_exception
-from ..engine.compiling import CompiledRun, ForwardBackward, forward_backward, fresh_dynamo, run_compiled
+from ..engine.compiling import (CompiledRun, ForwardBackward, backend_problem, forward_backward, fresh_dynamo,
+                                run_compiled)
 from ..engine.messages import describe_intervals, example_index, intervals, number
 from ..engine.options import dtype_name
 from ..engine.tracing import Site
 from ..model.report import Finding
 from ..targets.types import display_path
-from . import Check
+from . import ERROR, Check
 from .device import TOLERANCES, compare, worse_than_cpu
 
 if TYPE_CHECKING:
@@ -193,6 +194,11 @@ def _compile_notes(ctx: "AuditContext", runs: dict[tuple[str, torch.dtype], Comp
 
 def run(ctx: "AuditContext") -> Iterator[Finding]:
     backend = ctx.options.compile or "inductor"
+    problem = backend_problem(backend)
+    if problem is not None:  # a usage error: nothing was compared, so no pass
+        yield ERROR.finding("message", "error", message=f"GA406 (compiled) cannot compile with backend "
+                            f"{backend!r}: {problem}. Give --compile a backend name torch.compile knows.")
+        return
     runs: dict[tuple[str, torch.dtype], CompiledRun] = {}
     findings: list[Finding] = []
     for device in ctx.options.devices:

@@ -9,6 +9,7 @@ and an audit that does not compile must not pay it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -94,6 +95,30 @@ def fresh_dynamo() -> Iterator[None]:
         torch._dynamo.reset()
 
 
+@contextlib.contextmanager
+def quiet_dynamo() -> Iterator[None]:
+    """Dynamo's own warnings (a graph break logs one to stderr) silenced: the finding says it."""
+    logger = logging.getLogger("torch._dynamo")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def backend_problem(backend: str) -> str | None:
+    """Why ``backend`` is not a torch.compile backend (None when it is one)."""
+    import torch._dynamo
+
+    try:
+        torch._dynamo.lookup_backend(backend)
+    except Exception as exc:  # InvalidBackend, or a backend whose import fails
+        names = ", ".join(torch._dynamo.list_backends(exclude_tags=()))
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''} (choose from {names})"
+    return None
+
+
 def _frames() -> int:
     from torch._dynamo.utils import counters
 
@@ -121,7 +146,7 @@ def run_compiled(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, signs: tupl
         return fn(t)
 
     compiled = torch.compile(compiled_target, backend=backend, dynamic=False)
-    with _inductor_patch(backend):
+    with _inductor_patch(backend), quiet_dynamo():
         first = forward_backward(compiled, x, signs, seed, layout)
         run = CompiledRun(y=first.y, grads=first.grads, error=first.error, seconds=first.seconds)
         run.frames = _frames()
@@ -152,7 +177,8 @@ def graph_breaks(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, layout: tup
     shaped = x.reshape(layout) if layout is not None and x.dim() == 1 else x
     found: list[GraphBreak] = []
     try:
-        explained = torch._dynamo.explain(fn)(shaped.detach().clone())
+        with quiet_dynamo():
+            explained = torch._dynamo.explain(fn)(shaped.detach().clone())
         for item in explained.break_reasons:
             frame = _user_frame(getattr(item, "user_stack", None) or [])
             found.append(GraphBreak(_first_line(str(item.reason)), *(frame or (None, None, None))))
