@@ -4,6 +4,10 @@ On a small float64 input: vmap over a batch of 4 rows must match calling the tar
 row, and ``torch.func.grad`` of a weighted sum must match ``torch.autograd.grad``. What
 is missing when they are not usable (setup_context, a vmap staticmethod or
 generate_vmap_rule) is named.
+
+A ``torch.library`` custom op with no batching rule (no ``register_vmap``, no
+CompositeImplicitAutograd kernel) is one info, and vmap is not run on it: torch would loop over
+the batch and print a C++ "batching rule not implemented" warning on stderr.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import torch
 from ..engine.small_inputs import clause, close, describe_mismatch, known_grad_output, small_input
 from ..engine.vjp import vjp
 from ..model.report import Finding
+from ..targets.types import is_custom_op, op_qualname
 from . import Check
 from .forward_ad import own_method, transform_error
 
@@ -72,10 +77,33 @@ def func_grad(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> to
             return unwrap(grad, level)
 
 
+CUSTOM_OP_GRAD = ("torch.library custom ops run their register_autograd formula inside an autograd.Function "
+                  "without setup_context, which torch.func.grad, jacrev and hessian do not support in this "
+                  "torch: nothing in the op can change that (torch.autograd.grad works). Wrap the op in an "
+                  "autograd.Function with setup_context if torch.func must differentiate it.")
+
+
+def has_no_vmap_rule(obj: object) -> bool:
+    """Whether ``obj`` is a custom op that vmap could batch only through torch's slow fallback
+    (no register_vmap rule, no CompositeImplicitAutograd kernel to decompose into)."""
+    if not is_custom_op(obj):
+        return False
+    qualname = op_qualname(obj)
+    try:
+        return not any(torch._C._dispatch_has_kernel_for_dispatch_key(qualname, key)
+                       for key in ("FuncTorchBatched", "CompositeImplicitAutograd"))
+    except RuntimeError:  # not registered with the dispatcher under that name
+        return False
+
+
 def missing_piece(ctx: "AuditContext", transform: str, error: str) -> tuple[str, list[str]]:
     """What to add so that ``transform`` works, in words and as names (``setup_context``,
     ``vmap``: a vmap staticmethod or generate_vmap_rule), from the target's class and the error."""
     obj = ctx.target.obj
+    if ctx.target.kind == "custom op":
+        if transform == "vmap":
+            return ("Register a batching rule with op.register_vmap(...)."), ["register_vmap"]
+        return CUSTOM_OP_GRAD, []
     is_function = isinstance(obj, type) and issubclass(obj, torch.autograd.Function)
     if (is_function and own_method(obj, "setup_context") is None) or "setup_context" in error:
         return ("Add a setup_context staticmethod: forward(x) without ctx, and "
@@ -107,6 +135,11 @@ def run_vmap(ctx: "AuditContext") -> Iterator[Finding]:
     location = ctx.target.source("forward")
     values = small_input(ctx, torch.float64)
     rows = values.reshape(BATCH, -1)
+    if has_no_vmap_rule(ctx.target.obj):
+        yield VMAP.finding("no-vmap-rule", "info", audit=ctx, op=op_qualname(ctx.target.obj), dtype="float64",
+                           location=location, details={"transform": "vmap", "missing": ["register_vmap"]})
+        yield from _func_grad(ctx, values, location)
+        return
     with torch.no_grad():
         expected = torch.stack([ctx.call(row.clone()) for row in rows])
     try:
@@ -114,14 +147,14 @@ def run_vmap(ctx: "AuditContext") -> Iterator[Finding]:
     except Exception as exc:
         error = transform_error(exc)
         advice, missing = missing_piece(ctx, "vmap", error)
-        yield VMAP.finding("vmap-raises", "info", reason=clause(error), advice=advice, dtype="float64",
+        yield VMAP.finding("vmap-raises", "info", audit=ctx, reason=clause(error), advice=advice, dtype="float64",
                            location=location, details={"transform": "vmap", "missing": missing})
     else:
         agree = _agree(batched.detach(), expected, rows, expected.dtype)
         if agree is None or not bool(agree.all()):
             how = (f"shape {tuple(batched.shape)} instead of {tuple(expected.shape)}" if agree is None
                    else describe_mismatch(batched.detach(), expected, rows if ctx.elementwise else None, agree))
-            yield VMAP.finding("vmap-differs", "info", rows=BATCH, how=how, dtype="float64", location=location,
+            yield VMAP.finding("vmap-differs", "info", audit=ctx, rows=BATCH, how=how, dtype="float64", location=location,
                                details={"transform": "vmap", "missing": []})
     yield from _func_grad(ctx, values, location)
 
@@ -145,13 +178,13 @@ def _func_grad(ctx: "AuditContext", values: torch.Tensor, location: dict | None)
     except Exception as exc:
         error = transform_error(exc)
         advice, missing = missing_piece(ctx, "grad", error)
-        yield VMAP.finding("grad-raises", "info", reason=clause(error), advice=advice, dtype="float64",
+        yield VMAP.finding("grad-raises", "info", audit=ctx, reason=clause(error), advice=advice, dtype="float64",
                            location=location, details={"transform": "grad", "missing": missing})
         return
     agree = _agree(got.detach(), expected, values, out.dtype)
     if agree is None or not bool(agree.all()):
         how = "a different shape" if agree is None else describe_mismatch(got.detach(), expected, values, agree)
-        yield VMAP.finding("grad-differs", "info", how=how, dtype="float64", location=ctx.target.source("backward"),
+        yield VMAP.finding("grad-differs", "info", audit=ctx, how=how, dtype="float64", location=ctx.target.source("backward"),
                       details={"transform": "grad", "missing": []})
 
 
@@ -171,7 +204,12 @@ VMAP = Check(
     "staticmethod).",
     example="class F(Function): forward(ctx, x) ... -> needs setup_context for torch.func",
     run=run_vmap,
+    fixes={"custom op": "Register a batching rule with op.register_vmap(...); torch.func.grad cannot "
+                        "differentiate a torch.library custom op in this torch."},
     messages={
+        "no-vmap-rule": "the custom op {op} has no batching rule: under torch.func.vmap torch falls back "
+                        "to a slow loop over the batch (and prints a \"batching rule not implemented\" "
+                        "warning). {fix}",
         "vmap-raises": "not usable under torch.func.vmap: it raises {reason}. Per-sample gradients, "
                        "ensembling and jacrev need vmap. {advice}",
         "vmap-differs": "torch.func.vmap over a batch of {rows} rows gives different outputs from calling "

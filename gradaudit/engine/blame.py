@@ -3,7 +3,8 @@ inputs.
 
 After the checks ran, each warn/fail finding of a check that declares what to blame is
 re-run on a handful of its offending inputs (``details["inputs"]``), on fresh copies, under
-tracing (:mod:`gradaudit.engine.tracing`). Tracing only reads: results, statuses and counts
+tracing (:mod:`gradaudit.engine.tracing`); for a ``torch.library`` custom op the forward traced
+is the Python function that implements it, not the op. Tracing only reads: results, statuses and counts
 of the findings stay as the checks made them; the message gains one sentence, ``location``
 points at the blamed line and ``details["blame"]`` records op, phase, path, line and source
 text.
@@ -92,6 +93,10 @@ def trace(ctx: "AuditContext", dtype: torch.dtype, inputs: list[float], kind: st
           sign: float = 1.0) -> Blame | None:
     """Re-run the target on ``inputs`` under tracing; the op that created the defect, if found."""
     fn = ctx.target.callable_for(dtype)  # a fresh copy: the audit's modules stay untouched
+    if phase == "forward" and ctx.target.implementation is not None:
+        # a custom op: tracing cannot see inside the dispatcher's call, so trace the Python
+        # function that implements it (its backward, register_autograd's, is seen as it runs)
+        fn = ctx.target.implementation
     x = torch.tensor(inputs, dtype=torch.float64).to(dtype)
     leaf = x.clone().requires_grad_(phase == "backward")
     forward = ForwardTracer(kind)

@@ -211,6 +211,7 @@ def target_from_object(obj: Any, name: str | None = None) -> Target:
     """A :class:`Target` for a Python object passed to :func:`gradaudit.audit`."""
     if name is None:
         base = obj.func if isinstance(obj, functools.partial) else obj
+        base = implementing_function(base) or base  # a custom op is named by its function
         qualname = getattr(base, "__qualname__", None) or type(base).__qualname__
         module = getattr(base, "__module__", None) or type(base).__module__
         name = f"{module}:{qualname}" if module else qualname
