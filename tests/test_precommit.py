@@ -111,9 +111,9 @@ class Sandbox:
     def __init__(self, tmp_path) -> None:
         self.pre_commit = _pre_commit()
         self.repo = tmp_path / "repo"
-        self.repo.mkdir()
-        self.env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                        PRE_COMMIT_HOME=str(tmp_path / "cache"), GIT_CONFIG_NOSYSTEM="1", HOME=str(tmp_path),
+        self.repo.mkdir(parents=True)
+        environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the hook's own gradaudit
+        self.env = dict(environ, PRE_COMMIT_HOME=str(tmp_path / "cache"), GIT_CONFIG_NOSYSTEM="1", HOME=str(tmp_path),
                         GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
                         GIT_COMMITTER_EMAIL="t@example.com", VIRTUALENV_SYSTEM_SITE_PACKAGES="1",
                         PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
