@@ -171,25 +171,26 @@ def classify(x: torch.Tensor, created: torch.Tensor, exact: torch.Tensor,
     examined in float64 with ``value_fn``; a lone root is dropped, a zero region reached
     through gently decaying values is an underflow (negative side) or rounding (positive
     side), and any other zero region is exactly zero: spurious. The work follows the number
-    of created zeros, not the size of the probe.
+    of created zeros, not the size of the probe. The bookkeeping is NumPy's (a few hundred
+    indices, where a torch operation costs several times a NumPy one).
     """
-    index = flagged(created)
-    exact = exact.to(torch.float64)
-    kind = torch.zeros(index.numel(), dtype=torch.int8)  # 0 undecided, 1 underflow, 2 rounding, 3 dropped
-    kind[exact < 0] = 1
-    kind[exact > 0] = 2
+    index = flagged(created).cpu().numpy()
+    exact64 = exact.detach().cpu().to(torch.float64).numpy()
+    kind = np.zeros(index.size, dtype=np.int8)  # 0 undecided, 1 underflow, 2 rounding, 3 dropped
+    kind[exact64 < 0] = 1
+    kind[exact64 > 0] = 2
     undecided = index[kind == 0]
-    if value_fn is not None and undecided.numel():
+    if value_fn is not None and undecided.size:
         x64 = x.to(torch.float64)
-        for start, end in runs_of(undecided)[:MAX_RUNS]:
+        for start, end in runs_of(torch.from_numpy(undecided))[:MAX_RUNS]:
             chosen = _classify_run(value_fn, x64, start, end)
             if chosen:  # the run's place among the created indices (both sorted)
-                bounds = torch.searchsorted(index, torch.tensor([start, end]))
-                kind[int(bounds[0]) : int(bounds[1]) + 1] = chosen
+                first, last = np.searchsorted(index, [start, end])
+                kind[int(first) : int(last) + 1] = chosen
     names = ("spurious", "underflow", "rounding") if value_fn is not None else ("undetermined", "underflow", "rounding")
-    result = {name: index[kind == code] for code, name in enumerate(names)}
+    result = {name: torch.from_numpy(index[kind == code]) for code, name in enumerate(names)}
     if value_fn is None:
-        result["spurious"] = index[:0]
+        result["spurious"] = torch.from_numpy(index[:0])
     return result
 
 
