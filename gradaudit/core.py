@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from .checks import ERROR, catalogue, expand
+from .checks.notices import WARNING, apply_suppressions, capture_warnings
 from .engine.calling import CallError
 from .engine.context import AuditContext
 from .engine.inputs import DEFAULT_SIZE
@@ -17,12 +18,14 @@ from .engine.probe import BASE_SAMPLES
 from .engine.state import preserved_torch_state
 from .failures import TARGET_EXITS, OptionError, crash_finding, exit_finding, frame_location, option_finding, user_frame
 from .model.options import DECLARED, merge_options
+from .model.grouping import group_dtypes
 from .model.report import Finding, Report, set_failure_renderer
-from .render.table import render_table
+from .render.table import failure_text
 from .targets.spec import Spec, TargetError
-from .targets.types import Target, target_from_object
+from .targets.suppressions import read_suppressions
+from .targets.types import Target, source_location, target_from_object
 
-set_failure_renderer(render_table)  # the text of Report.raise_for_status's AuditFailure
+set_failure_renderer(failure_text)  # the text of Report.raise_for_status's AuditFailure
 
 VERBOSE_TRACEBACKS = False
 """Set by the CLI's -v: error findings then carry the traceback in their details."""
@@ -220,13 +223,27 @@ def run_audit(target: Target, options: Options) -> Report:
     most of all on a busy machine. Larger probes keep torch's threads. The caller's thread
     count is restored by :func:`preserved_torch_state`."""
     started = time.perf_counter()
-    with preserved_torch_state():
+    with preserved_torch_state(), capture_warnings() as warned:
         torch.set_grad_enabled(True)
         if options.size <= BASE_SAMPLES:
             torch.set_num_threads(1)
         report = _run_checks(target, options)
+    if WARNING.code in options.codes:
+        report.findings.extend(warned.findings(target.name))
+    report.findings = apply_suppressions(group_dtypes(report.findings), read_suppressions(_definitions(target)))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _definitions(target: Target) -> list[dict[str, Any] | None]:
+    """Where a suppression comment for ``target`` may be: its definition (class or function,
+    from its first decorator line) and its forward's and backward's."""
+    obj = type(target.obj) if isinstance(target.obj, torch.nn.Module) else target.obj
+    try:
+        own = source_location(obj) if obj is not None else None
+    except Exception:  # an object whose source cannot be found has no comments
+        own = None
+    return [own, target.source("forward"), target.source("backward")]
 
 
 def engine_needs(codes: Iterable[str]) -> Needs:

@@ -46,6 +46,12 @@ class Finding:
     input: str | None = None
     """The target's parameter the finding is about, for a target with several tensor inputs;
     None for the first input (DESIGN.md: only other inputs are named)."""
+    dtypes: list[str] | None = None
+    """Every dtype this one finding holds in, :attr:`dtype` first, when it holds in several
+    (set by :func:`gradaudit.model.grouping.group_dtypes`); None for one dtype."""
+    suppressed: bool = False
+    """Silenced by a ``# gradaudit: ignore[CODE] reason`` comment at the target's definition:
+    kept in the report (and the JSON, as ``"suppressed": true``) but never counted."""
 
     def __post_init__(self) -> None:
         if self.status not in ("info", "warn", "fail", "error"):
@@ -66,13 +72,22 @@ class Finding:
             out["input"] = self.input
         if self.dtype is not None:
             out["dtype"] = self.dtype
+        if self.dtypes:
+            out["dtypes"] = list(self.dtypes)
         if self.examples:
             out["examples"] = self.examples
         if self.location is not None:
             out["location"] = self.location
         if self.details is not None:
             out["details"] = self.details
+        if self.suppressed:
+            out["suppressed"] = True
         return out
+
+    @property
+    def all_dtypes(self) -> list[str]:
+        """The dtypes the finding holds in (``dtypes``, else ``[dtype]``, else none)."""
+        return list(self.dtypes) if self.dtypes else ([self.dtype] if self.dtype else [])
 
 
 def json_safe(value: Any) -> Any:
@@ -133,20 +148,30 @@ class Report:
     checks ran), for profiling; not part of the JSON output."""
 
     @property
+    def active(self) -> list[Finding]:
+        """The findings that count: every one not suppressed."""
+        return [f for f in self.findings if not f.suppressed]
+
+    @property
+    def suppressed(self) -> list[Finding]:
+        """The findings silenced by a ``# gradaudit: ignore[...]`` comment."""
+        return [f for f in self.findings if f.suppressed]
+
+    @property
     def status(self) -> str:
-        """``pass``, ``warn``, ``fail`` or ``error``: the worst finding."""
-        return worst_status([f.status for f in self.findings])
+        """``pass``, ``warn``, ``fail`` or ``error``: the worst finding not suppressed."""
+        return worst_status([f.status for f in self.active])
 
     def counts(self) -> dict[str, int]:
-        """Number of findings per status."""
+        """Number of findings per status (suppressed ones not counted)."""
         out = {"error": 0, "fail": 0, "warn": 0, "info": 0}
-        for finding in self.findings:
+        for finding in self.active:
             out[finding.status] += 1
         return out
 
     def codes(self, status: str | None = None) -> set[str]:
-        """Codes of the findings, optionally only those with ``status``."""
-        return {f.code for f in self.findings if status is None or f.status == status}
+        """Codes of the findings not suppressed, optionally only those with ``status``."""
+        return {f.code for f in self.active if status is None or f.status == status}
 
     def result_dict(self) -> dict[str, Any]:
         """This target's entry in the ``results`` list of the JSON output."""

@@ -1,10 +1,13 @@
-"""Where a finding points in the user's source, for formats that annotate files."""
+"""Where a finding points in the user's source, and which findings a format shows."""
 from __future__ import annotations
 
 import os
 from typing import Any
 
 from ..model.report import Finding, Report
+
+QUIET, DEFAULT, VERBOSE = -1, 0, 1
+"""Verbosity levels every renderer takes as ``verbosity=`` (``-q``, default, ``-v``)."""
 
 
 def finding_location(report: Report, finding: Finding) -> dict[str, Any] | None:
@@ -27,6 +30,25 @@ def level(status: str) -> str:
     return {"error": "error", "fail": "error", "warn": "warning"}.get(status, "note")
 
 
-def shown(report: Report, verbose: bool) -> list[Finding]:
-    """The findings a format reports: info findings only when verbose, like the table."""
-    return [f for f in report.findings if verbose or f.status != "info"]
+def verbosity_of(verbose: bool, extra: dict[str, Any]) -> int:
+    """The verbosity a renderer was asked for: ``verbosity=`` (-1, 0, 1) if given, else from ``verbose``."""
+    given = extra.get("verbosity")
+    if given is None:
+        return VERBOSE if verbose else DEFAULT
+    return max(QUIET, min(VERBOSE, int(given)))
+
+
+def shown(report: Report, verbose: bool | int, show_suppressed: bool = False) -> list[Finding]:
+    """The findings a format reports: info findings only when verbose (``verbose`` True or a
+    verbosity of 1), suppressed ones only when ``show_suppressed``."""
+    return [f for f in report.findings
+            if (verbose is True or (verbose is not False and verbose >= VERBOSE) or f.status != "info")
+            and (show_suppressed or not f.suppressed)]
+
+
+def dtype_text(finding: Finding) -> str:
+    """``float32``, ``float32 and float16``, ``float32, float16 and bfloat16``, or ""."""
+    dtypes = finding.all_dtypes
+    if len(dtypes) <= 1:
+        return dtypes[0] if dtypes else ""
+    return f"{', '.join(dtypes[:-1])} and {dtypes[-1]}"
