@@ -20,7 +20,8 @@ from .report import Finding
 KINK_ROW = ("location", "left", "right", "verdict")
 """The details a finding about one kink or jump carries: such findings make the kink table."""
 
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|\binf\b|\bnan\b", re.IGNORECASE)
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?", re.IGNORECASE)
+"""A figure in a message (``inf`` and ``nan`` are words: an overflow and a NaN are two causes)."""
 
 
 def is_kink_row(finding: Finding) -> bool:
