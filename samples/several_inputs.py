@@ -184,3 +184,9 @@ def gated_mask(x, gate):
 def gelu_gated(x, gate):
     """x * gelu(gate): its -0.0 at x = +0.0 carries the product's sign: pass."""
     return x * F.gelu(gate)
+
+
+def relu_gate(x, gate):
+    """x * relu(gate): a kink in the gate at 0 (for x != 0), found along gate; its -0.0 where
+    x < 0 and gate < 0 is exactly zero around (spurious): warn GA203."""
+    return x * torch.relu(gate)

@@ -24,6 +24,7 @@ from ..engine.small_inputs import clause, close
 from ..engine.vjp import vjp
 from ..model.report import Finding
 from . import Check
+from .input_messages import INPUT_MESSAGES, with_inputs
 from .nonfinite import HEADROOM
 
 if TYPE_CHECKING:
@@ -216,6 +217,13 @@ def _plain_at_rounded(ctx: "AuditContext", x: torch.Tensor) -> tuple[torch.Tenso
     return out.detach(), None if grad is None else grad.detach()
 
 
+def _inputs():  # type: ignore[no-untyped-def]
+    """The several-input side of GA403 (imported when a target has several inputs)."""
+    from . import inputs_values
+
+    return inputs_values
+
+
 DTYPE = Check(
     code="GA403",
     slug="dtype",
@@ -232,8 +240,9 @@ DTYPE = Check(
     ),
     fix=FIX_PRECISION,
     example="x / (1 + torch.exp(-x)) has a NaN gradient in float16 for x < -11",
-    run=run_dtype,
+    run=with_inputs(run_dtype, lambda ctx: _inputs().run_gradient_dtypes(ctx, DTYPE)),
     messages={
+        **INPUT_MESSAGES["GA403"],
         "unsupported": "the target does not run in {dtype}: {reason}. Callers training in mixed precision "
                        "hit this; compute in a supported dtype and cast back, or restrict the audit with "
                        "dtypes=[...] if {dtype} is out of scope.",

@@ -11,7 +11,7 @@ import torch
 
 from ..engine.messages import example_index, number
 from ..engine.small_inputs import identical, known_grad_output, small_input
-from ..engine.vjp import vjp
+from .input_messages import INPUT_MESSAGES
 from ..model.report import Finding
 from . import Check
 
@@ -48,25 +48,64 @@ def _change(before: torch.Tensor, after: torch.Tensor, version_before: int, vers
     return words
 
 
+def _inputs(ctx: "AuditContext", values: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Leaves and the non-leaf tensors the target is given (as a network passes activations):
+    x, and each differentiable extra input of a target with several (a partner gets x's values
+    in another order, a parameter-like input values around 1)."""
+    binding = ctx.binding
+    leaves = {"x": values.clone().requires_grad_(True)}
+    for extra in binding.extras:
+        if not extra.differentiable:
+            continue
+        if extra.role.kind == "like":
+            leaves[extra.name] = values.flip(0).clone().requires_grad_(True)
+        elif extra.role.kind == "shape":
+            count = int(torch.tensor(extra.role.shape).prod())
+            leaves[extra.name] = torch.linspace(0.5, 1.5, count, dtype=values.dtype).reshape(extra.role.shape).requires_grad_(True)
+        else:
+            leaves[extra.name] = extra.role.value.detach().clone().requires_grad_(True)
+    given = {name: leaf * 1.0 for name, leaf in leaves.items()}
+    if binding.several:
+        given["x"] = binding.lay_out(given["x"])
+        for extra in binding.partners:
+            given[extra.name] = binding.lay_out(given[extra.name])
+    return leaves, given
+
+
+def _call(ctx: "AuditContext", given: dict[str, torch.Tensor]) -> torch.Tensor:
+    binding = ctx.binding
+    if not binding.several:
+        return ctx.call(given["x"])
+    x = given["x"]
+    values = {e.name: given.get(e.name, binding.fill(e, x)) for e in binding.extras}
+    return binding.call(ctx.raw_callable_for(torch.float64), x, values)
+
+
+def _label(name: str) -> str | None:
+    return None if name == "x" else name
+
+
 def run_inplace(ctx: "AuditContext") -> Iterator[Finding]:
     values = small_input(ctx, torch.float64)
-    leaf = values.clone().requires_grad_(True)
     with torch.enable_grad():
-        x = leaf * 1.0  # a non-leaf, as a network passes activations
-        x_before, x_version = x.detach().clone(), x._version
-        out = ctx.call(x)
-        change = _change(x_before, x, x_version, x._version, "x")
-        if change is not None:
-            yield INPLACE.finding(
-                "forward-mutates-input", "fail", audit=ctx, change=change, dtype="float64",
-                details={"version_before": x_version, "version_after": x._version},
-            )
-        if not out.requires_grad:
+        leaves, given = _inputs(ctx, values)
+        before = {name: (t.detach().clone(), t._version) for name, t in given.items()}
+        out = _call(ctx, given)
+        for name, tensor in given.items():
+            change = _change(before[name][0], tensor, before[name][1], tensor._version, name)
+            if change is not None:
+                yield INPLACE.finding(
+                    "forward-mutates-input", "fail", audit=ctx, change=change, dtype="float64", input=_label(name),
+                    details={"version_before": before[name][1], "version_after": tensor._version},
+                )
+                return
+        if not isinstance(out, torch.Tensor) or not out.requires_grad:
             return
         grad_output = known_grad_output(out, ctx.options.seed)
         g_before, g_version = grad_output.clone(), grad_output._version
+        after_forward = {name: (t.detach().clone(), t._version) for name, t in given.items()}
         try:
-            vjp(out, leaf, grad_output)
+            torch.autograd.grad(out, list(leaves.values()), grad_output, allow_unused=True)
         except Exception:  # a failing backward is GA101's finding
             return
     change = _change(g_before, grad_output, g_version, grad_output._version, "grad_output")
@@ -76,19 +115,29 @@ def run_inplace(ctx: "AuditContext") -> Iterator[Finding]:
             location=ctx.target.source("backward"),
             details={"version_before": g_version, "version_after": grad_output._version},
         )
+    for name, tensor in given.items():
+        change = _change(after_forward[name][0], tensor, after_forward[name][1], tensor._version, name)
+        if change is not None:
+            yield INPLACE.finding(
+                "backward-mutates-input", "fail", change=change, dtype="float64", input=_label(name),
+                location=ctx.target.source("backward"),
+                details={"version_before": after_forward[name][1], "version_after": tensor._version},
+            )
 
 
 INPLACE = Check(
     code="GA401",
     slug="inplace",
     status="fail",
-    summary="the forward mutates its input, or the backward mutates grad_output",
+    summary="the forward mutates its input, or the backward mutates grad_output or its inputs",
     explanation=(
         "The target is called on a non-leaf float64 tensor that requires grad, as a network "
         "passes activations; its values and its _version counter must be unchanged afterwards. "
         "Then a known grad_output (values of both signs, not +-1) is passed through "
         "torch.autograd.grad; it too must be unchanged. gradcheck never looks at either again, "
-        "so it misses both (pytorch/pytorch#81417)."
+        "so it misses both (pytorch/pytorch#81417). After the backward every input the target was "
+        "given must still hold its values too (compared by value: a kernel's writes do not bump the "
+        "version counter). Targets with several inputs get each of them as a non-leaf tensor."
     ),
     fix=FIX_FORWARD + " " + FIX_BACKWARD,
     example="forward calls x.relu_(); backward does grad_output[x < 0] = 0",
@@ -101,6 +150,7 @@ INPLACE = Check(
         "backward-mutates-grad-output": "the backward modifies grad_output in place: after "
                                         "torch.autograd.grad(y, x, grad_output) on a float64 input, "
                                         "{change}. " + FIX_BACKWARD,
+        **INPUT_MESSAGES["GA401"],
     },
 )
 

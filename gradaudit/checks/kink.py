@@ -12,6 +12,7 @@ from ..engine.messages import number
 from ..engine.options import dtype_name
 from ..model.report import Finding
 from . import Check
+from .input_messages import with_inputs
 from .gradient import compare, straight_through
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ def _reference_convention(ctx: "AuditContext", kink: "Kink", details: dict[str, 
             theirs=number(theirs), dtype="float64", location=location, details=dict(compared, reference=theirs))
 
 
-def run_discontinuity(ctx: "AuditContext") -> Iterator[Finding]:
+def run_discontinuity(ctx: "AuditContext", straight_through_too: bool = True) -> Iterator[Finding]:
     if not ctx.elementwise or _no_gradient(ctx):
         return
     status = "info" if ctx.options.surrogate else "warn"  # the verdict in the details, as the finding's
@@ -169,6 +170,8 @@ def run_discontinuity(ctx: "AuditContext") -> Iterator[Finding]:
             yield DISCONTINUITY.finding("jump", "info", left=number(kink.left_value), right=number(kink.right_value),
                                         x=number(kink.location), gradient=number(g), dtype="float64",
                                         location=location, details=details)
+    if not straight_through_too:
+        return
     result = ctx.memo("gradient.compare", lambda: compare(ctx))
     if result is not None and scans.any_true(result["wrong"]) and straight_through(result):
         wrong = result["wrong"]
@@ -183,6 +186,13 @@ def _no_gradient(ctx: "AuditContext") -> bool:
     and jumps."""
     first = ctx.first_evaluation()
     return first is not None and first.grad_error is not None
+
+
+def _sections():  # type: ignore[no-untyped-def]
+    """Kinks and jumps along each input (:mod:`gradaudit.checks.inputs_kinks`)."""
+    from . import inputs_kinks
+
+    return inputs_kinks
 
 
 KINK = Check(
@@ -200,7 +210,7 @@ KINK = Check(
     ),
     fix="Make the backward's branch at the kink return one of the one-sided derivatives.",
     example="a ReLU whose backward returns 2 at exactly x == 0",
-    run=run_kink,
+    run=with_inputs(run_kink, lambda ctx: _sections().run_sections(ctx, run_kink)),
     location_role="backward",
     messages={
         "outside": "kink at x = {x} (left derivative {left}, right {right}): {problems}. A gradient "
@@ -233,7 +243,8 @@ DISCONTINUITY = Check(
     "surrogate=True (--surrogate); otherwise the backward is wrong (make it 0 away from the "
     "jumps, or make the forward continuous).",
     example="(x > 0).float() forward with identity backward",
-    run=run_discontinuity,
+    run=with_inputs(run_discontinuity, lambda ctx: _sections().run_sections(
+        ctx, lambda section: run_discontinuity(section, straight_through_too=False))),
     location_role="backward",
     surrogate_kinds=("jump-gradient", "straight-through"),
     messages={

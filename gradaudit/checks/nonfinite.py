@@ -15,6 +15,7 @@ from ..engine.numerics import numerical_derivative, smooth_points
 from ..engine.options import dtype_name
 from ..model.report import Finding
 from . import Check
+from .input_messages import INPUT_MESSAGES, with_inputs
 
 if TYPE_CHECKING:
     from ..engine.context import AuditContext
@@ -200,6 +201,13 @@ def _messages(noun: str) -> dict[str, str]:
     }
 
 
+def _inputs():  # type: ignore[no-untyped-def]
+    """The several-input side of GA201/GA202 (imported when a target has several inputs)."""
+    from . import inputs_values
+
+    return inputs_values
+
+
 NONFINITE_OUTPUT = Check(
     code="GA201",
     blame=("nonfinite", "forward"),
@@ -213,8 +221,8 @@ NONFINITE_OUTPUT = Check(
     ),
     fix=FIX_OUTPUT,
     example="log(1 + exp(x)) is inf in float32 for x > 88",
-    run=run_output,
-    messages={**_messages("output"),
+    run=with_inputs(run_output, lambda ctx: _inputs().run_nonfinite_output(ctx, NONFINITE_OUTPUT)),
+    messages={**_messages("output"), **INPUT_MESSAGES["GA201"],
               "nan-hidden": "a NaN input comes out as {value}: NaNs from upstream layers are hidden here "
                             "instead of propagating (f(-inf) = {minus_inf}, f(inf) = {plus_inf}). Shown "
                             "for information."},
@@ -233,9 +241,9 @@ NONFINITE_GRADIENT = Check(
     ),
     fix=FIX_GRADIENT,
     example="torch.where(x > 0, torch.sqrt(x), torch.zeros_like(x))",
-    run=run_gradient,
+    run=with_inputs(run_gradient, lambda ctx: _inputs().run_nonfinite_gradient(ctx, NONFINITE_GRADIENT)),
     location_role="backward",
-    messages=_messages("gradient"),
+    messages={**_messages("gradient"), **INPUT_MESSAGES["GA202"]},
 )
 
 CHECKS = [NONFINITE_OUTPUT, NONFINITE_GRADIENT]

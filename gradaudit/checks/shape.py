@@ -29,6 +29,7 @@ from ..engine.small_inputs import (
 from ..engine.vjp import vjp
 from ..model.report import Finding
 from . import Check
+from .input_messages import INPUT_MESSAGES, with_inputs
 from .layouts_judge import Judge, dependency_scales, once
 
 if TYPE_CHECKING:
@@ -263,6 +264,19 @@ def run_shape(ctx: "AuditContext") -> Iterator[Finding]:
             yield dropped
 
 
+def _layouts():  # type: ignore[no-untyped-def]
+    """grad_output layouts and broadcast inputs (:mod:`gradaudit.checks.inputs_layouts`)."""
+    from . import inputs_layouts
+
+    return inputs_layouts
+
+
+def _run_shape_and_grad_outputs(ctx: "AuditContext") -> Iterator[Finding]:
+    """x's layouts, then grad_output's (every target: the backward must take any layout)."""
+    yield from run_shape(ctx)
+    yield from _layouts().run_grad_output_layouts(ctx, SHAPE)
+
+
 SHAPE = Check(
     code="GA404",
     slug="shape",
@@ -283,8 +297,9 @@ SHAPE = Check(
     ),
     fix=FIX,
     example="x.view(-1) in forward crashes on a transposed input",
-    run=run_shape,
+    run=with_inputs(_run_shape_and_grad_outputs, lambda ctx: _layouts().run_broadcast_layouts(ctx, SHAPE)),
     messages={
+        **INPUT_MESSAGES["GA404"],
         "layout": "on a {layout} {dtype} input{also}, {problem}. Real inputs come in every layout. {fix}",
         "layout-info": "on a {layout} {dtype} input{also}, {problem}. Shown for information.",
         "fewer-outputs": "the output has {kept} elements for an input of {total} ({dtype}, shape {shape} to "

@@ -163,18 +163,25 @@ class Binding:
             flat = torch.cat([flat, flat.new_zeros(pad)])
         return flat.reshape(self.layout)
 
-    def section(self, fn: Callable[..., Any], value: float = DEFAULT_FILL) -> Callable[[torch.Tensor], Any]:
-        """The one-tensor callable along x with every other input at ``value`` (constants as
-        given). With parameter-like inputs x is laid out to broadcast against them and the
-        output is given back in x's shape."""
+    def section(self, fn: Callable[..., Any] | None, value: float = DEFAULT_FILL, along: str | None = None,
+                fixed: Mapping[str, float] | None = None,
+                fn_for: Callable[[torch.Tensor], Callable[..., Any]] | None = None) -> Callable[[torch.Tensor], Any]:
+        """The one-tensor callable along x (or along the partner ``along``) with every other
+        input at ``value`` or its entry in ``fixed`` (by name, ``"x"`` for x; constants as given).
+        With parameter-like inputs x is laid out to broadcast against them and the output is
+        given back in the shape of the tensor passed. ``fn_for(t)`` gives the target for the
+        tensor ``t`` (a module cast to its dtype) instead of one ``fn``."""
+        fixed = dict(fixed or {})
 
-        def along_x(t: torch.Tensor) -> Any:
+        def along_one(t: torch.Tensor) -> Any:
             laid = self.lay_out(t.reshape(-1)) if self.layout is not None else t
-            out = self.call(fn, laid, {e.name: self.fill(e, laid, value) for e in self.extras})
+            x = laid if along is None else torch.full_like(laid, fixed.get("x", value))
+            values = {e.name: laid if e.name == along else self.fill(e, laid, fixed.get(e.name, value))
+                      for e in self.extras}
+            out = self.call(fn_for(laid) if fn_for is not None else fn, x, values)
             if self.layout is None or not isinstance(out, torch.Tensor):
                 return out
             return out.reshape(-1)[: t.numel()].reshape(t.shape) if out.numel() >= t.numel() else out
 
-        along_x.__wrapped_target__ = fn  # type: ignore[attr-defined]
-        return along_x
-
+        along_one.__wrapped_target__ = fn  # type: ignore[attr-defined]
+        return along_one

@@ -1,0 +1,190 @@
+"""GA404 beyond x's own layouts: a backward must give the same gradients for every layout of
+grad_output (expanded with stride 0 as ``.sum()`` gives, partly expanded as a broadcast gives,
+strided, and of random values rather than all ones), for every target; and a target with
+parameter-like inputs must work when x has one more leading dimension ((B, T, C) with a bias
+of shape (C,)), as a reduction written for 2-D input does not."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Iterator
+
+import torch
+
+from ..engine.calling import describe_exception
+from ..engine.messages import number
+from ..engine.small_inputs import known_grad_output, small_input
+from ..model.check import Check
+from ..model.report import Finding
+
+if TYPE_CHECKING:
+    from ..engine.context import AuditContext
+
+RTOL, ATOL = 1e-9, 1e-12
+SHAPE = (2, 4, 6)
+"""x's shape for the grad_output layouts of a target without parameter-like inputs."""
+
+
+def _leaves(ctx: "AuditContext", shape: tuple[int, ...] | None) -> dict[str, torch.Tensor]:
+    """x (of ``shape``, or laid out against the parameter-like inputs) and each differentiable
+    extra input, float64 leaves."""
+    binding = ctx.binding
+    values = small_input(ctx, torch.float64, moderate=True)
+    count = 48
+    values = values.repeat(count // max(values.numel(), 1) + 1)[:count]
+    x = binding.lay_out(values) if binding.layout is not None else values.reshape(shape or SHAPE)
+    if shape is not None and binding.layout is not None:
+        x = values.repeat(int(torch.tensor(shape).prod()) // count + 1)[: int(torch.tensor(shape).prod())].reshape(shape)
+    leaves = {"x": x.detach().clone().requires_grad_(True)}
+    for extra in binding.extras:
+        if not extra.differentiable:
+            continue
+        if extra.role.kind == "like":
+            leaves[extra.name] = x.detach().flip(0).clone().requires_grad_(True)
+        elif extra.role.kind == "shape":
+            size = int(torch.tensor(extra.role.shape).prod())
+            leaves[extra.name] = torch.linspace(0.5, 1.5, size, dtype=torch.float64).reshape(extra.role.shape).requires_grad_(True)
+        else:
+            leaves[extra.name] = extra.role.value.detach().clone().requires_grad_(True)
+    return leaves
+
+
+def _forward(ctx: "AuditContext", leaves: dict[str, torch.Tensor]) -> torch.Tensor:
+    binding = ctx.binding
+    torch.default_generator.manual_seed(ctx.options.seed)
+    if not binding.several:
+        return ctx.raw_callable_for(torch.float64)(leaves["x"])
+    x = leaves["x"]
+    values = {e.name: leaves.get(e.name, binding.fill(e, x)) for e in binding.extras}
+    return binding.call(ctx.raw_callable_for(torch.float64), x, values)
+
+
+def _gradients(ctx: "AuditContext", leaves: dict[str, torch.Tensor],
+               grad_output: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor | None]:
+    with torch.enable_grad():
+        out = _forward(ctx, leaves)
+        grads = torch.autograd.grad(out, list(leaves.values()), grad_output(out), allow_unused=True)
+    return {name: None if g is None else g.detach() for name, g in zip(leaves, grads)}
+
+
+def _difference(got: dict[str, torch.Tensor | None], want: dict[str, torch.Tensor | None]) -> str | None:
+    """Words for the first input whose gradient differs, or None."""
+    for name, expected in want.items():
+        actual = got.get(name)
+        if expected is None or actual is None:
+            if (expected is None) != (actual is None):
+                return f"gives {'no' if actual is None else 'a'} gradient for {name} where the contiguous one gives {'one' if actual is None else 'none'}"
+            continue
+        if actual.shape != expected.shape:
+            return f"gives a gradient of shape {tuple(actual.shape)} for {name}, not {tuple(expected.shape)}"
+        same = ((actual - expected).abs() <= ATOL + RTOL * expected.abs()) | (actual.isnan() & expected.isnan())
+        if not bool(same.all()):
+            i = int(torch.nonzero(~same.reshape(-1))[0])
+            return (f"gives other gradients for {name} at {int((~same).sum())} of {same.numel()} elements "
+                    f"(e.g. {number(float(actual.reshape(-1)[i]))} where the contiguous grad_output gives "
+                    f"{number(float(expected.reshape(-1)[i]))})")
+    return None
+
+
+def _layouts(out: torch.Tensor) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]]:
+    """(name, grad_output in that layout, the same values contiguous) for an output like ``out``."""
+    def known(o: torch.Tensor) -> torch.Tensor:
+        return known_grad_output(o, 5)
+
+    def partly(o: torch.Tensor) -> torch.Tensor:
+        if o.dim() < 2:
+            return known(o[:1]).expand(o.shape)
+        return known(o.narrow(1, 0, 1)).expand(o.shape)
+
+    def strided(o: torch.Tensor) -> torch.Tensor:
+        wide = known(o.new_empty(*o.shape[:-1], 2 * o.shape[-1])) if o.dim() else known(o.new_empty(2))
+        return wide[..., ::2] if o.dim() else wide[0]
+
+    return [
+        ("an expanded grad_output of stride 0 (as .sum() gives)", lambda o: torch.ones((), dtype=o.dtype).expand(o.shape),
+         lambda o: torch.ones_like(o, memory_format=torch.contiguous_format)),
+        ("a partly expanded grad_output (as a broadcast gives)", partly, lambda o: partly(o).contiguous()),
+        ("a strided, non-contiguous grad_output", strided, lambda o: strided(o).contiguous()),
+    ]
+
+
+def run_grad_output_layouts(ctx: "AuditContext", check: Check) -> Iterator[Finding]:
+    """The backward with each grad_output layout against a contiguous one, and with random
+    values against its linearity (twice the grad_output, twice the gradient); one forward,
+    every backward over its graph."""
+    leaves = _leaves(ctx, None)
+    try:
+        with torch.enable_grad():
+            out = _forward(ctx, leaves)
+    except Exception:
+        return  # the target rejects this shape: GA404's own layouts say so
+    if not isinstance(out, torch.Tensor) or not out.requires_grad or out.dim() == 0:
+        return
+    shape = tuple(leaves["x"].shape)
+    location = ctx.target.source("backward")
+    inputs = list(leaves.values())
+
+    def backward(grad_output: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        torch.default_generator.manual_seed(ctx.options.seed)
+        grads = torch.autograd.grad(out, inputs, grad_output, retain_graph=True, allow_unused=True)
+        return {name: None if g is None else g.detach() for name, g in zip(leaves, grads)}
+
+    with torch.enable_grad():
+        try:
+            known = known_grad_output(out, 7)
+            once, twice = backward(known), backward(2 * known)
+        except Exception:
+            return  # the contiguous backward itself fails: GA101 reports it
+        for layout, given, contiguous in _layouts(out.detach()):
+            want = backward(contiguous(out.detach()))
+            try:
+                got = backward(given(out.detach()))
+            except Exception as exc:
+                yield check.finding("grad-output-layout", "fail", audit=ctx, what=f"raises {describe_exception(exc)}",
+                                    layout=layout, shape=shape, difference="", dtype="float64", location=location)
+                return
+            difference = _difference(got, want)
+            if difference is not None:
+                yield check.finding("grad-output-layout", "fail", audit=ctx, what=difference, layout=layout,
+                                    shape=shape, difference="", dtype="float64", location=location)
+                return
+    doubled = {name: None if g is None else 2 * g for name, g in once.items()}
+    difference = _difference(twice, doubled)
+    if difference is not None:
+        yield check.finding(
+            "grad-output-layout", "fail", audit=ctx,
+            what=difference.replace("the contiguous grad_output gives", "twice the gradient of half of it is"),
+            layout="a grad_output of random values, doubled (the backward must be linear in it)",
+            shape=shape, difference=": it ignores or misuses grad_output's values", dtype="float64", location=location)
+
+
+def run_broadcast_layouts(ctx: "AuditContext", check: Check) -> Iterator[Finding]:
+    """x with one more leading dimension than its usual layout ((2, 3, C) for a bias of shape
+    (C,)), against the same values laid out as usual."""
+    binding = ctx.binding
+    if binding.layout is None or len(binding.layout) != 2:
+        return  # (B, T, C) for a (C,) input; a (1, C, 1) one already meets a 3-D x
+    inner = tuple(binding.layout[1:])
+    deeper = (2, 3) + inner
+    flat = (6,) + inner
+    leaves = _leaves(ctx, deeper)
+    flat_leaves = {name: (t.detach().reshape(flat) if name == "x" else t.detach()).clone().requires_grad_(True)
+                   for name, t in leaves.items()}
+    name = binding.broadcast[0].name
+    try:
+        want = _gradients(ctx, flat_leaves, torch.ones_like)
+    except Exception:
+        return  # the usual layout fails already: reported elsewhere
+    try:
+        got = _gradients(ctx, leaves, torch.ones_like)
+    except Exception as exc:
+        yield check.finding("broadcast-layout", "fail", audit=ctx, shape=deeper, name=repr(name),
+                            input_shape=binding.broadcast[0].role.shape, what=f"the target raises {describe_exception(exc)}",
+                            flat=flat, dtype="float64", input=name, location=ctx.target.source("backward"))
+        return
+    if "x" in got and got["x"] is not None:
+        got["x"] = got["x"].reshape(flat)
+    difference = _difference(got, want)
+    if difference is not None:
+        yield check.finding("broadcast-layout", "fail", audit=ctx, shape=deeper, name=repr(name),
+                            input_shape=binding.broadcast[0].role.shape,
+                            what="the backward " + difference.replace("the contiguous grad_output", "the usual layout"),
+                            flat=flat, dtype="float64", input=name, location=ctx.target.source("backward"))
