@@ -3,8 +3,9 @@
 Only when a reference is given. In every audit dtype the reference runs forward and backward
 (with the grad_outputs the audit's stored backwards use) on the target's probe inputs:
 
-* values or gradients that differ beyond the dtype's tolerance are a fail. In float64 the
-  two are compared directly; in a lower precision a difference counts only where the target
+* values or gradients that differ beyond the dtype's tolerance are a fail (where both are
+  finite: a non-finite result is GA201/GA202's; and gradients not at a kink, where a different
+  convention is GA301's info). In float64 the two are compared directly; in a lower precision a difference counts only where the target
   is clearly farther from the reference's float64 value than the reference's own rounding
   (two roundings of two formulas in bfloat16 differ by ulps, which is no defect);
 * zeros whose signs differ are a warn naming the side whose -0.0 is spurious (that side's own
@@ -52,19 +53,14 @@ def _run(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, signs: tuple[float,
 def differs(ours: torch.Tensor, theirs: torch.Tensor, exact: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Where ``ours`` differs from ``theirs`` (the reference in ``dtype``) beyond ``dtype``'s
     tolerance and, below float64, is also clearly farther than ``theirs`` from ``exact`` (the
-    reference in float64)."""
+    reference in float64). Only where both are finite: a non-finite result is GA201/GA202's."""
     rtol, atol = TOLERANCES[dtype]
     a, b, e = ours.to(torch.float64), theirs.to(torch.float64), exact.to(torch.float64)
-    both_finite = torch.isfinite(a) & torch.isfinite(b)
-    same_special = (torch.isnan(a) & torch.isnan(b)) | (torch.isinf(a) & (a == b))
-    mismatch = ~torch.where(both_finite, (a - b).abs() <= atol + rtol * b.abs(), same_special)
+    mismatch = torch.isfinite(a) & torch.isfinite(b) & ((a - b).abs() > atol + rtol * b.abs())
     if dtype == torch.float64:
         return mismatch
-    infinite = torch.full_like(a, float("inf"))
-    error_ours = torch.where(torch.isfinite(a), (a - e).abs(), infinite)
-    error_theirs = torch.where(torch.isfinite(b), (b - e).abs(), infinite)
     fits = torch.isfinite(e) & (e.abs() <= torch.finfo(dtype).max)
-    return mismatch & fits & (error_ours > 2 * error_theirs + atol + rtol * e.abs())
+    return mismatch & fits & ((a - e).abs() > 2 * (b - e).abs() + atol + rtol * e.abs())
 
 
 def _pairs(ctx: "AuditContext", dtype: torch.dtype, fn: Callable, fn64: Callable) -> Iterator[tuple]:
@@ -106,10 +102,11 @@ def _values(ctx: "AuditContext", x: torch.Tensor, noun: str, role: str, ours: to
     mask = differs(ours, theirs, exact, dtype)
     if x.shape != mask.shape or not bool(mask.any()):
         return
-    raw = (ours.to(torch.float64) - theirs.to(torch.float64)).abs()
-    finite = mask & torch.isfinite(raw)  # the largest finite difference is the example; a NaN or
-    gap = torch.where(finite if bool(finite.any()) else mask,  # inf one only when there is no other
-                      raw.nan_to_num(float("inf")), torch.zeros((), dtype=torch.float64))
+    if noun == "gradient" and ctx.elementwise:  # at a kink conventions differ: GA301's info
+        mask &= ~ctx.near_kink(x.to(torch.float64), torch.zeros_like(x, dtype=torch.float64))
+        if not bool(mask.any()):
+            return
+    gap = torch.where(mask, (ours.to(torch.float64) - theirs.to(torch.float64)).abs(), torch.zeros((), dtype=torch.float64))
     i = int(torch.argmax(gap))
     rtol, atol = TOLERANCES[dtype]
     reference = ctx.options.reference.name
