@@ -330,13 +330,21 @@ if __name__ == "__main__":  # pragma: no cover
 @click.argument("target")
 @audit_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True, help="Image file (.png, .svg, .pdf).")
-def plot(target: str, output: str, **options: Any) -> None:
-    """Plot TARGET: f, its analytic and numerical derivatives, kinks, -0.0 regions, non-finite points."""
+@click.option("--range", "x_range", nargs=2, type=float, default=None, metavar="LO HI",
+              help="Draw x over [LO, HI] (default [-10, 10], widened to show every kink).")
+def plot(target: str, output: str, x_range: tuple[float, float] | None, **options: Any) -> None:
+    """Plot TARGET: f and its derivatives in the first --dtype (default float64), with kinks,
+    -0.0 regions, and the inputs where GA101 failed, GA201/GA202 found NaN or inf, and a lower
+    dtype overflowed. The audit runs in float64 and every --dtype given (else the configured ones)."""
     from . import core
     from .plot import PlotUnavailable, plot_target
     from .targets.resolve import resolve
     from .targets.spec import TargetError
 
+    given = [d for value in options.get("dtypes") or () for d in value.split(",") if d.strip()]
+    draw_in = given[0].strip().replace("torch.", "") if given else "float64"
+    if given:
+        options["dtypes"] = tuple(dict.fromkeys(["float64", *given]))
     try:
         settings = load_config(None).resolve({s.key: options.pop(s.key, None) for s in SETTINGS})
         built = core.build_options(**audit_kwargs(options, settings))
@@ -346,11 +354,13 @@ def plot(target: str, output: str, **options: Any) -> None:
     if len(targets) != 1:
         raise click.UsageError(f"{target}: plot takes exactly one target; it names {len(targets)}")
     try:
-        drawn = plot_target(targets[0], built, output)
-    except PlotUnavailable as exc:
+        drawn = plot_target(targets[0], built, output, x_range=x_range, dtype=draw_in)
+    except (PlotUnavailable, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     except Exception as exc:  # the target failed while plotting
         click.echo(f"error: {target}: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     kinks = ", ".join(f"{k:g}" for k in drawn["kinks"]) or "none"
-    click.echo(f"wrote {output}: {target} is {drawn['status']}; kinks at {kinks}")
+    marked = ", ".join(f"{code} ({count})" for code, count in sorted(drawn["marks"].items())) or "nothing"
+    click.echo(f"wrote {output}: {target} is {drawn['status']}; kinks at {kinks}; marked {marked}; "
+               f"{drawn['clipped']} value(s) clipped")
