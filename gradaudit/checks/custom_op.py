@@ -56,12 +56,31 @@ def _op(obj: Any) -> Any:
     return definition if definition is not None else obj
 
 
-def _inputs(ctx: "AuditContext", dtype: torch.dtype) -> list[torch.Tensor]:
-    """A few probe values of ``dtype`` (-0.0 and +0.0 among them), 1-D (or the target's layout)
-    and 2-D, requiring grad so that the autograd tests run."""
+def _inputs(ctx: "AuditContext", dtype: torch.dtype) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """Arguments of a few probe values of ``dtype`` (-0.0 and +0.0 among them), 1-D (or the
+    target's layout) and 2-D, requiring grad so that the autograd tests run; an op with several
+    tensor inputs gets each (a partner the values in another order, a parameter-like input
+    values around 1, constants as given)."""
     values = small_input(ctx, dtype, moderate=True)[:INPUT_VALUES]
-    shapes = [ctx.layout] if ctx.layout is not None else [(INPUT_VALUES,), (3, INPUT_VALUES // 3)]
-    return [values.reshape(shape).detach().clone().requires_grad_(True) for shape in shapes]
+    binding = ctx.binding
+    if binding.layout is not None:
+        xs = [binding.lay_out(values)]
+    else:
+        shapes = [ctx.layout] if ctx.layout is not None else [(INPUT_VALUES,), (3, INPUT_VALUES // 3)]
+        xs = [values.reshape(shape) for shape in shapes]
+    calls = []
+    for x in xs:
+        extras: dict[str, Any] = {}
+        for extra in binding.extras:
+            if extra.role.kind == "like":
+                extras[extra.name] = x.detach().flip(0).clone().requires_grad_(True)
+            elif extra.role.kind == "shape":
+                count = int(torch.tensor(extra.role.shape).prod())
+                extras[extra.name] = torch.linspace(0.5, 1.5, count, dtype=dtype).reshape(extra.role.shape).requires_grad_(True)
+            else:
+                extras[extra.name] = binding.fill(extra, x)
+        calls.append(binding.arguments(x.detach().clone().requires_grad_(True), extras))
+    return calls
 
 
 def _reason(error: BaseException) -> str:
@@ -83,12 +102,14 @@ def run(ctx: "AuditContext") -> Iterator[Finding]:
     keywords = dict(getattr(ctx.target.obj, "keywords", None) or {})
     failed: dict[str, dict[str, Any]] = {}
     for dtype in ctx.options.dtypes:
-        for x in _inputs(ctx, dtype):
+        for args, extra_keywords in _inputs(ctx, dtype):
+            x = args[0]
             pending = tuple(t for t in TESTS if t not in failed or dtype_name(dtype) not in failed[t]["dtypes"])
             if not pending:
                 break
             torch.manual_seed(ctx.options.seed)
-            results = torch.library.opcheck(op, (x,), keywords, test_utils=pending, raise_exception=False)
+            results = torch.library.opcheck(op, args, {**keywords, **extra_keywords}, test_utils=pending,
+                                            raise_exception=False)
             for test, result in results.items():
                 if isinstance(result, BaseException):
                     first = failed.setdefault(test, {"dtypes": [], "error": result, "input": x})

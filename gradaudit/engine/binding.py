@@ -135,10 +135,10 @@ class Binding:
             return constant.to(like.device)
         return constant
 
-    def call(self, fn: Callable[..., Any], x: torch.Tensor, values: Mapping[str, Any]) -> Any:
-        """``fn`` called on x with the extra inputs' ``values`` (by name): required positional
-        parameters by position (a Function's apply takes no keywords, so skipped defaults are
-        passed too), the others by keyword."""
+    def arguments(self, x: torch.Tensor, values: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The positional and keyword arguments of a call on x with the extra inputs' ``values``
+        (by name): required positional parameters by position (a Function's apply takes no
+        keywords, so skipped defaults are passed too), the others by keyword."""
         positional: dict[int, Any] = {}
         keywords: dict[str, Any] = {}
         for extra in self.extras:
@@ -146,12 +146,16 @@ class Binding:
                 keywords[extra.name] = values[extra.name]
             else:
                 positional[extra.parameter.position] = values[extra.name]
+        args: list[Any] = [x]
         if positional:
             defaults = {p.position: p.default for p in self.parameters if p.position is not None}
-            args = [positional[i] if i in positional else defaults.get(i) for i in range(max(positional) + 1)]
-        else:
-            args = []
-        return fn(x, *args, **keywords)
+            args += [positional[i] if i in positional else defaults.get(i) for i in range(max(positional) + 1)]
+        return tuple(args), keywords
+
+    def call(self, fn: Callable[..., Any], x: torch.Tensor, values: Mapping[str, Any]) -> Any:
+        """``fn`` called on x with the extra inputs' ``values`` (see :meth:`arguments`)."""
+        args, keywords = self.arguments(x, values)
+        return fn(*args, **keywords)
 
     def lay_out(self, flat: torch.Tensor) -> torch.Tensor:
         """``flat`` (1-D) padded with zeros and reshaped to :attr:`layout`."""
