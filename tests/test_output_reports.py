@@ -3,7 +3,6 @@ GA408 info, inline suppressions, and the report's JSON Schema (and SARIF 2.1.0's
 from __future__ import annotations
 
 import json
-import pathlib
 import warnings
 
 import pytest

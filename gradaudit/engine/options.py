@@ -116,7 +116,7 @@ COMPILE_BACKEND = "inductor"
 
 
 def parse_compile(value: Any) -> str | None:
-    """The torch.compile backend an audit compiles with, or None (GA406 off): ``True`` is
+    """The torch.compile backend an audit compiles with, or None (no compiled comparison): ``True`` is
     :data:`COMPILE_BACKEND`, a string names a backend, ``False``/None turn it off."""
     if value is None or value is False:
         return None
@@ -148,7 +148,7 @@ class Options:
     inputs: dict[str, InputRole] = field(default_factory=dict)
     """Roles of the target's extra tensor inputs, by parameter name (unnamed ones are ``like``)."""
     compile: str | None = None
-    """The torch.compile backend GA406 compares with eager, or None (GA406 off)."""
+    """The torch.compile backend the compiled check compares with eager, or None (off)."""
 
 
 @dataclass(frozen=True)
