@@ -62,8 +62,8 @@ ROWS = [{'code': 'GA101',
  {'code': 'GA105',
   'slug': 'parameter-gradient',
   'status': 'fail',
-  'summary': "gradient with respect to a module's parameters disagrees with central differences in "
-             'float64',
+  'summary': "gradient with respect to a module's parameters (or a broadcast input) disagrees with "
+             'central differences in float64',
   'explanation': "For an nn.Module with parameters that require grad, the module's float64 cast "
                  'copy is run on a small input of moderate values; the gradient of a weighted sum '
                  'of its outputs with respect to each parameter (up to 16 elements each) is '
@@ -168,12 +168,15 @@ ROWS = [{'code': 'GA101',
  {'code': 'GA401',
   'slug': 'inplace',
   'status': 'fail',
-  'summary': 'the forward mutates its input, or the backward mutates grad_output',
+  'summary': 'the forward mutates its input, or the backward mutates grad_output or its inputs',
   'explanation': 'The target is called on a non-leaf float64 tensor that requires grad, as a '
                  'network passes activations; its values and its _version counter must be '
                  'unchanged afterwards. Then a known grad_output (values of both signs, not +-1) '
                  'is passed through torch.autograd.grad; it too must be unchanged. gradcheck never '
-                 'looks at either again, so it misses both (pytorch/pytorch#81417).',
+                 'looks at either again, so it misses both (pytorch/pytorch#81417). After the '
+                 'backward every input the target was given must still hold its values too '
+                 "(compared by value: a kernel's writes do not bump the version counter). Targets "
+                 'with several inputs get each of them as a non-leaf tensor.',
   'example': 'forward calls x.relu_(); backward does grad_output[x < 0] = 0',
   'fix': 'Compute out of place (torch.relu(x) or x.clamp(min=0) instead of x.relu_(), or clone '
          'first: x = x.clone()). In an autograd.Function that must work in place, call '
@@ -312,6 +315,20 @@ ROWS = [{'code': 'GA101',
   'example': 'def no_back(x):  # gradaudit: ignore[GA203]',
   'fix': 'Write the reason after the bracket: # gradaudit: ignore[GA203] the sign of zero is never '
          'read here.'},
+ {'code': 'GA501',
+  'slug': 'reference',
+  'status': 'fail / warn',
+  'summary': 'differs from a given reference implementation: values or gradients (fail), zero '
+             'signs (warn)',
+  'explanation': 'With --reference TARGET (or reference= in audit()), the reference runs forward '
+                 'and backward on the probe inputs of every audit dtype. Values or gradients '
+                 "outside the dtype's tolerance of the reference's fail (below float64, only where "
+                 "the target is clearly farther from the reference's float64 value than the "
+                 "reference's own rounding); a zero of the other sign is a warn naming the side "
+                 'whose -0.0 is spurious. Without a reference the check does nothing.',
+  'example': 'gradaudit check acts.py:tanh_gelu --reference torch.nn.functional:gelu',
+  'fix': 'Make the target compute what the reference computes, or give the reference it is meant '
+         'to match.'},
  {'code': 'GA901',
   'slug': 'error',
   'status': 'error',
