@@ -90,6 +90,25 @@ VERDICT_WORDS = {
 }
 
 
+def _exact(ctx: "AuditContext", dtype: torch.dtype, sign: float | None, suspicious: torch.Tensor,
+           inputs: int) -> torch.Tensor:
+    """The float64 values of the output (``sign`` None) or gradient where ``suspicious`` holds
+    (NaN elsewhere, and where none is known): at those inputs alone when there is one output
+    per input, else the float64 evaluation of the whole probe."""
+    exact = torch.full(suspicious.shape, float("nan"), dtype=torch.float64)
+    if suspicious.numel() == inputs:
+        found = ctx.exact_at(dtype, suspicious.reshape(-1))
+        part = found.y if sign is None else found.grads.get(sign)
+        if part is not None and part.numel() == int(suspicious.sum()):
+            exact.reshape(-1)[suspicious.reshape(-1)] = part.to(torch.float64).reshape(-1)
+        return exact
+    whole = ctx.reference64(dtype)
+    values = whole.y if sign is None else whole.grads.get(sign)
+    if values is not None and values.shape == suspicious.shape:
+        exact[suspicious] = values.to(torch.float64)[suspicious]
+    return exact
+
+
 def _compare_pair(ctx: "AuditContext", noun: str, extra: str, sign: float | None, x: torch.Tensor,
                   eager: torch.Tensor, comp: torch.Tensor, dtype: torch.dtype, costs: dict[str, Any],
                   device: str) -> Iterator[Finding]:
@@ -108,13 +127,7 @@ def _compare_pair(ctx: "AuditContext", noun: str, extra: str, sign: float | None
     suspicious = values | nan_differs | masks["cpu_only"] | masks["other_only"]
     if not bool(suspicious.any()):
         return
-    exact = torch.full(eager.shape, float("nan"), dtype=torch.float64).reshape(-1)
-    if eager.numel() == x.numel():  # one output per input: the float64 values at the suspicious ones
-        exact_ev = ctx.exact_at(dtype, suspicious.reshape(-1))
-        exact_sub = exact_ev.y if sign is None else exact_ev.grads.get(sign)
-        if exact_sub is not None and exact_sub.numel() == int(suspicious.sum()):
-            exact[suspicious.reshape(-1)] = exact_sub.to(torch.float64).reshape(-1)
-    exact = exact.reshape(eager.shape)
+    exact = _exact(ctx, dtype, sign, suspicious, x.numel())
     location = ctx.target.source("forward" if sign is None else "backward")
     flat = lambda t: t.reshape(-1)  # noqa: E731
     x_flat = flat(x) if x.numel() == eager.numel() else torch.arange(eager.numel(), dtype=torch.float64)
@@ -125,7 +138,8 @@ def _compare_pair(ctx: "AuditContext", noun: str, extra: str, sign: float | None
         return {"i": i, "count": int(m.sum()), "where": describe_intervals(x_flat, m),
                 "x": number(float(x_flat[i])), "eager": number(float(flat(eager)[i])),
                 "compiled": number(float(flat(comp)[i])), "exact": number(float(flat(exact)[i])),
-                "details": {**costs, "intervals": intervals(x_flat, m), "count": int(m.sum())}}
+                "details": {**costs, "of": f"{noun}{extra}", "intervals": intervals(x_flat, m),
+                            "count": int(m.sum())}}
 
     def example(d: dict[str, Any]) -> list[dict[str, Any]]:
         return [{"input": float(x_flat[d["i"]]), "eager": d["eager"], "compiled": d["compiled"], "float64": d["exact"]}]
