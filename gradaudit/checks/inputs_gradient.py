@@ -22,6 +22,8 @@ MODERATE = 1e4
 """Pairs with an input beyond this are left to the one-input audit along x (its ladder of
 shorter steps resolves derivatives in the tails)."""
 ALIAS_RTOL, ALIAS_ATOL = 1e-9, 1e-12
+ALIAS_GRAD_OUTPUT = 0.75
+"""grad_output of the aliasing test: not 1, whose powers hide a gradient computed twice."""
 
 
 def _label(name: str) -> str | None:
@@ -64,6 +66,7 @@ def run_input_gradients(ctx: "AuditContext", gradient: Check) -> Iterator[Findin
             kind = "input-count" if "number of gradients" in ev.grad_error else "input-raised"
             yield gradient.finding(kind, "fail", audit=ctx, reason=ev.grad_error, input=partner.name,
                                    dtype="float64", location=location)
+            yield from _aliasing(ctx, gradient, partner.name, location)
             continue
         moderate = torch.ones(ev.size, dtype=torch.bool)
         for v in ev.inputs.values():
@@ -124,8 +127,9 @@ def _aliasing(ctx: "AuditContext", gradient: Check, partner: str, location: Any)
     t = t[t != 0]
     if ctx.options.domain is not None:
         t = t.clamp(*ctx.options.domain)
-    apart = evaluate_at(ctx, torch.float64, {FIRST: t, partner: t.clone()}, (1.0,), partner)
-    if apart.error or apart.grad_error or apart.grads[1.0].get(FIRST) is None:
+    scale = ALIAS_GRAD_OUTPUT
+    apart = evaluate_at(ctx, torch.float64, {FIRST: t, partner: t.clone()}, (scale,), partner)
+    if apart.error or apart.grad_error or apart.grads[scale].get(FIRST) is None:
         return
     binding = ctx.binding
     fn = ctx.raw_callable_for(torch.float64)
@@ -136,14 +140,14 @@ def _aliasing(ctx: "AuditContext", gradient: Check, partner: str, location: Any)
             laid = binding.lay_out(leaf)
             arguments = {e.name: laid if e.name == partner else binding.fill(e, laid) for e in binding.extras}
             out = binding.call(fn, laid, arguments)
-            (shared,) = torch.autograd.grad(out, [leaf], torch.ones_like(out), allow_unused=True)
+            (shared,) = torch.autograd.grad(out, [leaf], torch.full_like(out, scale), allow_unused=True)
     except Exception as exc:
         yield gradient.finding("aliasing-raised", "fail", audit=ctx, input=partner, partner=partner,
                                exception=f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
                                dtype="float64", location=location)
         return
-    other = apart.grads[1.0].get(partner)
-    expected = apart.grads[1.0][FIRST] + (other if other is not None else 0.0)
+    other = apart.grads[scale].get(partner)
+    expected = apart.grads[scale][FIRST] + (other if other is not None else 0.0)
     got = shared if shared is not None else torch.zeros_like(t)
     got = got.reshape(-1)[: t.numel()]
     bad = ~(((got - expected).abs() <= ALIAS_ATOL + ALIAS_RTOL * expected.abs()) | (got.isnan() & expected.isnan()))

@@ -98,44 +98,65 @@ class PairEvaluation:
 def evaluate_at(ctx: "AuditContext", dtype: torch.dtype, values: dict[str, torch.Tensor],
                 signs: tuple[float, ...], partner: str = "") -> PairEvaluation:
     """The target in ``dtype`` at flat input ``values`` (x under :data:`FIRST`, partners by name;
-    inputs not given hold their section values), with the backward for each grad_output sign."""
-    binding: Binding = ctx.binding
+    inputs not given hold their section values), with the backward for each grad_output sign
+    (over one graph; a backward that cannot run twice gets a fresh forward per sign)."""
     n = values[FIRST].numel()
     leaves = {name: v.detach().to(dtype).clone().requires_grad_(True) for name, v in values.items()}
     result = PairEvaluation(partner, dtype, {name: leaf.detach() for name, leaf in leaves.items()})
-    fn = ctx.raw_callable_for(dtype)
-    torch.default_generator.manual_seed(ctx.options.seed)
-    with torch.enable_grad():
-        laid = {name: binding.lay_out(leaf.reshape(-1)) for name, leaf in leaves.items()}
-        x = laid[FIRST]
-        arguments = {e.name: laid[e.name] if e.name in laid else binding.fill(e, x) for e in binding.extras}
-        for extra in binding.broadcast:  # parameter-like inputs are differentiated too
-            if extra.name not in laid:
-                arguments[extra.name] = binding.fill(extra, x).requires_grad_(True)
+    def forward() -> bool:
+        nonlocal out, wrt
+        fresh = {name: leaf.detach().clone().requires_grad_(True) for name, leaf in leaves.items()}
         try:
-            out = binding.call(fn, x, arguments)
+            out, wrt = _forward(ctx, dtype, fresh)
         except Exception as exc:
-            result.error, result.exception = f"calling it with {', '.join(sorted(values))} in {dtype_name(dtype)} raised {describe_exception(exc)}", exc
-            return result
+            result.error = f"calling it with {', '.join(sorted(values))} in {dtype_name(dtype)} raised {describe_exception(exc)}"
+            result.exception = exc
+            return False
         if not isinstance(out, torch.Tensor) or not out.is_floating_point():
             result.error = f"it returned {type(out).__name__} for several inputs"
-            return result
+            return False
         result.output = out.detach().reshape(-1)[:n]
-        wrt = [(FIRST if name == FIRST else name, leaves[name]) for name in leaves]
-        wrt += [(e.name, arguments[e.name]) for e in binding.broadcast if e.name not in leaves]
+        return True
+
+    out: Any = None
+    wrt: list[tuple[str, torch.Tensor]] = []
+    with torch.enable_grad():
+        if not forward():
+            return result
         for k, sign in enumerate(signs):
             if not out.requires_grad:
                 result.grads[sign] = {name: None for name, _ in wrt}
                 continue
-            try:
-                grads = torch.autograd.grad(out, [t for _, t in wrt], torch.full_like(out, sign),
-                                            retain_graph=k + 1 < len(signs), allow_unused=True)
-            except Exception as exc:
-                result.grad_error, result.exception = describe_exception(exc), exc
-                return result
-            result.grads[sign] = {name: (None if g is None else g.detach().reshape(-1)[: t.numel()] if name in leaves
+            for attempt in (0, 1):
+                try:
+                    grads = torch.autograd.grad(out, [t for _, t in wrt], torch.full_like(out, sign),
+                                                retain_graph=True, allow_unused=True)
+                    break
+                except Exception as exc:
+                    if k == 0 or attempt == 1 or not forward():  # a backward that cannot run twice: a fresh graph
+                        result.grad_error, result.exception = describe_exception(exc), exc
+                        return result
+            result.grads[sign] = {name: (None if g is None else g.detach().reshape(-1)[:n] if name in leaves
                                          else g.detach()) for (name, t), g in zip(wrt, grads)}
     return result
+
+
+def _forward(ctx: "AuditContext", dtype: torch.dtype, leaves: dict[str, torch.Tensor]
+             ) -> tuple[Any, list[tuple[str, torch.Tensor]]]:
+    """The forward on ``leaves`` (laid out for parameter-like inputs, which are differentiated
+    too), and the tensors to differentiate by name."""
+    binding: Binding = ctx.binding
+    fn = ctx.raw_callable_for(dtype)
+    torch.default_generator.manual_seed(ctx.options.seed)
+    laid = {name: binding.lay_out(leaf) for name, leaf in leaves.items()}  # leaves are 1-D: no view unless laid out
+    x = laid[FIRST]
+    arguments = {e.name: laid[e.name] if e.name in laid else binding.fill(e, x) for e in binding.extras}
+    for extra in binding.broadcast:
+        if extra.name not in laid:
+            arguments[extra.name] = binding.fill(extra, x).requires_grad_(True)
+    out = binding.call(fn, x, arguments)
+    wrt = list(leaves.items()) + [(e.name, arguments[e.name]) for e in binding.broadcast if e.name not in leaves]
+    return out, wrt
 
 
 def pair_evaluation(ctx: "AuditContext", partner: Extra, dtype: torch.dtype,
