@@ -51,7 +51,7 @@ def test_every_check_declares_well_formed_templates():
         assert set(check.surrogate_kinds) <= set(check.messages), code
 
 
-CONSTRUCTOR_ARGUMENTS = {"audit", "location", "dtype", "examples", "details"}
+CONSTRUCTOR_ARGUMENTS = {"audit", "location", "dtype", "examples", "details", "input"}
 
 
 def _module_checks(path: str) -> dict[str, Check]:

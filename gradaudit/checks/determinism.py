@@ -71,13 +71,13 @@ def _backward_findings(ctx: "AuditContext", values: torch.Tensor) -> Iterator[Fi
         try:
             second = backward()
         except Exception as exc:
-            yield DETERMINISM.finding("second-backward-raises", "fail", reason=clause(describe_exception(exc)),
+            yield DETERMINISM.finding("second-backward-raises", "fail", audit=ctx, reason=clause(describe_exception(exc)),
                                       dtype="float64", location=location)
             return
         count, example = _differences(first, second, values)
         if count:
             yield DETERMINISM.finding(
-                "not-reentrant", "fail", count=count, total=first.numel(), example=example,
+                "not-reentrant", "fail", audit=ctx, count=count, total=first.numel(), example=example,
                 dtype="float64", location=location,
                 details={"count": count, "checked": first.numel()})
             return
@@ -85,7 +85,7 @@ def _backward_findings(ctx: "AuditContext", values: torch.Tensor) -> Iterator[Fi
     count, example = _differences(first, third, values)
     if count:
         yield DETERMINISM.finding(
-            "random-backward", "warn", count=count, total=first.numel(), example=example,
+            "random-backward", "warn", audit=ctx, count=count, total=first.numel(), example=example,
             dtype="float64", location=location, details={"count": count, "checked": first.numel()})
 
 
@@ -121,6 +121,10 @@ DETERMINISM = Check(
         "two forwards on the same input without reseeding, find random backwards and forwards "
         "(warn); stochastic activations such as RReLU in training mode are random by design."
     ),
+    fixes={"custom op": "Leave what setup_context saved untouched in register_autograd's backward: compute out of "
+                        "place (return grad * ctx.derivative, not ctx.derivative.mul_(grad)), and save tensors "
+                        "with ctx.save_for_backward in setup_context, which makes autograd raise on later in-place "
+                        "changes."},
     fix=FIX_REENTRANT,
     example="backward returns ctx.derivative.mul_(grad_output)",
     run=run_determinism,

@@ -86,6 +86,10 @@ def run_forward_ad(ctx: "AuditContext") -> Iterator[Finding]:
     if ev.grad is None or ev.y is None or ev.y.dtype != torch.float64:
         return  # no usable backward to compare with (GA101 says why), or not float64 (GA403)
     location = ctx.target.source("forward")
+    if ctx.target.kind == "custom op":
+        yield _unsupported(ctx, "torch.library custom ops have no forward-mode AD formula (torch.func.jvp "
+                                "silently returns zero tangents through them)", location)
+        return
     refusal = functorch_refusal(ctx)
     if refusal is not None:
         yield _unsupported(ctx, refusal, location)
@@ -134,9 +138,13 @@ def run_forward_ad(ctx: "AuditContext") -> Iterator[Finding]:
         examples = [{"element": i, "jvp": float(tangent.reshape(-1)[i]), "backward": float(backward.reshape(-1)[i])}]
         extra = {}
     yield FORWARD_AD.finding(
-        "wrong", "fail", count=count, total=int(judged.sum()), where=where, example=example,
+        "wrong", "fail", audit=ctx, count=count, total=int(judged.sum()), where=where, example=example,
         dtype="float64", location=jvp_location, examples=examples,
         details={"points_checked": int(judged.sum()), "points_wrong": count, **extra})
+
+
+CUSTOM_OP_JVP = ("torch.library offers no register_jvp: if forward-mode AD is needed, wrap the op in an "
+                 "autograd.Function with setup_context and a jvp staticmethod.")
 
 
 def _unsupported(ctx: "AuditContext", error: str, location: dict | None) -> Finding:
@@ -155,10 +163,12 @@ def _unsupported(ctx: "AuditContext", error: str, location: dict | None) -> Find
         else:
             advice = ("Fix the jvp staticmethod: tensors it needs must be saved with "
                       "ctx.save_for_forward (ctx.saved_tensors is for backward only).")
+    elif ctx.target.kind == "custom op":
+        advice = CUSTOM_OP_JVP
     else:
         advice = ("An operation inside has no forward-AD formula; build the target from operations "
                   "that support it, or wrap the custom part in an autograd.Function with a jvp.")
-    return FORWARD_AD.finding("unsupported", "info", reason=clause(error), advice=advice, dtype="float64",
+    return FORWARD_AD.finding("unsupported", "info", audit=ctx, reason=clause(error), advice=advice, dtype="float64",
                               location=location, details={"missing": missing})
 
 
@@ -174,6 +184,8 @@ FORWARD_AD = Check(
         "An autograd.Function without setup_context and a jvp staticmethod cannot be used under "
         "forward-mode AD: info, naming what to add."
     ),
+    fixes={"custom op": "torch.library custom ops have no forward-mode AD formula (there is no register_jvp), "
+                        "and torch.func.jvp silently returns zero tangents through them. " + CUSTOM_OP_JVP},
     fix="Give the autograd.Function a setup_context and a jvp staticmethod (saving with "
     "ctx.save_for_forward), and make jvp agree with backward.",
     example="a jvp that returns tangent * sigmoid(x) for silu, forgetting the x * s * (1 - s) term",

@@ -87,7 +87,7 @@ def run_second_order(ctx: "AuditContext") -> Iterator[Finding]:
     try:
         second, connected = double_backward(ctx, x)
     except DoubleBackwardError as exc:
-        yield _unsupported(str(exc), location)
+        yield _unsupported(ctx, str(exc), location)
         return
     numeric = numerical_derivative(ctx, x, first, evaluate=ctx.grads64)
     # a non-finite second derivative at extreme inputs is an overflow (x * x in gelu), not a
@@ -116,8 +116,8 @@ def run_second_order(ctx: "AuditContext") -> Iterator[Finding]:
                  "points_wrong": count, "detached": detached})
 
 
-def _unsupported(error: str, location: dict | None) -> Finding:
-    return SECOND_ORDER.finding("unsupported", "info", reason=clause(error), dtype="float64", location=location)
+def _unsupported(ctx: "AuditContext", error: str, location: dict | None) -> Finding:
+    return SECOND_ORDER.finding("unsupported", "info", audit=ctx, reason=clause(error), dtype="float64", location=location)
 
 
 def _gradgradcheck(ctx: "AuditContext", location: dict | None) -> Iterator[Finding]:
@@ -127,9 +127,9 @@ def _gradgradcheck(ctx: "AuditContext", location: dict | None) -> Iterator[Findi
         torch.autograd.gradgradcheck(lambda t: ctx.call(t), (x,), eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=True)
     except GradcheckError as exc:
         first = str(exc).strip().splitlines()[0]
-        yield SECOND_ORDER.finding("gradgradcheck", "warn", reason=clause(first), dtype="float64", location=location)
+        yield SECOND_ORDER.finding("gradgradcheck", "warn", audit=ctx, reason=clause(first), dtype="float64", location=location)
     except Exception as exc:
-        yield _unsupported(describe_exception(exc), location)
+        yield _unsupported(ctx, describe_exception(exc), location)
 
 
 _WRONG = ("the double backward disagrees with central differences of the backward at {count} of {total} "
@@ -150,6 +150,10 @@ SECOND_ORDER = Check(
         "(@once_differentiable, or 'derivative for aten::hardsigmoid_backward is not "
         "implemented') is explicit: info."
     ),
+    fixes={"custom op": "Write register_autograd's backward with differentiable torch operations (or other custom "
+                        "ops that have register_autograd) on what setup_context saved, with no .detach(), .data, "
+                        "torch.no_grad() or NumPy, so that double backward works; if second derivatives are not "
+                        "meant to be supported, make that backward raise when torch.is_grad_enabled()."},
     fix=FIX_WRONG,
     example="backward computes with x.detach(): d/dx of the gradient is silently 0",
     run=run_second_order,

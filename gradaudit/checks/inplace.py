@@ -111,7 +111,7 @@ def run_inplace(ctx: "AuditContext") -> Iterator[Finding]:
     change = _change(g_before, grad_output, g_version, grad_output._version, "grad_output")
     if change is not None:
         yield INPLACE.finding(
-            "backward-mutates-grad-output", "fail", change=change, dtype="float64",
+            "backward-mutates-grad-output", "fail", audit=ctx, change=change, dtype="float64",
             location=ctx.target.source("backward"),
             details={"version_before": g_version, "version_after": grad_output._version},
         )
@@ -119,7 +119,7 @@ def run_inplace(ctx: "AuditContext") -> Iterator[Finding]:
         change = _change(after_forward[name][0], tensor, after_forward[name][1], tensor._version, name)
         if change is not None:
             yield INPLACE.finding(
-                "backward-mutates-input", "fail", change=change, dtype="float64", input=_label(name),
+                "backward-mutates-input", "fail", audit=ctx, change=change, dtype="float64", input=_label(name),
                 location=ctx.target.source("backward"),
                 details={"version_before": after_forward[name][1], "version_after": tensor._version},
             )
@@ -139,6 +139,9 @@ INPLACE = Check(
         "given must still hold its values too (compared by value: a kernel's writes do not bump the "
         "version counter). Targets with several inputs get each of them as a non-leaf tensor."
     ),
+    fixes={"custom op": "Compute out of place (x.clamp(min=0), not x.clamp_(min=0)), or declare the input the "
+                        "op writes to in mutates_args=(\"x\",) and return a new tensor (a custom op may not return "
+                        "its input or a view of it). " + FIX_BACKWARD},
     fix=FIX_FORWARD + " " + FIX_BACKWARD,
     example="forward calls x.relu_(); backward does grad_output[x < 0] = 0",
     run=run_inplace,
@@ -146,7 +149,7 @@ INPLACE = Check(
         "forward-mutates-input": "the forward modifies its input in place: called on a float64 tensor "
                                  "that requires grad (a non-leaf, as in a network), {change}. The "
                                  "caller's tensor is overwritten, and anything else that saved it for "
-                                 "backward computes wrong gradients or raises. " + FIX_FORWARD,
+                                 "backward computes wrong gradients or raises. {fix}",
         "backward-mutates-grad-output": "the backward modifies grad_output in place: after "
                                         "torch.autograd.grad(y, x, grad_output) on a float64 input, "
                                         "{change}. " + FIX_BACKWARD,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .binding import DEFAULT_FILL, Binding, Extra
+from .binding import Binding, Extra
 from .calling import describe_exception
 from .options import dtype_name
 
