@@ -76,7 +76,7 @@ def test_float32_output_for_float64_and_float16_inputs_warns_ga403() -> None:
     report = gradaudit.audit(sample("hygiene:float32_silu"), select=["GA403"],
                              dtypes=["float64", "float32", "float16"])
     assert statuses(report, "GA403") == {"warn"}
-    assert {d for f in findings(report, "GA403") for d in f.all_dtypes()} == {"float64", "float16"}
+    assert {d for f in findings(report, "GA403") for d in f.all_dtypes} == {"float64", "float16"}
 
 
 def test_exp_overflow_silu_warns_ga403_in_float16() -> None:
