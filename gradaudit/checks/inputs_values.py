@@ -90,7 +90,7 @@ def run_nonfinite_gradient(ctx: "AuditContext", check: Check) -> Iterator[Findin
             bad = ~torch.isfinite(grad) & _fits(exact.to(torch.float64), ev.dtype) & torch.isfinite(ev.output)
             if bool(bad.any()):
                 i = _pick(bad, ev)
-                yield check.finding("input-gradient", "fail", audit=ctx, input=_label(name) or partner,
+                yield check.finding("input-gradient", "fail", audit=ctx, input=_label(name),
                                     partner=partner, name=_shown(name), dtype=dtype_name(ev.dtype),
                                     value=number(float(grad[i])), count=int(bad.sum()), total=ev.size,
                                     where=_where(ev, bad), at=describe_point(ev.inputs, i, number),
@@ -181,7 +181,7 @@ def _signed_zero_findings(ctx: "AuditContext", check: Check, ev: PairEvaluation,
         i = _pick(mask, ev)
         extra = {"name": _shown(name), "sign": number(sign)} if gradient else {}
         yield check.finding(
-            f"input-{kind}", status, audit=ctx, input=(_label(name) if gradient and name else None) or partner,
+            f"input-{kind}", status, audit=ctx, input=_label(name) if gradient else partner,
             partner=partner, dtype=dtype_name(ev.dtype), count=created.numel(), total=ev.size,
             where=_where(ev, mask), at=describe_point(ev.inputs, i, number), **extra,
             examples=[{**example(ev.inputs, i), ("gradient" if gradient else "output"): "-0.0"}],

@@ -32,7 +32,10 @@ def summary_table(reports: list[Report]) -> str:
 
 
 def kink_table(report: Report) -> str | None:
+    """The kinks and jumps of a report; for a target with several inputs, with the input each
+    lies along and the values the other inputs held (``details["input"]``, ``details["others"]``)."""
     rows = []
+    several = any("input" in (f.details or {}) for f in report.findings if is_kink_row(f))
     for finding in report.findings:
         if not is_kink_row(finding) or finding.suppressed:
             continue
@@ -41,14 +44,18 @@ def kink_table(report: Report) -> str | None:
         shown = implemented.get("float64", {}).get("alone")
         others = sorted({number(v["alone"]) for k, v in implemented.items() if k != "float64" and "alone" in v}
                         - ({number(shown)} if shown is not None else set()))
+        held = ", ".join(f"{name} = {number(value)}" for name, value in (details.get("others") or {}).items())
         rows.append([
+            *([details.get("input", "x"), held or "-"] if several else []),
             number(details["location"]), details.get("kind", "kink"), number(details["left"]), number(details["right"]),
             (number(shown) if shown is not None else "-") + (f" ({', '.join(others)} in other dtypes)" if others else ""),
             details.get("convention") or "", details["verdict"],
         ])
     if not rows:
         return None
-    return tabulate(rows, headers=["x", "kind", "left", "right", "gradient", "convention", "verdict"], tablefmt="simple")
+    headers = ["at", "kind", "left", "right", "gradient", "convention", "verdict"]
+    return tabulate(rows, headers=(["along", "others held at"] + headers) if several else ["x"] + headers[1:],
+                    tablefmt="simple")
 
 
 def _one_line(text: str) -> str:
