@@ -87,18 +87,30 @@ def y_limits(values: torch.Tensor) -> tuple[float, float] | None:
 
 @dataclass
 class Section:
-    """One curve's x: the points, and how the target is called along them. Several-input
-    targets (``inputs=``) get one section per input, the others held fixed: that is the hook
-    :func:`sections` fills once the engine's binding says how to hold them."""
+    """One curve's x: the points, and how the target is called along them. A target with
+    several inputs gets one section per elementwise input, the others held fixed."""
 
     label: str
     x: torch.Tensor
     values: Callable[[torch.Tensor], torch.Tensor]
     grads: Callable[[torch.Tensor], torch.Tensor]
+    context: AuditContext | None = None
+    kinks: list[Any] | None = None
 
 
 def sections(context: AuditContext, lo: float, hi: float, dtype: torch.dtype, kinks: list[Any]) -> list[Section]:
-    """The sections to draw: for a one-input target, x over [lo, hi] (kinks included)."""
+    """The sections to draw: x over [lo, hi] (kinks included), and for a target with elementwise
+    partners one section along each partner with x (and the others) held at 1."""
+    found = [_section("x" if not context.binding.several else "x (others = 1)", context, lo, hi, dtype, kinks)]
+    for partner in context.binding.partners:
+        along = context.section(partner.name, {"x": 1.0})
+        along.evaluate(torch.float64)
+        partner_kinks = list(along.kinks) if along.elementwise else []
+        found.append(_section(f"{partner.name} (x = 1)", along, lo, hi, dtype, partner_kinks))
+    return found
+
+
+def _section(label: str, context: AuditContext, lo: float, hi: float, dtype: torch.dtype, kinks: list[Any]) -> Section:
     x = torch.linspace(lo, hi, PLOT_POINTS, dtype=torch.float64)
     inside = [k.location for k in kinks if lo <= k.location <= hi]
     x = torch.unique(torch.cat([x, torch.tensor(inside, dtype=torch.float64)]))
@@ -112,7 +124,7 @@ def sections(context: AuditContext, lo: float, hi: float, dtype: torch.dtype, ki
     def grads(points: torch.Tensor) -> torch.Tensor:
         return context.grads64(points, dtype=dtype).to(torch.float64)
 
-    return [Section("x", x, values, grads)]
+    return Section(label, x, values, grads, context, kinks)
 
 
 def plot_target(target: Target, options: Options, path: str, *, x_range: tuple[float, float] | None = None,
@@ -128,7 +140,7 @@ def plot_target(target: Target, options: Options, path: str, *, x_range: tuple[f
     context.evaluate(torch.float64)
     kinks = list(context.kinks) if context.elementwise else []
     lo, hi = plot_range(options, [k.location for k in kinks], x_range)
-    (section,) = sections(context, lo, hi, DTYPES[dtype], kinks)
+    section, *others = sections(context, lo, hi, DTYPES[dtype], kinks)
     x = section.x
     try:
         y, analytic = section.values(x), section.grads(x)
@@ -136,7 +148,12 @@ def plot_target(target: Target, options: Options, path: str, *, x_range: tuple[f
         raise CallError(f"{target.name}: cannot be plotted: {exc}") from exc
     numeric = numerical_derivative(context, x, context.values64(x))["central"] if context.elementwise else None
 
-    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(9, 7), constrained_layout=True)
+    columns = 1 + len(others)
+    figure, axes = plt.subplots(2, columns, sharex="col", figsize=(9 * columns, 7), constrained_layout=True,
+                                squeeze=False)
+    (top, bottom) = axes[0][0], axes[1][0]
+    drawn_sections = [_draw_section(other, axes[0][k + 1], axes[1][k + 1], dtype, lo, hi)
+                      for k, other in enumerate(others)]
     top.plot(x.numpy(), y.numpy(), color="C0", label=f"f(x) in {dtype}")
     bottom.plot(x.numpy(), analytic.numpy(), color="C1", label=f"backward in {dtype}")
     if numeric is not None:
@@ -151,11 +168,12 @@ def plot_target(target: Target, options: Options, path: str, *, x_range: tuple[f
     for axis, values in ((top, y), (bottom, analytic)):
         clipped += _clip_axis(axis, x, values, limits[id(axis)])
 
-    top.set_title(f"{target.name}: {report.status}  (plotted in {dtype}, x in [{lo:g}, {hi:g}])")
+    top.set_title(f"{target.name}: {report.status}  (plotted in {dtype}, x in [{lo:g}, {hi:g}])"
+                  + (f", along {section.label}" if others else ""))
     top.set_ylabel("f(x)")
     bottom.set_ylabel("df/dx")
-    bottom.set_xlabel("x")
-    for axis in (top, bottom):
+    bottom.set_xlabel(section.label if others else "x")
+    for axis in [a for row in axes for a in row]:
         handles, labels = axis.get_legend_handles_labels()
         unique: dict[str, Any] = {}
         for label, handle in zip(labels, handles):
@@ -167,7 +185,31 @@ def plot_target(target: Target, options: Options, path: str, *, x_range: tuple[f
     plt.close(figure)
     return {"kinks": drawn_kinks, "spurious": shaded, "nonfinite": nonfinite, "status": report.status,
             "range": (lo, hi), "finite_range": all(math.isfinite(v) for v in (lo, hi)), "clipped": clipped,
-            "marks": marks, "dtype": dtype, "ylim": {"f": limits[id(top)], "grad": limits[id(bottom)]}}
+            "marks": marks, "dtype": dtype, "ylim": {"f": limits[id(top)], "grad": limits[id(bottom)]},
+            "sections": [section.label] + [other.label for other in others], "section_kinks": drawn_sections}
+
+
+def _draw_section(section: Section, top: Any, bottom: Any, dtype: str, lo: float, hi: float) -> list[float]:
+    """A section along another input: its curve, backward, central differences and kinks."""
+    x = section.x
+    y, analytic = section.values(x), section.grads(x)
+    top.plot(x.numpy(), y.numpy(), color="C0", label=f"f in {dtype}")
+    bottom.plot(x.numpy(), analytic.numpy(), color="C1", label=f"backward in {dtype}")
+    context = section.context
+    if context is not None and context.elementwise:
+        numeric = numerical_derivative(context, x, context.values64(x))["central"]
+        bottom.plot(x.numpy(), numeric.numpy(), color="C2", linestyle="--", label="central differences (float64)")
+    kinks = [k.location for k in section.kinks or [] if lo <= k.location <= hi]
+    for location in kinks:
+        for axis in (top, bottom):
+            axis.axvline(location, color="0.5", linestyle=":", label="kink")
+    for axis, values in ((top, y), (bottom, analytic)):
+        limit = y_limits(values)
+        if limit is not None:
+            axis.set_ylim(*limit)
+    top.set_title(f"along {section.label}")
+    bottom.set_xlabel(section.label)
+    return kinks
 
 
 def _draw_kinks(context: AuditContext, kinks: list[Any], top: Any, bottom: Any, lo: float, hi: float,

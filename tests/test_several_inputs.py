@@ -273,3 +273,15 @@ def test_plugin_audits_several_inputs(pytester, monkeypatch):
     ''')
     result = pytester.runpytest_subprocess("-p", "no:gradaudit", "-p", "gradaudit.pytest_plugin")
     result.assert_outcomes(passed=1, failed=1)
+
+
+# -- the plot ------------------------------------------------------------------------------------------
+def test_plot_of_a_two_input_target_shows_a_section_along_each_input(tmp_path):
+    pytest.importorskip("matplotlib")
+    from gradaudit.core import build_options
+    from gradaudit.plot import plot_target
+
+    drawn = plot_target(sample("relu_gate"), build_options(dtypes=["float64"]), str(tmp_path / "plot.png"))
+    assert drawn["sections"] == ["x (others = 1)", "gate (x = 1)"]
+    assert drawn["section_kinks"] == [[0.0]]  # relu's kink in the gate
+    assert (tmp_path / "plot.png").stat().st_size > 0

@@ -13,7 +13,6 @@ from ..engine.binding import DEFAULT_FILL
 from ..engine.context import AuditContext
 from ..engine.messages import number
 from ..model.report import Finding
-from ..targets.types import Target
 
 SECTION_VALUES = (-3.0, -1.0, -0.0, 0.0, 1.0, 3.0)
 """Values the other input holds along a section."""
@@ -22,23 +21,12 @@ SECTION_DTYPES = (torch.float64, torch.float32)
 SECTION_CODES = frozenset({"GA301", "GA302"})
 
 
-def _section_target(ctx: AuditContext, along: str | None, fixed: dict[str, float]) -> Target:
-    binding = ctx.binding
-    described = ", ".join(f"{name} = {number(value)}" for name, value in fixed.items())
-    fn = binding.section(None, along=along, fixed=fixed,
-                         fn_for=lambda t: ctx.raw_callable_for(t.dtype, "cpu" if t.device.type == "meta" else t.device.type))
-    section = Target(name=f"{ctx.target.name} along {along or 'x'} ({described})", obj=fn)
-    for role in ("forward", "backward"):
-        section._sources[role] = ctx.target.source(role)
-    return section
-
-
 def sections(ctx: AuditContext) -> list[tuple[str | None, dict[str, float], AuditContext]]:
     """(input the section runs along, the values the others hold, its audit context), shared by
     GA301 and GA302 (built once per audit)."""
 
     def build() -> list[tuple[str | None, dict[str, float], AuditContext]]:
-        options = dataclasses.replace(ctx.options, codes=SECTION_CODES, inputs={},
+        options = dataclasses.replace(ctx.options, codes=SECTION_CODES,
                                       dtypes=tuple(d for d in ctx.options.dtypes if d in SECTION_DTYPES))
         found = []
         for partner in ctx.binding.partners:
@@ -46,8 +34,7 @@ def sections(ctx: AuditContext) -> list[tuple[str | None, dict[str, float], Audi
                 found.append((partner.name, {"x": value}, {"x": value}))
                 if value != DEFAULT_FILL:
                     found.append((None, {partner.name: value}, {partner.name: value}))
-        return [(along, shown, AuditContext(_section_target(ctx, along, fixed), options, ctx.needs))
-                for along, shown, fixed in found]
+        return [(along, shown, ctx.section(along, fixed, options)) for along, shown, fixed in found]
 
     return ctx.memo("kink.sections", build)
 

@@ -86,6 +86,22 @@ class AuditContext:
         """The target taking every input (a module copied and cast to ``dtype``)."""
         return self._caller.raw_callable_for(dtype, device)
 
+    def section(self, along: str | None, fixed: dict[str, float], options: Options | None = None) -> "AuditContext":
+        """The audit context of the target along one input (``along``: a partner's name, None
+        for x) with the others held at ``fixed`` (by name, ``"x"`` for x): a one-input target,
+        located where this one is."""
+        from dataclasses import replace
+
+        from ..model.numbers import number
+
+        described = ", ".join(f"{name} = {number(value)}" for name, value in fixed.items())
+        fn = self.binding.section(None, along=along, fixed=fixed, fn_for=lambda t: self.raw_callable_for(
+            t.dtype, "cpu" if t.device.type == "meta" else t.device.type))
+        target = Target(name=f"{self.target.name} along {along or 'x'} ({described})", obj=fn)
+        for role in ("forward", "backward"):
+            target._sources[role] = self.target.source(role)
+        return AuditContext(target, replace(options or self.options, inputs={}), self.needs)
+
     def call(self, x: torch.Tensor, *, dtype: torch.dtype | None = None, reseed: bool = True) -> torch.Tensor:
         """Call the target on ``x`` (see :meth:`gradaudit.engine.calling.Caller.call`)."""
         return self._caller.call(x, dtype=dtype, reseed=reseed)
