@@ -78,11 +78,17 @@ def _is_users(filename: str) -> bool:
 
 
 def _user_frame(skip: int = 2) -> tuple[str, int] | None:
-    """The innermost frame of code that is not gradaudit's, torch's or the standard library's."""
+    """The innermost frame of code that is not gradaudit's, torch's or the standard library's,
+    between the warning and gradaudit: a warning whose stack meets gradaudit's own frames first
+    (torch warning about gradaudit's jvp or vmap) has none, whatever called gradaudit (pytest,
+    click's test runner) above it."""
     frame = sys._getframe(skip)
     while frame is not None:
-        if _is_users(frame.f_code.co_filename):
-            return frame.f_code.co_filename, frame.f_lineno
+        filename = frame.f_code.co_filename
+        if _is_users(filename):
+            return filename, frame.f_lineno
+        if os.path.abspath(filename).startswith(_GRADAUDIT_DIR):
+            return None
         frame = frame.f_back
     return None
 
