@@ -121,6 +121,8 @@ def build_options(
         backend = parse_compile(True)
     if backend is None:
         codes.discard(COMPILED_CODE)  # opt-in: a compile costs seconds
+    elif COMPILED_CODE in codes:
+        _check_backend(backend)
     try:
         roles = parse_input_roles(inputs)
     except ValueError as exc:
@@ -148,6 +150,15 @@ def build_options(
 
 COMPILED_CODE = "GA406"
 """The opt-in check: it runs with ``compile`` or when ``select`` names it (code or slug)."""
+
+
+def _check_backend(backend: str) -> None:
+    """An unknown torch.compile backend is a bad option (a usage error), not one GA901 per target."""
+    import torch._dynamo
+
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        raise OptionError("compile", f"compile: unknown torch.compile backend {backend!r}; choose from {', '.join(known)}")
 
 
 def _names_explicitly(select: Iterable[str] | None, code: str) -> bool:

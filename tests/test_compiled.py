@@ -105,8 +105,10 @@ def test_graph_break_and_recompile_are_info_with_the_line():
 
 
 def test_unknown_backend_is_an_error_not_a_pass():
-    report = audit(_breaks, compile="no_such_backend", **FAST)
-    assert report.status == "error" and {f.code for f in report.findings if f.status == "error"} == {"GA901"}
+    with pytest.raises(ValueError, match="no_such_backend"):
+        audit(_breaks, compile="no_such_backend", **FAST)
+    result = CliRunner().invoke(main, ["check", "torch.nn.functional:relu", "--compile", "no_such_backend"])
+    assert result.exit_code == 2
 
 
 def test_dynamo_caches_reset_after_the_audit():

@@ -85,14 +85,20 @@ def forward_backward(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, signs: 
 @contextlib.contextmanager
 def fresh_dynamo() -> Iterator[None]:
     """Dynamo's caches reset before and after: the compiles inside share no graph with the
-    caller's or with another target's, and leave none behind."""
+    caller's or with another target's, and leave none behind. Inductor compiles on this thread
+    (``compile_threads = 1``): its worker pool would outlive the audit as threads the command
+    cannot tell from the target's."""
     import torch._dynamo
+    import torch._inductor.config as inductor_config
 
+    threads = inductor_config.compile_threads
+    inductor_config.compile_threads = 1
     torch._dynamo.reset()
     try:
         yield
     finally:
         torch._dynamo.reset()
+        inductor_config.compile_threads = threads
 
 
 @contextlib.contextmanager
