@@ -80,3 +80,19 @@ def test_remembered_search_is_the_search(fn) -> None:
     assert len(calls) == once  # a bracket searched before costs no call of the target
     points = torch.linspace(-10, 10, 64, dtype=torch.float64)
     assert torch.equal(remembered(points), fn(points)) and torch.equal(remembered(points.clone()), fn(points))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_ga403_compare_in_numpy_is_the_torch_formula(dtype: torch.dtype) -> None:
+    from gradaudit.checks.dtype import TOLERANCE_UNITS, _compare
+    from gradaudit.checks.nonfinite import HEADROOM
+
+    a, e, x = _pairs(torch.float64)
+    low, high = a.to(dtype), e.to(torch.float32)
+    info = torch.finfo(dtype)
+    judged = torch.isfinite(high) & (high.abs() <= info.max) & (x.abs() * HEADROOM < info.max)
+    want_nonfinite = judged & ~torch.isfinite(low)
+    want_far = judged & torch.isfinite(low) & ~close(low, high, x, info.eps, TOLERANCE_UNITS, signed_zeros=False)
+    got = _compare(x, low, high, dtype)
+    assert torch.equal(got["nonfinite"], want_nonfinite) and torch.equal(got["far"], want_far)
+    assert bool(want_far.any()) and bool(want_nonfinite.any())  # the values exercise both masks

