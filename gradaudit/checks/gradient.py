@@ -3,19 +3,20 @@ with the probe's neighbours first, central differences where it cannot vouch."""
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
 from torch.autograd.gradcheck import GradcheckError
 
-from ..engine import inputs, scans
+from ..engine import scans
 from ..engine.blocks import EVALUATION_BLOCK, Unblockable
 from ..engine.calling import CallError
 from ..engine.messages import describe_intervals, example_index, intervals, number
 from ..engine.numerics import (
-    ATOL, EPS64, RTOL, _array, numerical_derivative, shorter_steps, smooth_points, within_reach
+    ATOL, RTOL, _array, numerical_derivative, shorter_steps, smooth_points, within_reach
 )
+from ..engine.screen import scratch_buffers, screen, screen_block, spacing_of_block
 from ..model.report import Finding
 from . import Check
 
@@ -26,75 +27,6 @@ if TYPE_CHECKING:
 CONSTANT_SHARE = 0.99
 """Above this share of locally constant smooth points, the forward is piecewise constant and
 a non-zero backward is a straight-through estimator (GA302), not a wrong formula."""
-
-
-SCREEN_BLOCK = 1 << 17
-"""Points screened per block: the temporaries of a block stay in cache and are recycled by
-the allocator, where probe-sized ones would each be fresh memory (page faults cost more
-than the arithmetic)."""
-
-
-def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor,
-           spacing: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None,
-           out: torch.Tensor | None = None) -> torch.Tensor:
-    """Points whose backward provably agrees with the forward, from the probe's own values.
-
-    The probe is sorted, so each inner point has neighbours on both sides. By the mean value
-    theorem the secants to them have slopes ``left = f'(a)`` and ``right = f'(b)`` with
-    ``a < x < b``, so wherever the derivative is monotone over the three points, ``f'(x)``
-    lies between them, and ``|backward - f'(x)| <= |backward - left| + |backward - right|``.
-    A point passes when that bound, plus the rounding of the secants, is within half of
-    GA101's tolerance: a pass implies the central-difference test would pass too. Everything
-    else (grid ends, kinks, coarse stretches, non-finite values) goes to that test. No call
-    of the target: a dozen vectorised PyTorch operations per block, on torch's threads, in
-    block-sized buffers, which read the reciprocal gaps ``spacing()`` gives
-    (:func:`gradaudit.engine.inputs.spacing` of ``x``, cached with the probe). The verdicts go to ``out`` (a bool buffer like ``x``) when given.
-    """
-    passed = torch.empty(x.numel(), dtype=torch.bool) if out is None else out
-    if y.dtype != torch.float64 or analytic.dtype != torch.float64 or x.numel() < 3:
-        return passed.fill_(False)  # its rounding bound assumes float64 values (a dtype drift is GA403's)
-    passed[0] = passed[-1] = False  # the ends lack a neighbour; the blocks below write the rest
-    whole_spacing = functools.cache(spacing if spacing is not None else lambda: inputs.spacing(x))
-    scratch = functools.cache(lambda: _scratch(min(SCREEN_BLOCK, x.numel() - 2)))
-    for start in range(1, x.numel() - 1, SCREEN_BLOCK):
-        stop = min(start + SCREEN_BLOCK, x.numel() - 1)  # inner points start..stop-1
-        _screen_block(x[start - 1 : stop + 1], y[start - 1 : stop + 1], analytic[start:stop], passed[start:stop],
-                      functools.partial(_spacing_of_block, whole_spacing, start - 1, stop + 1), scratch)
-    return passed
-
-
-def _spacing_of_block(spacing: Callable[[], tuple[torch.Tensor, torch.Tensor]], start: int,
-                      stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The reciprocal gaps of the probe's points ``start..stop-1`` from the whole probe's."""
-    inverse_step, inverse_shorter = spacing()
-    return inverse_step[start : stop - 1], inverse_shorter[start : stop - 2]
-
-
-def _scratch(points: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Work buffers for :func:`_screen_block` of up to ``points`` inner points."""
-    return (torch.empty(points + 1, dtype=torch.float64), torch.empty(points, dtype=torch.float64),
-            torch.empty(points, dtype=torch.float64))
-
-
-def _screen_block(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor, out: torch.Tensor,
-                  spacing: Callable[[], tuple[torch.Tensor, torch.Tensor]],
-                  scratch: Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
-    """:func:`screen` for the inner points of ``x`` (with one more on each side; ``y`` the
-    values there), into ``out``, in PyTorch operations with the reciprocal gaps ``spacing()``
-    gives, in the buffers ``scratch()`` gives."""
-    inverse_step, inverse_shorter = spacing()
-    m = analytic.numel()
-    slope, bound, term = (buffer[: m + 1 if i == 0 else m] for i, buffer in enumerate(scratch()))
-    torch.sub(y[1:], y[:-1], out=slope).mul_(inverse_step)
-    left, right = slope[:-1], slope[1:]
-    torch.sub(analytic, left, out=bound).abs_()
-    bound.add_(torch.sub(analytic, right, out=term).abs_())
-    # the secants' rounding: a few ulps of the value over the shorter step
-    bound.addcmul_(torch.abs(y[1:-1], out=term), inverse_shorter, value=4 * EPS64)
-    bound.sub_(torch.abs(left, out=term), alpha=RTOL / 2)
-    # strictly less: an infinite secant (an overflowing neighbour) makes the bound infinite
-    # too, and inf < inf fails; NaN fails any comparison
-    torch.lt(bound, ATOL / 2, out=out)
 
 
 def compare(ctx: "AuditContext") -> dict[str, torch.Tensor | None] | None:
@@ -145,7 +77,7 @@ def _compare_streamed(ctx: "AuditContext") -> dict[str, torch.Tensor | None] | N
     ctx.kinks  # the kink search first, while its small working set is in cache  # noqa: B018
     verdicts = torch.empty(min(EVALUATION_BLOCK, x.numel()), dtype=torch.bool)
     passed_here = verdicts.numpy()  # the bookkeeping of each block in NumPy: cheaper calls than torch's
-    scratch = functools.cache(lambda: _scratch(EVALUATION_BLOCK))
+    scratch = functools.cache(lambda: scratch_buffers(EVALUATION_BLOCK))
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     try:
         for start, y, analytic in ctx.evaluation_blocks(torch.float64):
@@ -153,8 +85,8 @@ def _compare_streamed(ctx: "AuditContext") -> dict[str, torch.Tensor | None] | N
                 return None  # the screen's rounding bound assumes float64 values
             m, stop = y.numel(), start + y.numel()
             if m >= 3:
-                _screen_block(x[start:stop], y, analytic[1:-1], verdicts[1 : m - 1],
-                              functools.partial(_spacing_of_block, whole_spacing, start, stop), scratch)
+                screen_block(x[start:stop], y, analytic[1:-1], verdicts[1 : m - 1],
+                              functools.partial(spacing_of_block, whole_spacing, start, stop), scratch)
             passed_here[0] = passed_here[m - 1] = False  # no neighbour in this block: central differences decide
             every_inner = m >= 3 and bool(passed_here[1 : m - 1].all())  # the common case, a few µs
             local = np.array([0, m - 1]) if every_inner else np.flatnonzero(~passed_here[:m])

@@ -48,7 +48,8 @@ def blocks(caller: Caller, x: torch.Tensor, dtype: torch.dtype,
                 raise Unblockable
             if grad_output is None:
                 grad_output = torch.empty_like(out)  # one buffer for every block and sign
-            for sign, grad in backwards(out, leaf, grad_output[: part.numel()], signs):
+            for sign, grad in backwards(out, leaf, grad_output[: part.numel()], signs,
+                                        refresh=lambda leaf=leaf: caller.call(leaf.clone(), dtype=dtype)):
                 if isinstance(grad, str) or grad.shape != part.shape or grad.dtype != dtypes.setdefault(sign, grad.dtype):
                     raise Unblockable
                 yield start, out.detach(), sign, grad

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -65,7 +65,8 @@ def run(caller: Caller, x: torch.Tensor, dtype: torch.dtype, signs: tuple[float,
             )
             return ev
         grad_output = torch.empty_like(out)  # one buffer for both signs: a probe-sized allocation less
-        for sign, grad in backwards(out, leaf, grad_output, signs):
+        for sign, grad in backwards(out, leaf, grad_output, signs,
+                                    refresh=lambda: caller.call(leaf.clone(), dtype=dtype)):
             if isinstance(grad, str):
                 ev.grad_error = grad
                 return ev
@@ -79,17 +80,28 @@ def run(caller: Caller, x: torch.Tensor, dtype: torch.dtype, signs: tuple[float,
 
 
 def backwards(out: torch.Tensor, leaf: torch.Tensor, grad_output: torch.Tensor,
-              signs: tuple[float, ...]) -> Iterator[tuple[float, torch.Tensor | str]]:
+              signs: tuple[float, ...], refresh: Callable[[], torch.Tensor] | None = None,
+              ) -> Iterator[tuple[float, torch.Tensor | str]]:
     """The vector-Jacobian product of ``out`` for each of ``signs``, with ``grad_output``
     refilled each time (a backward may write into it, which the checks report), or the
-    reason there is none (then it stops)."""
-    for sign in signs:
+    reason there is none (then it stops). A backward that cannot run a second time over one
+    graph (GA402's finding) gets a fresh forward from ``refresh`` for the next sign, so what
+    every sign's gradient is does not depend on which checks asked for it."""
+    for k, sign in enumerate(signs):
         grad_output.fill_(sign)
         try:
             grad = vjp(out, leaf, grad_output, retain_graph=sign != signs[-1])
         except Exception as exc:
-            yield sign, f"backward raised {describe_exception(exc)}"
-            return
+            if k == 0 or refresh is None:
+                yield sign, f"backward raised {describe_exception(exc)}"
+                return
+            try:
+                out = refresh()
+                grad_output.fill_(sign)
+                grad = vjp(out, leaf, grad_output, retain_graph=sign != signs[-1])
+            except Exception as again:
+                yield sign, f"backward raised {describe_exception(again)}"
+                return
         if grad is None:
             yield sign, "the input receives no gradient (it is unused by the graph)"
             return
