@@ -25,8 +25,8 @@ _EXPORTS = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from .core import audit
-    from .targets.decorator import activation
     from .model.report import AuditFailure, Finding, Report
+    from .targets.decorator import activation
 
 
 def __getattr__(name: str) -> Any:

@@ -15,9 +15,9 @@ from .engine.options import Needs, Options
 from .engine.probe import BASE_SAMPLES
 from .engine.state import preserved_torch_state
 from .failures import TARGET_EXITS, OptionError, crash_finding, exit_finding, frame_location, option_finding, user_frame
-from .options import build_options, merge_declared, merge_options
 from .model.grouping import group_dtypes
 from .model.report import Finding, Report, set_failure_renderer
+from .options import build_options, merge_declared, merge_options
 from .render.table import failure_text
 from .targets.spec import Spec, TargetError
 from .targets.suppressions import read_suppressions

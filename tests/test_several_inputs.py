@@ -12,9 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
+from conftest import ROOT
 
 import gradaudit
-from conftest import ROOT
 from gradaudit.cli import main
 
 pytest_plugins = ["pytester"]

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, Iterator
 import torch
 
 from ..engine.calling import describe_exception
-from ..engine.compiling import (CompiledRun, ForwardBackward, backend_problem, forward_backward, fresh_dynamo,
-                                run_compiled)
+from ..engine.compiling import (
+    CompiledRun, ForwardBackward, backend_problem, forward_backward, fresh_dynamo, run_compiled
+)
 from ..engine.messages import describe_intervals, example_index, intervals, number
 from ..engine.options import dtype_name
 from ..engine.tracing import Site

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
+from ..engine.messages import number
 from ..engine.options import dtype_name
 from ..engine.small_inputs import clause, small_input
-from ..engine.messages import number
 from ..model.report import Finding
 from ..targets.types import custom_op_definition, is_custom_op
 from . import Check

@@ -13,9 +13,7 @@ from ..engine import scans
 from ..engine.blocks import EVALUATION_BLOCK, Unblockable
 from ..engine.calling import CallError
 from ..engine.messages import describe_intervals, example_index, intervals, number
-from ..engine.numerics import (
-    ATOL, RTOL, _array, numerical_derivative, shorter_steps, smooth_points, within_reach
-)
+from ..engine.numerics import ATOL, RTOL, _array, numerical_derivative, shorter_steps, smooth_points, within_reach
 from ..engine.screen import scratch_buffers, screen, screen_block, spacing_of_block
 from ..model.report import Finding
 from . import Check

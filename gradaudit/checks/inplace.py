@@ -11,9 +11,10 @@ import torch
 
 from ..engine.messages import example_index, number
 from ..engine.small_inputs import identical, known_grad_output, small_input
-from .input_messages import INPUT_MESSAGES
+from ..engine.vjp import vjps
 from ..model.report import Finding
 from . import Check
+from .input_messages import INPUT_MESSAGES
 
 if TYPE_CHECKING:
     from ..engine.context import AuditContext
@@ -105,7 +106,7 @@ def run_inplace(ctx: "AuditContext") -> Iterator[Finding]:
         g_before, g_version = grad_output.clone(), grad_output._version
         after_forward = {name: (t.detach().clone(), t._version) for name, t in given.items()}
         try:
-            torch.autograd.grad(out, list(leaves.values()), grad_output, allow_unused=True)
+            vjps([out], list(leaves.values()), [grad_output])
         except Exception:  # a failing backward is GA101's finding
             return
     change = _change(g_before, grad_output, g_version, grad_output._version, "grad_output")

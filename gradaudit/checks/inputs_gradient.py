@@ -12,6 +12,7 @@ import torch
 from ..engine.messages import number
 from ..engine.numerics import ATOL, EPS64, RTOL, STEP
 from ..engine.pairs import FIRST, describe_point, evaluate_at, example, pair_evaluation, values_at
+from ..engine.vjp import vjps
 from ..model.report import Finding
 from . import Check
 
@@ -140,7 +141,7 @@ def _aliasing(ctx: "AuditContext", gradient: Check, partner: str, location: Any)
             laid = binding.lay_out(leaf)
             arguments = {e.name: laid if e.name == partner else binding.fill(e, laid) for e in binding.extras}
             out = binding.call(fn, laid, arguments)
-            (shared,) = torch.autograd.grad(out, [leaf], torch.full_like(out, scale), allow_unused=True)
+            (shared,) = vjps([out], [leaf], [torch.full_like(out, scale)])
     except Exception as exc:
         yield gradient.finding("aliasing-raised", "fail", audit=ctx, input=partner, partner=partner,
                                exception=f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",

@@ -12,6 +12,7 @@ import torch
 from ..engine.calling import describe_exception
 from ..engine.messages import number
 from ..engine.small_inputs import known_grad_output, small_input
+from ..engine.vjp import vjps
 from ..model.check import Check
 from ..model.report import Finding
 
@@ -63,7 +64,7 @@ def _gradients(ctx: "AuditContext", leaves: dict[str, torch.Tensor],
                grad_output: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor | None]:
     with torch.enable_grad():
         out = _forward(ctx, leaves)
-        grads = torch.autograd.grad(out, list(leaves.values()), grad_output(out), allow_unused=True)
+        grads = vjps([out], list(leaves.values()), [grad_output(out)])
     return {name: None if g is None else g.detach() for name, g in zip(leaves, grads)}
 
 
@@ -127,7 +128,7 @@ def run_grad_output_layouts(ctx: "AuditContext", check: Check) -> Iterator[Findi
 
     def backward(grad_output: torch.Tensor) -> dict[str, torch.Tensor | None]:
         torch.default_generator.manual_seed(ctx.options.seed)
-        grads = torch.autograd.grad(out, inputs, grad_output, retain_graph=True, allow_unused=True)
+        grads = vjps([out], inputs, [grad_output], retain_graph=True)
         return {name: None if g is None else g.detach().clone() for name, g in zip(leaves, grads)}  # a backward may hand out its own state
 
     with torch.enable_grad():

@@ -12,8 +12,8 @@ from ..engine.messages import number
 from ..engine.options import dtype_name
 from ..model.report import Finding
 from . import Check
-from .input_messages import with_inputs
 from .gradient import compare, straight_through
+from .input_messages import with_inputs
 
 if TYPE_CHECKING:
     from ..engine.context import AuditContext

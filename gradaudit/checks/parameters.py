@@ -15,6 +15,7 @@ import torch
 from ..engine.messages import number
 from ..engine.numerics import ATOL, EPS64, RTOL, STEP
 from ..engine.small_inputs import known_grad_output, small_input
+from ..engine.vjp import vjps
 from ..model.report import Finding
 from . import Check
 
@@ -65,7 +66,7 @@ def _judge(ctx: "AuditContext", parameters: list[tuple[str, torch.Tensor]], forw
         weights = known_grad_output(out, ctx.options.seed)
         loss = (out * weights).sum()
         if loss.requires_grad:
-            grads = torch.autograd.grad(loss, [p for _, p in parameters], allow_unused=True)
+            grads = vjps([loss], [p for _, p in parameters], [torch.ones_like(loss)])
         else:  # the forward detaches every parameter
             grads = tuple(None for _ in parameters)
 

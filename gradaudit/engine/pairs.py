@@ -18,6 +18,7 @@ import torch
 from .binding import Binding, Extra
 from .calling import describe_exception
 from .options import dtype_name
+from .vjp import vjps
 
 if TYPE_CHECKING:
     from .context import AuditContext
@@ -129,8 +130,7 @@ def evaluate_at(ctx: "AuditContext", dtype: torch.dtype, values: dict[str, torch
                 continue
             for attempt in (0, 1):
                 try:
-                    grads = torch.autograd.grad(out, [t for _, t in wrt], torch.full_like(out, sign),
-                                                retain_graph=True, allow_unused=True)
+                    grads = vjps([out], [t for _, t in wrt], [torch.full_like(out, sign)], retain_graph=True)
                     break
                 except Exception as exc:
                     if k == 0 or attempt == 1 or not forward():  # a backward that cannot run twice: a fresh graph

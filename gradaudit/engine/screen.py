@@ -10,7 +10,6 @@ import torch
 from . import inputs
 from .numerics import ATOL, EPS64, RTOL
 
-
 SCREEN_BLOCK = 1 << 17
 """Points screened per block: the temporaries of a block stay in cache and are recycled by
 the allocator, where probe-sized ones would each be fresh memory (page faults cost more

@@ -6,7 +6,6 @@ from typing import Any
 
 from ..model.report import Report, run_document
 
-
 SCHEMA_RESOURCE = "schema/report.schema.json"
 """The JSON Schema of this document, shipped in the package."""
 
