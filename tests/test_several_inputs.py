@@ -285,3 +285,24 @@ def test_plot_of_a_two_input_target_shows_a_section_along_each_input(tmp_path):
     assert drawn["sections"] == ["x (others = 1)", "gate (x = 1)"]
     assert drawn["section_kinks"] == [[0.0]]  # relu's kink in the gate
     assert (tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_a_non_tensor_parameter_gets_advice_and_a_constant_role_fixes_it():
+    def softmax(x, dim):
+        return torch.softmax(x, dim)
+
+    report = gradaudit.audit(softmax, dtypes=FAST)
+    assert report.status == "error" and "'dim'" in report.findings[0].message
+    assert gradaudit.audit(softmax, dtypes=FAST, inputs={"dim": -1}).status == "pass"
+    result = CliRunner().invoke(main, ["check", "torch.nn.functional:softmax", "--dtype", "float64", "--input", "dim=-1"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_saturating_sigmoid_gate_is_an_underflow_not_a_mask():
+    """sigmoid(25 (x + b)) * gate: its backward's -0.0 where 1 - sigmoid rounds to 0 is reached
+    gently along x, as the one-input audit judges it (info, not a spurious warn)."""
+    def gated_sigmoid(x, bias, slope, gate):
+        return torch.sigmoid(slope * (x + bias)) * gate
+
+    report = gradaudit.audit(gated_sigmoid, inputs={"bias": (8,), "slope": 25.0}, dtypes=["float64"])
+    assert report.status == "pass", problems(report)

@@ -5,14 +5,17 @@ once (:func:`gradaudit.engine.zero_regions.classify_whole`): exactly zero around
 every input is spurious (warn), anything else information."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Iterator
 
 import torch
 
 from ..engine.messages import number
 from ..engine.options import dtype_name
-from ..engine.pairs import FIRST, PairEvaluation, describe_point, evaluate_at, example, pair_evaluation, reference_at
-from ..engine.zero_regions import classify_whole
+from ..engine.pairs import (
+    FIRST, PairEvaluation, axis, describe_point, evaluate_at, example, pair_evaluation, reference_at
+)
+from ..engine.zero_regions import JITTER, classify_whole, edge_decays
 from ..model.check import Check
 from ..model.report import Finding
 
@@ -153,7 +156,57 @@ def _classes(ctx: "AuditContext", ev: PairEvaluation, index: torch.Tensor, exact
         return torch.tensor([remembered[key] for key in keys], dtype=torch.float64)
 
     classes = classify_whole(stacked, torch.arange(n), exact[index], whole, ctx.options.seed, ctx.options.domain)
+    spurious = classes.get("spurious", torch.zeros(0, dtype=torch.long))
+    if spurious.numel():
+        underflows = _reached_gently(ctx, ev, index[spurious], gradient_of, sign)
+        if underflows:
+            keep = torch.tensor([int(i) not in underflows for i in index[spurious]], dtype=torch.bool)
+            classes["spurious"] = spurious[keep]
+            classes["underflow"] = torch.cat([classes.get("underflow", spurious[:0]), spurious[~keep]])
     return {kind: index[positions] for kind, positions in classes.items()}
+
+
+def _reached_gently(ctx: "AuditContext", ev: PairEvaluation, spurious: torch.Tensor, gradient_of: str | None,
+                    sign: float) -> set[int]:
+    """Pairs among ``spurious`` whose zero region is reached through gently decaying values along
+    one of the inputs (the others held), as the one-input audit judges along x: a saturating
+    sigmoid's ``1 - s`` is an underflow, not a mask. Stops at the first pair that stays spurious
+    along every input: one is enough for the verdict."""
+    names = list(ev.inputs)
+    line = axis(torch.float64, ctx.options.domain, ctx.options.kinks).sort().values
+    found: set[int] = set()
+    for i in spurious.tolist():
+        point = {name: float(ev.inputs[name][i]) for name in names}
+        if not any(_gentle_along(ctx, point, name, line, gradient_of, sign) for name in names):
+            break
+        found.add(i)
+    return found
+
+
+def _gentle_along(ctx: "AuditContext", point: dict[str, float], along: str, line: torch.Tensor,
+                  gradient_of: str | None, sign: float) -> bool:
+    """Whether, along ``along`` from ``point``, the zero is reached gently from the nearest
+    non-zero value on the same side (:func:`gradaudit.engine.zero_regions.edge_decays`). The
+    other inputs are held; one that is a zero is moved off it by a tiny amount of its sign (a
+    zero factor gives the product's sign, which is no mask)."""
+    held = {name: (math.copysign(JITTER, value) if value == 0 else value) for name, value in point.items()}
+
+    def value_fn(points: torch.Tensor) -> torch.Tensor:
+        values = {name: (points if name == along else torch.full_like(points, value)) for name, value in held.items()}
+        result = evaluate_at(ctx, torch.float64, values, (sign,) if gradient_of is not None else ())
+        out = result.output if gradient_of is None else (result.grads.get(sign) or {}).get(gradient_of)
+        return torch.full_like(points, float("nan")) if out is None else out.to(torch.float64)
+
+    zero = point[along]
+    if zero == 0:
+        return False
+    same_side = line[(line != 0) & ((line < 0) == (zero < 0))]
+    values = value_fn(same_side)
+    nonzero = torch.nonzero((values != 0) & torch.isfinite(values)).flatten()
+    if not nonzero.numel():
+        return False
+    nearest = same_side[nonzero][torch.argmin((same_side[nonzero] - zero).abs())]
+    return edge_decays(value_fn, zero, float(nearest))
 
 
 def _signed_zero_findings(ctx: "AuditContext", check: Check, ev: PairEvaluation, partner: str,
