@@ -85,7 +85,7 @@ def backwards(out: torch.Tensor, leaf: torch.Tensor, grad_output: torch.Tensor,
     """The vector-Jacobian product of ``out`` for each of ``signs``, with ``grad_output``
     refilled each time (a backward may write into it, which the checks report), or the
     reason there is none (then it stops). A backward that cannot run a second time over one
-    graph (GA402's finding) gets a fresh forward from ``refresh`` for the next sign, so what
+    graph (a non-reentrant backward) gets a fresh forward from ``refresh`` for the next sign, so what
     every sign's gradient is does not depend on which checks asked for it."""
     for k, sign in enumerate(signs):
         grad_output.fill_(sign)

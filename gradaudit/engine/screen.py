@@ -1,4 +1,4 @@
-"""The GA101 screen: which probe points' backward provably agrees with the forward, from the
+"""The gradient screen: which probe points' backward provably agrees with the forward, from the
 probe's own values, without calling the target (engine code: it knows no check)."""
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor,
     ``a < x < b``, so wherever the derivative is monotone over the three points, ``f'(x)``
     lies between them, and ``|backward - f'(x)| <= |backward - left| + |backward - right|``.
     A point passes when that bound, plus the rounding of the secants, is within half of
-    GA101's tolerance: a pass implies the central-difference test would pass too. Everything
+    the gradient tolerance: a pass implies the central-difference test would pass too. Everything
     else (grid ends, kinks, coarse stretches, non-finite values) goes to that test. No call
     of the target: a dozen vectorised PyTorch operations per block, on torch's threads, in
     block-sized buffers, which read the reciprocal gaps ``spacing()`` gives
@@ -34,7 +34,7 @@ def screen(x: torch.Tensor, y: torch.Tensor, analytic: torch.Tensor,
     """
     passed = torch.empty(x.numel(), dtype=torch.bool) if out is None else out
     if y.dtype != torch.float64 or analytic.dtype != torch.float64 or x.numel() < 3:
-        return passed.fill_(False)  # its rounding bound assumes float64 values (a dtype drift is GA403's)
+        return passed.fill_(False)  # its rounding bound assumes float64 values (a dtype drift is judged elsewhere)
     passed[0] = passed[-1] = False  # the ends lack a neighbour; the blocks below write the rest
     whole_spacing = functools.cache(spacing if spacing is not None else lambda: inputs.spacing(x))
     scratch = functools.cache(lambda: scratch_buffers(min(SCREEN_BLOCK, x.numel() - 2)))
