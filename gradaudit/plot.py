@@ -102,7 +102,7 @@ def sections(context: AuditContext, lo: float, hi: float, dtype: torch.dtype, ki
     """The sections to draw: x over [lo, hi] (kinks included), and for a target with elementwise
     partners one section along each partner with x (and the others) held at 1."""
     found = [_section("x" if not context.binding.several else "x (others = 1)", context, lo, hi, dtype, kinks)]
-    for partner in context.binding.partners:
+    for partner in context.elementwise_partners():
         along = context.section(partner.name, {"x": 1.0})
         along.evaluate(torch.float64)
         partner_kinks = list(along.kinks) if along.elementwise else []

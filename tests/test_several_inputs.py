@@ -306,3 +306,24 @@ def test_a_saturating_sigmoid_gate_is_an_underflow_not_a_mask():
 
     report = gradaudit.audit(gated_sigmoid, inputs={"bias": (8,), "slope": 25.0}, dtypes=["float64"])
     assert report.status == "pass", problems(report)
+
+
+def test_a_partner_the_output_is_not_elementwise_in_gets_gradcheck_over_every_input():
+    class ZeroGateGradient(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, gate):
+            ctx.save_for_backward(x, gate)
+            return x * torch.sigmoid(gate.sum())
+
+        @staticmethod
+        def backward(ctx, grad):
+            x, gate = ctx.saved_tensors
+            return grad * torch.sigmoid(gate.sum()), torch.zeros_like(gate)
+
+    report = gradaudit.audit(ZeroGateGradient, dtypes=["float64"], select=["GA101"])
+    assert {(f.code, f.kind) for f in report.findings} == {("GA101", "input-gradcheck")}
+
+    def right(x, gate):
+        return x * torch.sigmoid(gate.sum())
+
+    assert gradaudit.audit(right, dtypes=["float64"], select=["GA101"]).status == "pass"

@@ -288,7 +288,7 @@ GRADIENT = Check(
     run=run_gradient,
     streams=True,
     location_role="backward",
-    surrogate_kinds=("wrong", "gradcheck", "input-wrong", "input-missing"),
+    surrogate_kinds=("wrong", "gradcheck", "input-wrong", "input-missing", "input-gradcheck"),
     messages={
         "wrong": "backward disagrees with central differences at {count} of {total} smooth float64 "
                  "points ({where}); e.g. at x = {x} the backward gives {gradient} and central "
@@ -321,6 +321,9 @@ GRADIENT = Check(
                        "backward returns exactly as many values as forward takes inputs (None for a "
                        "non-tensor or a constant).",
         "input-raised": "with several inputs, {reason}. Fix the target for tensors in every input slot.",
+        "input-gradcheck": "torch.autograd.gradcheck over the inputs {names} (seeded, 24 elements of x; used where "
+                           "the target is not elementwise in every input) fails: "
+                           "{reason}. {fix}",
         "aliasing": "the same tensor passed as x and as {partner!r} (f(t, t), e.g. a GLU of one tensor with "
                     "itself) gets a gradient that is not the sum of both partial derivatives at {count} of "
                     "{total} points; e.g. at t = {t} the backward gives {gradient} and the sum is {expected}. "

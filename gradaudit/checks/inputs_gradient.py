@@ -57,7 +57,10 @@ def _differences(ctx: "AuditContext", values: dict[str, torch.Tensor], name: str
 def run_input_gradients(ctx: "AuditContext", gradient: Check) -> Iterator[Finding]:
     """GA101 findings about each input over each partner's pairs (float64), and aliasing."""
     location = ctx.target.source("backward")
-    for partner in ctx.binding.partners:
+    pairs = ctx.elementwise_partners()
+    if len(pairs) < len(ctx.binding.partners):  # parameter-like inputs are GA105's, entry by entry
+        yield from _gradcheck_all(ctx, gradient, location)
+    for partner in pairs:
         ev = pair_evaluation(ctx, partner, torch.float64)
         if ev.error is not None:
             yield gradient.finding("input-raised", "fail", audit=ctx, reason=ev.error, input=partner.name,
@@ -81,6 +84,47 @@ def run_input_gradients(ctx: "AuditContext", gradient: Check) -> Iterator[Findin
             grad = grad[keep] if grad is not None and grad.numel() == ev.size else grad
             yield from _judge_input(ctx, gradient, values, y, name, grad, partner.name, location)
         yield from _aliasing(ctx, gradient, partner.name, location)
+
+
+def _gradcheck_all(ctx: "AuditContext", gradient: Check, location: Any) -> Iterator[Finding]:
+    """Where the two-dimensional probe does not hold (a partner the output is not elementwise
+    in): torch.autograd.gradcheck over every differentiable input at once, on small seeded
+    inputs of moderate size."""
+    from torch.autograd.gradcheck import GradcheckError
+
+    binding = ctx.binding
+    generator = torch.Generator().manual_seed(ctx.options.seed)
+    x = binding.lay_out(torch.randn(24, generator=generator, dtype=torch.float64) * 2)
+    if ctx.options.domain is not None:
+        x = x.clamp(*ctx.options.domain)
+    values: dict[str, Any] = {}
+    for extra in binding.extras:
+        if extra.role.kind == "like":
+            values[extra.name] = (torch.rand(x.shape, generator=generator, dtype=torch.float64) - 0.5).requires_grad_(True)
+        elif extra.role.kind == "shape":
+            values[extra.name] = (0.5 + torch.rand(extra.role.shape, generator=generator, dtype=torch.float64)).requires_grad_(True)
+        else:
+            values[extra.name] = binding.fill(extra, x)
+    names = ["x"] + [name for name, v in values.items() if isinstance(v, torch.Tensor) and v.requires_grad]
+    fn = ctx.raw_callable_for(torch.float64)
+
+    def call(*tensors: torch.Tensor) -> torch.Tensor:
+        given = dict(values)
+        given.update(zip(names[1:], tensors[1:]))
+        torch.default_generator.manual_seed(ctx.options.seed)
+        return binding.call(fn, tensors[0], given)
+
+    inputs = (x.requires_grad_(True), *[values[name] for name in names[1:]])
+    try:
+        torch.autograd.gradcheck(call, inputs, eps=1e-6, atol=1e-5, rtol=1e-3)
+    except GradcheckError as exc:
+        yield gradient.finding("input-gradcheck", "fail", audit=ctx, names=", ".join(names),
+                               reason=str(exc).strip().splitlines()[0], dtype="float64", location=location)
+    except Exception as exc:
+        text = str(exc).strip()
+        yield gradient.finding("input-raised", "fail", audit=ctx, dtype="float64", location=location,
+                               reason=f"torch.autograd.gradcheck over {', '.join(names)} raised {type(exc).__name__}: "
+                                      f"{text.splitlines()[0] if text else ''}")
 
 
 def _judge_input(ctx: "AuditContext", gradient: Check, values: dict[str, torch.Tensor], y: torch.Tensor,

@@ -29,7 +29,7 @@ def sections(ctx: AuditContext) -> list[tuple[str | None, dict[str, float], Audi
         options = dataclasses.replace(ctx.options, codes=SECTION_CODES,
                                       dtypes=tuple(d for d in ctx.options.dtypes if d in SECTION_DTYPES))
         found = []
-        for partner in ctx.binding.partners:
+        for partner in ctx.elementwise_partners():
             for value in SECTION_VALUES:
                 found.append((partner.name, {"x": value}, {"x": value}))
                 if value != DEFAULT_FILL:

@@ -6,7 +6,7 @@ every input is spurious (warn), anything else information."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
@@ -15,7 +15,7 @@ from ..engine.options import dtype_name
 from ..engine.pairs import (
     FIRST, PairEvaluation, axis, describe_point, evaluate_at, example, pair_evaluation, reference_at
 )
-from ..engine.zero_regions import JITTER, classify_whole, edge_decays
+from ..engine.zero_regions import DRAWS, JITTER, RAY_POWERS, edge_decays, jitter
 from ..model.check import Check
 from ..model.report import Finding
 
@@ -52,7 +52,7 @@ def _pick(mask: torch.Tensor, ev: PairEvaluation) -> int:
 
 
 def _evaluations(ctx: "AuditContext", signs: tuple[float, ...]) -> Iterator[tuple[str, PairEvaluation, PairEvaluation]]:
-    for partner in ctx.binding.partners:
+    for partner in ctx.elementwise_partners():
         for dtype in ctx.options.dtypes:
             ev = pair_evaluation(ctx, partner, dtype, signs)
             if ev.error is not None or ev.grad_error is not None or ev.output is None:
@@ -128,59 +128,87 @@ def _examined(ev: PairEvaluation, zero: torch.Tensor) -> torch.Tensor:
     return ordered[torch.linspace(0, ordered.numel() - 1, EXAMINED).round().long().unique()].sort().values
 
 
-def _classes(ctx: "AuditContext", ev: PairEvaluation, index: torch.Tensor, exact: torch.Tensor,
-             gradient_of: str | None, sign: float) -> dict[str, torch.Tensor]:
-    """The classes of the created zeros at the pairs ``index``, judged in every input at once
-    (on those pairs alone)."""
+def _classes(ctx: "AuditContext", ev: PairEvaluation, index: torch.Tensor, gradient_of: str | None,
+             sign: float) -> dict[str, torch.Tensor]:
+    """The classes of the created zeros at the pairs ``index`` whose float64 value is zero too.
+
+    A zero that a small perturbation of every input makes non-zero is *propagated* (the sign of
+    a vanishing product). The rest are followed along the ray that brings every input's
+    magnitude towards 1 (:func:`_ray_power`): zero all along it, exactly zero around the point
+    in every input, *spurious*; leaving the zero at some power, one pair of those that leave at
+    that power is followed along each input, the others held (:func:`_gentle_along`): reached
+    through gently decaying values along one of them, an *underflow* (a mask's step is not).
+    Verdicts are remembered per pair (the dtypes' probes share most pairs)."""
     names = list(ev.inputs)
-    n = index.numel()
-    stacked = torch.cat([ev.inputs[name][index].to(torch.float64) for name in names])
-
-    remembered: dict[tuple, float] = ctx.memo(f"pairs.remembered.{gradient_of}.{sign}.{tuple(names)}", dict)
-
-    def whole(points: torch.Tensor, draw: int | None) -> torch.Tensor:
-        """float64 values (or ``gradient_of``'s gradient) at ``points``, pair by pair from memory
-        where known: the target is elementwise in the pairs, and the judgements of the dtypes and
-        of the steps along a ray repeat most pairs."""
-        rows = points.reshape(len(names), n).T.tolist()
-        keys = [tuple(row) for row in rows]
-        missing = [i for i, key in enumerate(keys) if key not in remembered]
-        if missing:
-            chosen = torch.tensor(missing)
-            values = {name: points[k * n:(k + 1) * n][chosen] for k, name in enumerate(names)}
-            result = evaluate_at(ctx, torch.float64, values, (sign,) if gradient_of is not None else ())
-            out = result.output if gradient_of is None else (result.grads.get(sign) or {}).get(gradient_of)
-            found = ([float("nan")] * len(missing) if out is None
-                     else out.to(torch.float64).reshape(-1)[: len(missing)].tolist())
-            remembered.update((keys[i], value) for i, value in zip(missing, found))
-        return torch.tensor([remembered[key] for key in keys], dtype=torch.float64)
-
-    classes = classify_whole(stacked, torch.arange(n), exact[index], whole, ctx.options.seed, ctx.options.domain)
-    spurious = classes.get("spurious", torch.zeros(0, dtype=torch.long))
-    if spurious.numel():
-        underflows = _reached_gently(ctx, ev, index[spurious], gradient_of, sign)
-        if underflows:
-            keep = torch.tensor([int(i) not in underflows for i in index[spurious]], dtype=torch.bool)
-            classes["spurious"] = spurious[keep]
-            classes["underflow"] = torch.cat([classes.get("underflow", spurious[:0]), spurious[~keep]])
-    return {kind: index[positions] for kind, positions in classes.items()}
+    verdicts: dict[tuple, str] = ctx.memo(f"pairs.verdicts.{gradient_of}.{sign}.{tuple(names)}", dict)
+    points = {int(i): tuple(float(ev.inputs[name][i]) for name in names) for i in index.tolist()}
+    todo = [i for i, point in points.items() if point not in verdicts]
+    if todo:
+        _judge_zeros(ctx, names, [points[i] for i in todo], gradient_of, sign, verdicts)
+    found: dict[str, list[int]] = {}
+    for i, point in points.items():
+        found.setdefault(verdicts[point], []).append(i)
+    return {kind: torch.tensor(where, dtype=torch.long) for kind, where in found.items()}
 
 
-def _reached_gently(ctx: "AuditContext", ev: PairEvaluation, spurious: torch.Tensor, gradient_of: str | None,
-                    sign: float) -> set[int]:
-    """Pairs among ``spurious`` whose zero region is reached through gently decaying values along
-    one of the inputs (the others held), as the one-input audit judges along x: a saturating
-    sigmoid's ``1 - s`` is an underflow, not a mask. Stops at the first pair that stays spurious
-    along every input: one is enough for the verdict."""
-    names = list(ev.inputs)
+def _values(ctx: "AuditContext", names: list[str], columns: list[torch.Tensor], gradient_of: str | None,
+            sign: float) -> torch.Tensor:
+    """The float64 output (or ``gradient_of``'s gradient) at the pairs ``columns`` (one per input)."""
+    result = evaluate_at(ctx, torch.float64, dict(zip(names, columns)), (sign,) if gradient_of is not None else ())
+    out = result.output if gradient_of is None else (result.grads.get(sign) or {}).get(gradient_of)
+    return torch.full_like(columns[0], float("nan")) if out is None else out.to(torch.float64).reshape(-1)
+
+
+def _judge_zeros(ctx: "AuditContext", names: list[str], points: list[tuple[float, ...]], gradient_of: str | None,
+                 sign: float, verdicts: dict[tuple, str]) -> None:
+    columns = [torch.tensor([p[k] for p in points], dtype=torch.float64) for k in range(len(names))]
+    waiting = torch.ones(len(points), dtype=torch.bool)
+    for draw in range(DRAWS):  # every input moved a little at once, in one call per draw
+        moved = []
+        for k, column in enumerate(columns):
+            noise = jitter(column.numel(), draw, ctx.options.seed, stream=k + 1)
+            step = column + noise * torch.where(column == 0, torch.ones_like(column), column.abs())
+            moved.append(step.clamp(*ctx.options.domain) if ctx.options.domain is not None else step)
+        values = _values(ctx, names, moved, gradient_of, sign)
+        waiting &= ~((values != 0) & torch.isfinite(values))
+    for i in torch.nonzero(~waiting).flatten().tolist():
+        verdicts[points[i]] = "propagated"
+    rest = torch.nonzero(waiting).flatten()
+    if not rest.numel():
+        return
+    first = _ray_power(ctx, names, [column[rest] for column in columns], gradient_of, sign)
     line = axis(torch.float64, ctx.options.domain, ctx.options.kinks).sort().values
-    found: set[int] = set()
-    for i in spurious.tolist():
-        point = {name: float(ev.inputs[name][i]) for name in names}
-        if not any(_gentle_along(ctx, point, name, line, gradient_of, sign) for name in names):
-            break
-        found.add(i)
-    return found
+    for power in torch.unique(first).tolist():
+        group = rest[first == power].tolist()
+        spread = [group[int(k)] for k in torch.linspace(0, len(group) - 1, min(3, len(group))).round().long().unique()]
+        judged = {i: _gentle(ctx, names, points[i], line, gradient_of, sign) for i in spread}
+        if len(set(judged.values())) > 1:  # the group mixes kinds of zeros: judge each
+            judged.update({i: _gentle(ctx, names, points[i], line, gradient_of, sign) for i in group if i not in judged})
+        for i in group:
+            verdicts[points[i]] = "underflow" if judged.get(i, judged[spread[0]]) else "spurious"
+
+
+def _gentle(ctx: "AuditContext", names: list[str], point: tuple[float, ...], line: torch.Tensor,
+            gradient_of: str | None, sign: float) -> bool:
+    """Whether the zero at ``point`` is reached gently along one of the inputs."""
+    held = dict(zip(names, point))
+    return any(_gentle_along(ctx, held, name, line, gradient_of, sign) for name in names)
+
+
+def _ray_power(ctx: "AuditContext", names: list[str], columns: list[torch.Tensor], gradient_of: str | None,
+               sign: float) -> torch.Tensor:
+    """For each pair, the first of :data:`RAY_POWERS` at which ``sign(v) |v| ** t`` in every
+    input (signs kept, magnitudes brought towards 1) leaves the zero region, or -1: one call
+    for every pair and power."""
+    count = columns[0].numel()
+    moved = []
+    for column in columns:
+        offset = torch.where(column == 0, torch.copysign(torch.full_like(column, JITTER), column), column)
+        rays = torch.stack([torch.copysign(offset.abs() ** power, offset) for power in RAY_POWERS])
+        moved.append(rays.clamp(*ctx.options.domain).reshape(-1) if ctx.options.domain is not None else rays.reshape(-1))
+    values = _values(ctx, names, moved, gradient_of, sign).reshape(len(RAY_POWERS), count)
+    off = (values != 0) & torch.isfinite(values)
+    return torch.where(off.any(0), off.to(torch.int8).argmax(0), torch.full((count,), -1)).to(torch.long)
 
 
 def _gentle_along(ctx: "AuditContext", point: dict[str, float], along: str, line: torch.Tensor,
@@ -190,6 +218,11 @@ def _gentle_along(ctx: "AuditContext", point: dict[str, float], along: str, line
     other inputs are held; one that is a zero is moved off it by a tiny amount of its sign (a
     zero factor gives the product's sign, which is no mask)."""
     held = {name: (math.copysign(JITTER, value) if value == 0 else value) for name, value in point.items()}
+    zero = point[along]
+    if zero == 0:
+        return False
+    others = tuple((name, value) for name, value in held.items() if name != along)
+    memory: dict[tuple, Any] = ctx.memo("pairs.along", dict)  # one line per held values, one search per bracket
 
     def value_fn(points: torch.Tensor) -> torch.Tensor:
         values = {name: (points if name == along else torch.full_like(points, value)) for name, value in held.items()}
@@ -197,16 +230,21 @@ def _gentle_along(ctx: "AuditContext", point: dict[str, float], along: str, line
         out = result.output if gradient_of is None else (result.grads.get(sign) or {}).get(gradient_of)
         return torch.full_like(points, float("nan")) if out is None else out.to(torch.float64)
 
-    zero = point[along]
-    if zero == 0:
+    side = zero < 0
+    line_key = (gradient_of, sign, along, others, side)
+    if line_key not in memory:
+        same_side = line[(line != 0) & ((line < 0) == side)]
+        values = value_fn(same_side)
+        memory[line_key] = same_side[(values != 0) & torch.isfinite(values)]
+    candidates = memory[line_key]
+    if not candidates.numel():
         return False
-    same_side = line[(line != 0) & ((line < 0) == (zero < 0))]
-    values = value_fn(same_side)
-    nonzero = torch.nonzero((values != 0) & torch.isfinite(values)).flatten()
-    if not nonzero.numel():
-        return False
-    nearest = same_side[nonzero][torch.argmin((same_side[nonzero] - zero).abs())]
-    return edge_decays(value_fn, zero, float(nearest))
+    distance = (candidates.abs().log() - math.log(abs(zero))).abs()  # in magnitude: the tails span 600 decades
+    nearest = float(candidates[torch.argmin(distance)])
+    search_key = line_key + (nearest, zero > nearest)  # the zeros between the same nonzero point and region
+    if search_key not in memory:
+        memory[search_key] = edge_decays(value_fn, zero, nearest)
+    return memory[search_key]
 
 
 def _signed_zero_findings(ctx: "AuditContext", check: Check, ev: PairEvaluation, partner: str,
@@ -221,7 +259,7 @@ def _signed_zero_findings(ctx: "AuditContext", check: Check, ev: PairEvaluation,
     rounded = torch.nonzero(created_mask & (exact != 0)).flatten()  # float64 is not zero there: an underflow
     zero = torch.nonzero(created_mask & (exact == 0)).flatten()
     examined = _examined(ev, zero)
-    classes = _classes(ctx, ev, examined, exact, name if gradient else None, sign) if examined.numel() else {}
+    classes = _classes(ctx, ev, examined, name if gradient else None, sign) if examined.numel() else {}
     groups = {"spurious": classes.get("spurious", empty),
               "propagated": torch.cat([rounded[:EXAMINED]] + [classes.get(k, empty) for k in
                                                                ("propagated", "underflow", "rounding", "undetermined")])}
@@ -259,7 +297,7 @@ def run_signed_zero_gradient(ctx: "AuditContext", check: Check) -> Iterator[Find
 def run_gradient_dtypes(ctx: "AuditContext", check: Check) -> Iterator[Finding]:
     """GA403: each input's gradient in its input's dtype."""
     seen: set[tuple[str, torch.dtype]] = set()
-    for partner in ctx.binding.partners:
+    for partner in ctx.elementwise_partners():
         for dtype in ctx.options.dtypes:
             ev = pair_evaluation(ctx, partner, dtype)
             if ev.error or ev.grad_error or not ev.grads:

@@ -61,7 +61,7 @@ class Judge:
         if bitwise_equal(actual, expected) and not scans.any_true(torch.isnan(x)):
             return None  # the usual case; close() would find every element close (a NaN x it would not)
         a, e, magnitude = as_float64(actual), as_float64(expected), as_float64(x)
-        differs = ~(close64(a, e, magnitude, self.eps, TOLERANCE_UNITS) | at_edge64(magnitude, self.dtype))
+        differs = np.asarray(~(close64(a, e, magnitude, self.eps, TOLERANCE_UNITS) | at_edge64(magnitude, self.dtype)))
         if not differs.any():
             return None
         index = 0 if noun == "output" else 1
@@ -78,21 +78,21 @@ class Judge:
             truth = None
         same_magnitude = np.abs(a) == np.abs(e)
         if truth is None or truth.shape != actual.shape:
-            values_differ = differs & ~same_magnitude
+            values_differ = np.asarray(differs & ~same_magnitude)
             if values_differ.any():
                 return ("fail", f"the {noun} differs from {self.against} at {int(values_differ.sum())} of "
                                 f"{differs.size} elements, {describe_mismatch(actual, expected, where, _agree(values_differ))}")
             return None
         exact = as_float64(truth)
         right = [close64(t, exact, scale, self.eps, TOLERANCE_UNITS, signed_zeros=False) for t in (a, e)]
-        wrong = differs & ~same_magnitude & ~right[0] & right[1]
+        wrong = np.asarray(differs & ~same_magnitude & ~right[0] & right[1])  # 0-d layouts give NumPy scalars
         count = int(wrong.sum())
         if count:
             return ("fail", f"the {noun} differs from {self.against} at {count} of {wrong.size} elements, "
                             f"{describe_mismatch(actual, expected, where, _agree(wrong))}, where float64 gives "
                             f"{float64_value(truth, torch.from_numpy(wrong))} (this layout is off it by more than "
                             f"{TOLERANCE_UNITS} eps of {dtype_name(self.dtype)}, {self.against} is not)")
-        signs = differs & same_magnitude & ((exact == 0) | np.isinf(exact))
+        signs = np.asarray(differs & same_magnitude & ((exact == 0) | np.isinf(exact)))
         if not signs.any():
             return None
         return ("info", f"the {noun} differs from {self.against} only in the sign of zero (or of an infinity "
@@ -131,7 +131,7 @@ def at_edge64(x: np.ndarray, dtype: torch.dtype) -> np.ndarray:
 
 
 def _agree(disagree: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(~disagree)
+    return torch.from_numpy(np.asarray(~disagree))  # a 0-d comparison gives a NumPy scalar
 
 
 _SAME_SIZE_INTS = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
