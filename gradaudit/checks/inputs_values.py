@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Iterator
 
+import numpy as np
 import torch
 
 from ..engine.messages import number
@@ -15,7 +16,7 @@ from ..engine.options import dtype_name
 from ..engine.pairs import (
     FIRST, PairEvaluation, axis, describe_point, evaluate_at, example, pair_evaluation, reference_at
 )
-from ..engine.zero_regions import DRAWS, JITTER, RAY_POWERS, edge_decays, jitter
+from ..engine.zero_regions import BISECTION_STEPS, DRAWS, JITTER, RAY_POWERS, jitter, reached_gently
 from ..model.check import Check
 from ..model.report import Finding
 
@@ -113,19 +114,28 @@ EXAMINED = 16
 judgement costs target calls, and the zeros of one kind share their verdict."""
 
 
-def _examined(ev: PairEvaluation, zero: torch.Tensor) -> torch.Tensor:
-    """Up to :data:`EXAMINED` of the pairs ``zero``, evenly spread, those on the structured grid
-    (values bfloat16 holds, shared by every dtype's probe) first: their judgements repeat."""
+def _examined(ctx: "AuditContext", ev: PairEvaluation, zero: torch.Tensor, gradient_of: str | None,
+              sign: float) -> torch.Tensor:
+    """Up to :data:`EXAMINED` of the pairs ``zero``: those judged already (in another dtype's
+    probe, which shares most pairs) first, then others evenly spread, those on the structured
+    grid (values bfloat16 holds) first."""
     if zero.numel() <= EXAMINED:
         return zero
+    names = list(ev.inputs)
+    verdicts: dict[tuple, str] = ctx.memo(f"pairs.verdicts.{gradient_of}.{sign}.{tuple(names)}", dict)
+    columns = [ev.inputs[name][zero].to(torch.float64).tolist() for name in names]
+    known = torch.tensor([tuple(c[k] for c in columns) in verdicts for k in range(zero.numel())], dtype=torch.bool)
+    if int(known.sum()) >= EXAMINED:
+        chosen = zero[known]
+        return chosen[torch.linspace(0, chosen.numel() - 1, EXAMINED).round().long().unique()]
     common = torch.ones(zero.numel(), dtype=torch.bool)
     for values in ev.inputs.values():
         chosen = values[zero].to(torch.float64)
         common &= chosen.to(torch.bfloat16).to(torch.float64) == chosen
-    ordered = torch.cat([zero[common], zero[~common]])
-    if int(common.sum()) >= EXAMINED:
-        ordered = zero[common]
-    return ordered[torch.linspace(0, ordered.numel() - 1, EXAMINED).round().long().unique()].sort().values
+    fresh = torch.cat([zero[common & ~known], zero[~common & ~known]])
+    need = EXAMINED - int(known.sum())
+    fresh = fresh[torch.linspace(0, fresh.numel() - 1, min(need, fresh.numel())).round().long().unique()]
+    return torch.cat([zero[known], fresh]).sort().values
 
 
 def _classes(ctx: "AuditContext", ev: PairEvaluation, index: torch.Tensor, gradient_of: str | None,
@@ -178,6 +188,7 @@ def _judge_zeros(ctx: "AuditContext", names: list[str], points: list[tuple[float
         return
     first = _ray_power(ctx, names, [column[rest] for column in columns], gradient_of, sign)
     line = axis(torch.float64, ctx.options.domain, ctx.options.kinks).sort().values
+    _prefill_lines(ctx, names, [points[i] for i in rest.tolist()], line, gradient_of, sign)
     for power in torch.unique(first).tolist():
         group = rest[first == power].tolist()
         spread = [group[int(k)] for k in torch.linspace(0, len(group) - 1, min(3, len(group))).round().long().unique()]
@@ -209,6 +220,43 @@ def _ray_power(ctx: "AuditContext", names: list[str], columns: list[torch.Tensor
     values = _values(ctx, names, moved, gradient_of, sign).reshape(len(RAY_POWERS), count)
     off = (values != 0) & torch.isfinite(values)
     return torch.where(off.any(0), off.to(torch.int8).argmax(0), torch.full((count,), -1)).to(torch.long)
+
+
+def _held(names: list[str], point: tuple[float, ...]) -> dict[str, float]:
+    """The inputs of ``point`` by name, a zero moved off zero by a tiny amount of its sign (a
+    zero factor gives the product's sign, which is no mask)."""
+    return {name: (math.copysign(JITTER, value) if value == 0 else value) for name, value in zip(names, point)}
+
+
+def _prefill_lines(ctx: "AuditContext", names: list[str], points: list[tuple[float, ...]], line: torch.Tensor,
+                   gradient_of: str | None, sign: float) -> None:
+    """The non-zero points of the structured axis along each input from each of ``points`` (the
+    others held), for :func:`_gentle_along`: one call per input for all of them."""
+    memory: dict[tuple, Any] = ctx.memo("pairs.along", dict)
+    for along in names:
+        wanted: dict[tuple, torch.Tensor] = {}
+        for point in points:
+            held = _held(names, point)
+            zero = dict(zip(names, point))[along]
+            if zero == 0:
+                continue
+            others = tuple((name, value) for name, value in held.items() if name != along)
+            key = (gradient_of, sign, along, others, zero < 0)
+            if key not in memory and key not in wanted:
+                wanted[key] = line[(line != 0) & ((line < 0) == (zero < 0))]
+        if not wanted:
+            continue
+        columns = {name: [] for name in names}
+        for (_, _, _, others, _), segment in wanted.items():
+            held_others = dict(others)
+            for name in names:
+                columns[name].append(segment if name == along else torch.full_like(segment, held_others[name]))
+        values = _values(ctx, names, [torch.cat(columns[name]) for name in names], gradient_of, sign)
+        start = 0
+        for key, segment in wanted.items():
+            part = values[start:start + segment.numel()]
+            memory[key] = segment[(part != 0) & torch.isfinite(part)]
+            start += segment.numel()
 
 
 def _gentle_along(ctx: "AuditContext", point: dict[str, float], along: str, line: torch.Tensor,
@@ -243,8 +291,59 @@ def _gentle_along(ctx: "AuditContext", point: dict[str, float], along: str, line
     nearest = float(candidates[torch.argmin(distance)])
     search_key = line_key + (nearest, zero > nearest)  # the zeros between the same nonzero point and region
     if search_key not in memory:
-        memory[search_key] = edge_decays(value_fn, zero, nearest)
+        memory[search_key] = _edge_decays(value_fn, *_narrowed(value_fn, zero, nearest))
     return memory[search_key]
+
+
+WIDE_SEARCH = 1024
+"""Points per step of the pairs' edge search: a float64 bracket closes in about five calls
+(the target is elementwise in the pairs, so the batch size changes no value)."""
+
+
+def _edge_decays(value_fn: Any, zero_x: float, other_x: float) -> bool:
+    """:func:`gradaudit.engine.zero_regions.edge_decays` with :data:`WIDE_SEARCH` points a step."""
+    if (zero_x < 0) != (other_x < 0) or zero_x == 0 or other_x == 0:
+        return False
+    zero, edge = zero_x, other_x
+    for _ in range(BISECTION_STEPS):
+        inside = np.linspace(zero, edge, WIDE_SEARCH + 2)[1:-1]
+        inside = inside[(inside != zero) & (inside != edge)]
+        if not inside.size:
+            break
+        nonzero = np.flatnonzero(value_fn(torch.from_numpy(inside)).numpy() != 0)
+        if nonzero.size:
+            j = int(nonzero[0])
+            edge = float(inside[j])
+            if j:
+                zero = float(inside[j - 1])
+        else:
+            zero = float(inside[-1])
+    return reached_gently(value_fn, edge, zero, relative=abs(edge) >= 1.0, batch=WIDE_SEARCH)  # the search's code path
+
+
+NARROWING = 3
+"""Steps of geometric narrowing before the edge search, for brackets that span decades (the
+tails): 64 log-spaced points a step bring 600 decades within about 0.01% in three calls."""
+
+
+def _narrowed(value_fn: Any, zero: float, nonzero: float) -> tuple[float, float]:
+    """A bracket (a zero, the nearest non-zero) within ``zero .. nonzero`` (same sign) whose ends
+    are close in magnitude, found on log-spaced points: the linear edge search then takes a
+    few calls instead of one per two decades."""
+    for _ in range(NARROWING):
+        if max(abs(zero), abs(nonzero)) <= 2 * min(abs(zero), abs(nonzero)):
+            break
+        sign = math.copysign(1.0, zero)
+        inside = sign * np.geomspace(abs(zero), abs(nonzero), 66)[1:-1]
+        values = value_fn(torch.from_numpy(inside)).numpy()
+        found = np.flatnonzero((values != 0) & np.isfinite(values))
+        if not found.size:
+            break
+        j = int(found[0])
+        nonzero = float(inside[j])
+        if j:
+            zero = float(inside[j - 1])
+    return zero, nonzero
 
 
 def _signed_zero_findings(ctx: "AuditContext", check: Check, ev: PairEvaluation, partner: str,
@@ -258,7 +357,7 @@ def _signed_zero_findings(ctx: "AuditContext", check: Check, ev: PairEvaluation,
     empty = torch.zeros(0, dtype=torch.long)
     rounded = torch.nonzero(created_mask & (exact != 0)).flatten()  # float64 is not zero there: an underflow
     zero = torch.nonzero(created_mask & (exact == 0)).flatten()
-    examined = _examined(ev, zero)
+    examined = _examined(ctx, ev, zero, name if gradient else None, sign)
     classes = _classes(ctx, ev, examined, name if gradient else None, sign) if examined.numel() else {}
     groups = {"spurious": classes.get("spurious", empty),
               "propagated": torch.cat([rounded[:EXAMINED]] + [classes.get(k, empty) for k in
