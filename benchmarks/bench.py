@@ -30,8 +30,8 @@ sys.path.insert(0, HERE)  # bench_detect, also under python -m benchmarks.bench
 BASELINE = "cd2ef79"
 CLI_TARGETS = ("samples/seed_relu.py:MyReLU", "torch.nn.functional:silu")
 TARGETS = {"marginal full audit": 30, "marginal GA101 alone": 15, "audit / gradcheck+gradgradcheck": 1.0,
-           "CLI added": 0.4}
-"""The targets of issue 19: passes, passes, worst ratio, seconds."""
+           "CLI added": 0.4, "several inputs": 3.0}
+"""The targets of issue 19 (passes, passes, worst ratio, seconds) and issue 20 (two inputs / one)."""
 
 
 def side_env(root: str) -> dict[str, str]:
@@ -102,6 +102,8 @@ def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
                 best["sizes"][n][key] = min(best["sizes"][n][key], value)
         for key in ("first", "second"):
             best["first_audit"][key] = min(best["first_audit"][key], other["first_audit"][key])
+        if best.get("several") and other.get("several"):
+            best["several"] = {key: min(value, other["several"][key]) for key, value in best["several"].items()}
     for name in best["targets"]:
         ratios = [r["targets"][name]["audit"] / r["targets"][name]["anchor"] for r in rounds]
         best["targets"][name]["ratio_range"] = (min(ratios), max(ratios))
@@ -185,6 +187,19 @@ def report(sides: dict[str, dict[str, Any]], cli: dict[str, dict[str, float]], n
                        f"[{lo:.2f}-{hi:.2f}]; CPU {t['audit_cpu'] / t['anchor_cpu']:.2f}; {t['status']}")
         rows.append(row)
     print(tabulate(rows, headers=["target"] + names))
+
+    print("\nseveral inputs: the default audit of x * silu(gate) (two elementwise inputs) / the one-input "
+          f"audit of x * silu(x), fastest of each, in turns (target <= {TARGETS['several inputs']:.0f}):")
+    rows = []
+    for name in names:
+        several = sides[name].get("several")
+        if several is None:
+            rows.append([name, "- (one input only)"])
+            continue
+        ratio, ratio_cpu = several["two"] / several["one"], several["two_cpu"] / several["one_cpu"]
+        rows.append([name, f"{several['two'] * 1e3:.1f} / {several['one'] * 1e3:.1f} ms = {ratio:.2f} "
+                           f"({met(ratio, TARGETS['several inputs'])}); CPU {ratio_cpu:.2f}"])
+    print(tabulate(rows, headers=["side", "two inputs / one input"]))
 
     print("\nwhere the default audit of F.silu spends its time (ms per check, fastest over the runs of each side):")
     checks = {name: sides[name]["targets"]["F.silu"]["checks"] for name in names}

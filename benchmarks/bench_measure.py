@@ -123,6 +123,32 @@ def target_ratios(repeat: int) -> dict[str, dict[str, float]]:
     return results
 
 
+def _swiglu(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    return x * F.silu(gate)
+
+
+def _swiglu_tied(x: torch.Tensor) -> torch.Tensor:
+    return x * F.silu(x)
+
+
+def several_inputs_ratio(repeat: int) -> dict[str, float] | None:
+    """The default audit of a two-input elementwise target, ``x * silu(gate)``, against the
+    one-input audit of the same formula (``x * silu(x)``), fastest of ``repeat`` each, in
+    turns; None where gradaudit audits one input only (the commit before issue 20)."""
+    from gradaudit import audit
+
+    if audit(_swiglu, select=["GA101"]).status == "error":
+        return None
+    audit(_swiglu), audit(_swiglu_tied)  # warm-ups
+    two = one = two_cpu = one_cpu = float("inf")
+    for _ in range(repeat):
+        wall, cpu = best_times(lambda: audit(_swiglu), 1)
+        two, two_cpu = min(two, wall), min(two_cpu, cpu)
+        wall, cpu = best_times(lambda: audit(_swiglu_tied), 1)
+        one, one_cpu = min(one, wall), min(one_cpu, cpu)
+    return {"two": two, "one": one, "two_cpu": two_cpu, "one_cpu": one_cpu}
+
+
 def size_sweep(sizes: list[int], repeat: int) -> dict[str, dict[str, float]]:
     """Per size: the full audit and GA101 alone of F.silu (fastest of ``repeat``) and the
     yardstick pass, sizes taken one at a time as a run of gradaudit takes them."""
@@ -163,6 +189,7 @@ def measure(root: str, sizes: list[int], repeat: int, target_repeat: int) -> dic
     torch.manual_seed(0)
     first = first_audit()
     return {"first_audit": first, "targets": target_ratios(target_repeat), "sizes": size_sweep(sizes, repeat),
+            "several": several_inputs_ratio(target_repeat),
             "screen": screen_kind(), "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
