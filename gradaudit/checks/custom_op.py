@@ -74,9 +74,8 @@ def _inputs(ctx: "AuditContext", dtype: torch.dtype) -> list[tuple[tuple[Any, ..
         for extra in binding.extras:
             if extra.role.kind == "like":
                 extras[extra.name] = x.detach().flip(0).clone().requires_grad_(True)
-            elif extra.role.kind == "shape":
-                count = int(torch.tensor(extra.role.shape).prod())
-                extras[extra.name] = torch.linspace(0.5, 1.5, count, dtype=dtype).reshape(extra.role.shape).requires_grad_(True)
+            elif extra.broadcast:
+                extras[extra.name] = extra.leaf(dtype)
             else:
                 extras[extra.name] = binding.fill(extra, x)
         calls.append(binding.arguments(x.detach().clone().requires_grad_(True), extras))

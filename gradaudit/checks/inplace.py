@@ -60,11 +60,8 @@ def _inputs(ctx: "AuditContext", values: torch.Tensor) -> tuple[dict[str, torch.
             continue
         if extra.role.kind == "like":
             leaves[extra.name] = values.flip(0).clone().requires_grad_(True)
-        elif extra.role.kind == "shape":
-            count = int(torch.tensor(extra.role.shape).prod())
-            leaves[extra.name] = torch.linspace(0.5, 1.5, count, dtype=values.dtype).reshape(extra.role.shape).requires_grad_(True)
         else:
-            leaves[extra.name] = extra.role.value.detach().clone().requires_grad_(True)
+            leaves[extra.name] = extra.leaf(values.dtype)
     given = {name: leaf * 1.0 for name, leaf in leaves.items()}
     if binding.several:
         given["x"] = binding.lay_out(given["x"])

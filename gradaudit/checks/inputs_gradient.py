@@ -101,8 +101,8 @@ def _gradcheck_all(ctx: "AuditContext", gradient: Check, location: Any) -> Itera
     for extra in binding.extras:
         if extra.role.kind == "like":
             values[extra.name] = (torch.rand(x.shape, generator=generator, dtype=torch.float64) - 0.5).requires_grad_(True)
-        elif extra.role.kind == "shape":
-            values[extra.name] = (0.5 + torch.rand(extra.role.shape, generator=generator, dtype=torch.float64)).requires_grad_(True)
+        elif extra.broadcast:
+            values[extra.name] = extra.leaf(torch.float64)
         else:
             values[extra.name] = binding.fill(extra, x)
     names = ["x"] + [name for name, v in values.items() if isinstance(v, torch.Tensor) and v.requires_grad]

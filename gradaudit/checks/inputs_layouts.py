@@ -42,11 +42,8 @@ def _leaves(ctx: "AuditContext", shape: tuple[int, ...] | None) -> dict[str, tor
             continue
         if extra.role.kind == "like":
             leaves[extra.name] = x.detach().flip(0).clone().requires_grad_(True)
-        elif extra.role.kind == "shape":
-            size = int(torch.tensor(extra.role.shape).prod())
-            leaves[extra.name] = torch.linspace(0.5, 1.5, size, dtype=torch.float64).reshape(extra.role.shape).requires_grad_(True)
         else:
-            leaves[extra.name] = extra.role.value.detach().clone().requires_grad_(True)
+            leaves[extra.name] = extra.leaf(torch.float64)
     return leaves
 
 
@@ -187,7 +184,7 @@ def run_broadcast_layouts(ctx: "AuditContext", check: Check) -> Iterator[Finding
         got = _gradients(ctx, leaves, torch.ones_like)
     except Exception as exc:
         yield check.finding("broadcast-layout", "fail", audit=ctx, shape=deeper, name=repr(name),
-                            input_shape=binding.broadcast[0].role.shape, what=f"the target raises {describe_exception(exc)}",
+                            input_shape=binding.broadcast[0].shape, what=f"the target raises {describe_exception(exc)}",
                             flat=flat, dtype="float64", input=name, location=ctx.target.source("backward"))
         return
     if "x" in got and got["x"] is not None:
@@ -195,6 +192,6 @@ def run_broadcast_layouts(ctx: "AuditContext", check: Check) -> Iterator[Finding
     difference = _difference(got, want)
     if difference is not None:
         yield check.finding("broadcast-layout", "fail", audit=ctx, shape=deeper, name=repr(name),
-                            input_shape=binding.broadcast[0].role.shape,
+                            input_shape=binding.broadcast[0].shape,
                             what="the backward " + difference.replace("the contiguous grad_output", "the usual layout"),
                             flat=flat, dtype="float64", input=name, location=ctx.target.source("backward"))

@@ -45,8 +45,7 @@ def run_parameter_gradient(ctx: "AuditContext") -> Iterator[Finding]:
     binding = ctx.binding
     for extra in binding.broadcast:
         x = binding.lay_out(small_input(ctx, torch.float64, moderate=True))
-        size = max(1, extra.role.shape and int(torch.tensor(extra.role.shape).prod()))
-        value = torch.linspace(0.5, 1.5, size, dtype=torch.float64).reshape(extra.role.shape).requires_grad_(True)
+        value = extra.leaf(torch.float64)
         fn = ctx.raw_callable_for(torch.float64)
 
         def forward(extra=extra, value=value, x=x, fn=fn) -> torch.Tensor:

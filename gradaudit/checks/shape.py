@@ -235,8 +235,9 @@ def run_shape(ctx: "AuditContext") -> Iterator[Finding]:
     compare_values = not forward_is_random(ctx)
     problems: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for dtype in ctx.options.dtypes:
-        if ctx.evaluate(dtype).error is not None:
-            continue  # the dtype itself fails: GA403
+        evaluated = ctx.evaluate(dtype)
+        if evaluated.error is not None or (evaluated.grad_error or "").startswith("backward raised"):
+            continue  # the dtype itself fails (GA403), or its backward does on the plain probe (GA101)
         values = small_input(ctx, dtype)
         if not values.numel():
             continue  # the dtype cannot represent the domain: GA403 says so

@@ -47,7 +47,24 @@ class Extra:
 
     @property
     def broadcast(self) -> bool:
-        return self.role.kind == "shape"
+        """A parameter-like input: a shape role, or a floating constant tensor that requires grad."""
+        if self.role.kind == "shape":
+            return True
+        value = self.role.value
+        return self.differentiable and isinstance(value, torch.Tensor) and value.dim() > 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of a parameter-like input."""
+        return self.role.shape if self.role.kind == "shape" else tuple(self.role.value.shape)
+
+    def leaf(self, dtype: torch.dtype, device: str | torch.device = "cpu") -> torch.Tensor:
+        """A leaf that requires grad for a parameter-like input: the given tensor, or values
+        spread over [0.5, 1.5] (a bias, a per-channel slope) in its shape."""
+        if self.role.kind != "shape":
+            return self.role.value.detach().to(dtype=dtype, device=device).clone().requires_grad_(True)
+        count = math.prod(self.role.shape)
+        return torch.linspace(0.5, 1.5, count, dtype=dtype, device=device).reshape(self.role.shape).requires_grad_(True)
 
 
 def _resolve(role: InputRole, parameter: Parameter) -> InputRole:
@@ -65,13 +82,13 @@ def x_layout(target: str, extras: list[Extra]) -> tuple[int, ...] | None:
     """How x is laid out so that every parameter-like input broadcasts against it: their
     shapes aligned on the right, with -1 (the batch) in the first dimension of size 1 (or in
     front) and :data:`SPREAD_DIM` in the others. None when there is none."""
-    shapes = [e.role.shape for e in extras if e.broadcast]
+    shapes = [e.shape for e in extras if e.broadcast]
     if not shapes:
         return None
     rank = max(len(s) for s in shapes)
     combined = [1] * rank
     for extra in (e for e in extras if e.broadcast):
-        shape = extra.role.shape
+        shape = extra.shape
         for i, size in enumerate(shape, start=rank - len(shape)):
             if size != 1 and combined[i] not in (1, size):
                 raise TargetError(
@@ -131,8 +148,8 @@ class Binding:
         if extra.role.kind == "shape":
             return torch.full(extra.role.shape, value, dtype=like.dtype, device=like.device)
         constant = extra.role.value
-        if isinstance(constant, torch.Tensor) and constant.device != like.device:
-            return constant.to(like.device)
+        if isinstance(constant, torch.Tensor):  # differentiated only where a check asks (Extra.leaf)
+            return constant.detach().to(like.device)
         return constant
 
     def arguments(self, x: torch.Tensor, values: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:

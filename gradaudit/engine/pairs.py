@@ -153,7 +153,7 @@ def _forward(ctx: "AuditContext", dtype: torch.dtype, leaves: dict[str, torch.Te
     arguments = {e.name: laid[e.name] if e.name in laid else binding.fill(e, x) for e in binding.extras}
     for extra in binding.broadcast:
         if extra.name not in laid:
-            arguments[extra.name] = binding.fill(extra, x).requires_grad_(True)
+            arguments[extra.name] = extra.leaf(dtype, x.device)
     out = binding.call(fn, x, arguments)
     wrt = list(leaves.items()) + [(e.name, arguments[e.name]) for e in binding.broadcast if e.name not in leaves]
     return out, wrt
