@@ -151,11 +151,12 @@ def _forward(ctx: "AuditContext", dtype: torch.dtype, leaves: dict[str, torch.Te
     laid = {name: binding.lay_out(leaf) for name, leaf in leaves.items()}  # leaves are 1-D: no view unless laid out
     x = laid[FIRST]
     arguments = {e.name: laid[e.name] if e.name in laid else binding.fill(e, x) for e in binding.extras}
-    for extra in binding.broadcast:
-        if extra.name not in laid:
-            arguments[extra.name] = extra.leaf(dtype, x.device)
+    for extra in binding.broadcast:  # held at one value, so that every pair meets the same function
+        if extra.name not in laid and extra.role.kind == "shape":
+            arguments[extra.name] = binding.fill(extra, x).requires_grad_(True)
     out = binding.call(fn, x, arguments)
-    wrt = list(leaves.items()) + [(e.name, arguments[e.name]) for e in binding.broadcast if e.name not in leaves]
+    wrt = list(leaves.items()) + [(e.name, arguments[e.name]) for e in binding.broadcast
+                                  if e.name not in leaves and e.role.kind == "shape"]
     return out, wrt
 
 
