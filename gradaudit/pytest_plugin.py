@@ -53,8 +53,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "device is missing is skipped.")
 
 
+_PYTEST_VERBOSITY = [0]
+"""pytest's own -v count in the session that loaded the plugin (the failure text follows it)."""
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gradaudit: an audit of a configured target (pytest --gradaudit)")
+    _PYTEST_VERBOSITY[0] = int(config.getoption("verbose", 0) or 0)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _PYTEST_VERBOSITY[0] = 0
+
+
+def failure_message(report: "Report", strict: bool) -> str | None:
+    """The text a failing audit fails its test with (None: it passes): the findings table at
+    gradaudit's default level, or with every info finding and traceback under ``pytest -v``;
+    what the default hid is counted with the hint a pytest user can follow, ``pytest -v``."""
+    from .model.report import AuditFailure
+    from .render.table import failure_text
+
+    try:
+        report.raise_for_status(strict=strict)
+    except AuditFailure:
+        verbosity = 1 if _PYTEST_VERBOSITY[0] >= 1 else 0
+        return (f"gradaudit: {report.target} is {report.status}\n"
+                + failure_text([report], verbosity=verbosity, more="pytest -v shows them"))
+    return None
 
 
 def _given(pytestconfig: pytest.Config) -> dict[str, Any]:
@@ -98,15 +123,9 @@ class Auditor:
         """Audit ``fn`` and fail the test, with the findings table, on a fail or error (or a
         warn when ``strict``). Returns the report when it passes."""
         __tracebackhide__ = True
-        from .model.report import AuditFailure
-
         report = self.audit(fn, **options)
-        message = None
-        try:
-            report.raise_for_status(strict=self.settings["strict"] if strict is None else strict)
-        except AuditFailure as failure:
-            message = str(failure)
-        if message is not None:  # outside the except block: the table is shown once, unchained
+        message = failure_message(report, self.settings["strict"] if strict is None else strict)
+        if message is not None:  # the table, shown once
             pytest.fail(message, pytrace=False)
         return report
 
@@ -140,7 +159,6 @@ class AuditItem(pytest.Item):
         self.add_marker("gradaudit")
 
     def runtest(self) -> None:
-        from .model.report import AuditFailure
         from .run.tasks import RunOptions, audit_target
 
         report = self.error
@@ -151,10 +169,9 @@ class AuditItem(pytest.Item):
             kwargs = {key: self.settings.get(key) for key in RUN_SETTINGS}
             report = audit_target(self.target, RunOptions({**kwargs, "device": self.devices}), self.project)
         self.user_properties.append(("gradaudit_status", report.status))
-        try:
-            report.raise_for_status(strict=bool(self.settings.get("strict")))
-        except AuditFailure as failure:
-            raise AuditItemFailure(str(failure)) from None
+        message = failure_message(report, bool(self.settings.get("strict")))
+        if message is not None:
+            raise AuditItemFailure(message)
 
     def repr_failure(self, excinfo: Any, style: Any = None) -> Any:
         if excinfo.errisinstance(AuditItemFailure):

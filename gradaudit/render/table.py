@@ -19,7 +19,7 @@ from ..model.numbers import number
 from ..model.report import Finding, Report, worst_status
 from .location import DEFAULT, QUIET, VERBOSE, dtype_text, finding_location, verbosity_of
 
-__all__ = ["KINK_ROW", "render_table", "failure_text", "summary_table", "kink_table"]
+__all__ = ["KINK_ROW", "render_table", "failure_text", "cli_addressable", "summary_table", "kink_table"]
 
 
 def summary_table(reports: list[Report]) -> str:
@@ -145,9 +145,18 @@ def render_table(reports: list[Report], verbose: bool = False, **extra: Any) -> 
     return "\n".join(parts) + "\n"
 
 
-def failure_text(reports: list[Report]) -> str:
-    """The text of :meth:`Report.raise_for_status`'s exception (a pytest failure): the default
-    level, with a hint a pytest user can follow (pytest's own -v does not reach gradaudit)."""
-    names = " ".join(r.target for r in reports)
-    more = f"`gradaudit check {names} -v` prints them, and AuditFailure.report.findings holds every one"
-    return render_table(reports, verbosity=DEFAULT, more=more)
+def cli_addressable(target: str) -> bool:
+    """Whether ``gradaudit check TARGET`` can name this target: not a function local to another
+    (``test_x:test_y.<locals>.inner``), a lambda, or an object named by its repr."""
+    return bool(target) and not any(mark in target for mark in ("<", ">", "(", " "))
+
+
+def failure_text(reports: list[Report], verbosity: int = DEFAULT, more: str | None = None) -> str:
+    """The text of :meth:`Report.raise_for_status`'s exception: the default level, with a hint
+    its reader can follow: ``more`` if given (the pytest plugin says ``pytest -v``), else the
+    CLI command where every target is one the CLI can name, and the exception's report."""
+    if more is None:
+        names = [r.target for r in reports]
+        command = f"`gradaudit check {' '.join(names)} -v` prints them, and " if all(map(cli_addressable, names)) else ""
+        more = f"{command}AuditFailure.report.findings holds every one"
+    return render_table(reports, verbosity=verbosity, more=more)
