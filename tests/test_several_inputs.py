@@ -194,7 +194,7 @@ def test_one_input_targets_get_the_grad_output_layouts_too():
     assert gradaudit.audit(torch.tanh, dtypes=FAST).status == "pass"
 
 
-def test_a_backward_ignoring_grad_output_fails_ga404():
+def test_a_backward_ignoring_grad_output_fails_ga101():
     class IgnoresGradOutput(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x):
@@ -206,8 +206,10 @@ def test_a_backward_ignoring_grad_output_fails_ga404():
             (x,) = ctx.saved_tensors
             return 2 * x  # forgets grad_output: right for ones only
 
-    report = gradaudit.audit(IgnoresGradOutput, dtypes=FAST, select=["GA404"])
-    assert ("GA404", "fail") in {(f.code, f.status) for f in report.findings}
+    report = gradaudit.audit(IgnoresGradOutput, dtypes=FAST)
+    assert ("GA101", "grad-output-linearity", "fail") in {(f.code, f.kind, f.status) for f in report.findings}
+    surrogate = gradaudit.audit(IgnoresGradOutput, dtypes=FAST, surrogate=True, select=["GA101"])
+    assert {(f.kind, f.status) for f in surrogate.findings} == {("grad-output-linearity", "info")}
 
 
 # -- the CLI -------------------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def run_forward_ad(ctx: "AuditContext") -> Iterator[Finding]:
     location = ctx.target.source("forward")
     if ctx.target.kind == "custom op":
         yield _unsupported(ctx, "torch.library custom ops have no forward-mode AD formula (torch.func.jvp "
-                                "silently returns zero tangents through them)", location)
+                                "silently returns zero tangents through them)", location, raised=False)
         return
     refusal = functorch_refusal(ctx)
     if refusal is not None:
@@ -143,11 +143,14 @@ def run_forward_ad(ctx: "AuditContext") -> Iterator[Finding]:
         details={"points_checked": int(judged.sum()), "points_wrong": count, **extra})
 
 
-CUSTOM_OP_JVP = ("torch.library offers no register_jvp: if forward-mode AD is needed, wrap the op in an "
-                 "autograd.Function with setup_context and a jvp staticmethod.")
+CUSTOM_OP_JVP = ("torch.library has no register_jvp, so nothing registered on the op can add it: where "
+                 "jacfwd or jvp must see through it, call the PyTorch operations the op computes instead of "
+                 "the op (reverse mode, register_autograd's backward, is unaffected).")
 
 
-def _unsupported(ctx: "AuditContext", error: str, location: dict | None) -> Finding:
+def _unsupported(ctx: "AuditContext", error: str, location: dict | None, raised: bool = True) -> Finding:
+    """GA103's info: ``error`` is what torch.func.jvp raised, or (``raised`` False) why the
+    target has no forward-mode AD although nothing raises."""
     obj = ctx.target.obj
     missing: list[str] = []
     if isinstance(obj, type) and issubclass(obj, torch.autograd.Function):
@@ -168,7 +171,8 @@ def _unsupported(ctx: "AuditContext", error: str, location: dict | None) -> Find
     else:
         advice = ("An operation inside has no forward-AD formula; build the target from operations "
                   "that support it, or wrap the custom part in an autograd.Function with a jvp.")
-    return FORWARD_AD.finding("unsupported", "info", audit=ctx, reason=clause(error), advice=advice, dtype="float64",
+    reason = f"torch.func.jvp raises {clause(error)}" if raised else clause(error)
+    return FORWARD_AD.finding("unsupported", "info", audit=ctx, reason=reason, advice=advice, dtype="float64",
                               location=location, details={"missing": missing})
 
 
@@ -195,7 +199,7 @@ FORWARD_AD = Check(
                  "({where}); e.g. {example}. torch.func.jvp, jacfwd and torch.autograd.forward_ad users "
                  "get these derivatives. Fix the jvp formula (it must equal the backward's derivative "
                  "applied to the tangent), or the backward if that one is wrong (see GA101).",
-        "unsupported": "forward-mode AD is not supported: torch.func.jvp raises {reason}. jacfwd, jvp and "
+        "unsupported": "forward-mode AD is not supported: {reason}. jacfwd, jvp and "
                        "torch.autograd.forward_ad users cannot use this target. {advice}",
     },
 )

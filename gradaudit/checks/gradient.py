@@ -17,6 +17,7 @@ from ..engine.numerics import ATOL, RTOL, _array, numerical_derivative, shorter_
 from ..engine.screen import scratch_buffers, screen, screen_block, spacing_of_block
 from ..model.report import Finding
 from . import Check
+from .input_messages import INPUT_MESSAGES
 
 if TYPE_CHECKING:
     from ..engine.context import AuditContext
@@ -147,6 +148,9 @@ def straight_through(result: dict[str, torch.Tensor]) -> bool:
 
 def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
     yield from _along_x(ctx)
+    from .inputs_layouts import run_linearity
+
+    yield from run_linearity(ctx, GRADIENT)
     if ctx.binding.several:
         from .inputs_gradient import run_input_gradients
 
@@ -289,7 +293,7 @@ GRADIENT = Check(
     run=run_gradient,
     streams=True,
     location_role="backward",
-    surrogate_kinds=("wrong", "gradcheck", "input-wrong", "input-missing", "input-gradcheck"),
+    surrogate_kinds=("wrong", "gradcheck", "input-wrong", "input-missing", "input-gradcheck", "grad-output-linearity"),
     messages={
         "wrong": "backward disagrees with central differences at {count} of {total} smooth float64 "
                  "points ({where}); e.g. at x = {x} the backward gives {gradient} and central "
@@ -332,6 +336,7 @@ GRADIENT = Check(
                     "compute the gradients out of place.",
         "aliasing-raised": "the same tensor passed as x and as {partner!r} (f(t, t)) makes the target "
                            "raise {exception}. Inputs may alias: do not write into them in place.",
+        **INPUT_MESSAGES["GA101"],
     },
 )
 

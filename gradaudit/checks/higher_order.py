@@ -42,6 +42,11 @@ FIX_UNSUPPORTED = (
     "backward with differentiable torch operations (and drop @once_differentiable), or wrap a "
     "formula whose pieces autograd can differentiate twice."
 )
+FIX_UNSUPPORTED_CUSTOM_OP = (
+    "Needed only for gradient penalties, Hessian-vector products and meta-learning: write "
+    "register_autograd's backward with differentiable torch operations, or with other custom ops "
+    "that have register_autograd themselves."
+)
 
 
 class DoubleBackwardError(Exception):
@@ -117,7 +122,9 @@ def run_second_order(ctx: "AuditContext") -> Iterator[Finding]:
 
 
 def _unsupported(ctx: "AuditContext", error: str, location: dict | None) -> Finding:
-    return SECOND_ORDER.finding("unsupported", "info", audit=ctx, reason=clause(error), dtype="float64", location=location)
+    advice = FIX_UNSUPPORTED_CUSTOM_OP if ctx.target.kind == "custom op" else FIX_UNSUPPORTED
+    return SECOND_ORDER.finding("unsupported", "info", audit=ctx, reason=clause(error), advice=advice, dtype="float64",
+                                location=location)
 
 
 def _gradgradcheck(ctx: "AuditContext", location: dict | None) -> Iterator[Finding]:
@@ -164,7 +171,7 @@ SECOND_ORDER = Check(
                                    "not differentiable as written (it detaches what it computes with), "
                                    "so create_graph=True users silently get 0. {fix}"),
         "unsupported": "double backward is not supported: differentiating the backward raises {reason}. "
-                       "That is explicit, so nobody gets wrong second derivatives. " + FIX_UNSUPPORTED,
+                       "That is explicit, so nobody gets wrong second derivatives. {advice}",
         "gradgradcheck": "the target is not elementwise, so torch.autograd.gradgradcheck ran on a seeded "
                          "4x6 float64 input, and the double backward is wrong: {reason}. {fix}",
     },

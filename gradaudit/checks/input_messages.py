@@ -8,6 +8,13 @@ from typing import Any, Callable, Iterable, Iterator
 POINT = "at {count} of {total} pairs of the two-dimensional probe of x and {partner!r} ({where}); e.g. at {at}"
 
 INPUT_MESSAGES: dict[str, dict[str, str]] = {
+    "GA101": {
+        "grad-output-linearity": "the backward is not linear in grad_output: for a grad_output of random values "
+                                 "and for twice it (x of shape {shape}, {dtype}), it {what}. It ignores or "
+                                 "transforms grad_output's values (assumes all ones, clips or normalises them), "
+                                 "so every caller but loss.backward() gets wrong gradients. Multiply by "
+                                 "grad_output; declare surrogate=True if the transformation is deliberate.",
+    },
     "GA201": {
         "input-output": "the output is {value} in {dtype} " + POINT + ", where the float64 value is "
                         "{exact} and fits in {dtype}. {fix}",

@@ -5,7 +5,7 @@ parameter-like inputs must work when x has one more leading dimension ((B, T, C)
 of shape (C,)), as a reduction written for 2-D input does not."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 
@@ -107,60 +107,88 @@ def _layouts(out: torch.Tensor) -> list[tuple[str, Callable[[torch.Tensor], torc
     ]
 
 
-def run_grad_output_layouts(ctx: "AuditContext", check: Check) -> Iterator[Finding]:
-    """The backward with each grad_output layout against a contiguous one, and with random
-    values against its linearity (twice the grad_output, twice the gradient); one forward,
-    every backward over its graph."""
+Backward = Callable[[torch.Tensor], dict[str, "torch.Tensor | None"]]
+
+
+def _graph(ctx: "AuditContext") -> tuple[torch.Tensor, tuple[int, ...], Backward] | None:
+    """One forward on a 3-D x (laid out against parameter-like inputs), and a backward over its
+    graph for any grad_output; None where the target rejects this shape (GA404's own layouts
+    say so) or its output carries no gradient."""
     leaves = _leaves(ctx, None)
     try:
         with torch.enable_grad():
             out = _forward(ctx, leaves)
     except Exception:
-        return  # the target rejects this shape: GA404's own layouts say so
+        return None
     if not isinstance(out, torch.Tensor) or not out.requires_grad or out.dim() == 0:
-        return
-    shape = tuple(leaves["x"].shape)
-    location = ctx.target.source("backward")
+        return None
     inputs = list(leaves.values())
 
     def backward(grad_output: torch.Tensor) -> dict[str, torch.Tensor | None]:
         torch.default_generator.manual_seed(ctx.options.seed)
-        grads = vjps([out], inputs, [grad_output], retain_graph=True)
+        with torch.enable_grad():
+            grads = vjps([out], inputs, [grad_output], retain_graph=True)
         return {name: None if g is None else g.detach().clone() for name, g in zip(leaves, grads)}  # a backward may hand out its own state
 
-    with torch.enable_grad():
+    return out.detach(), tuple(leaves["x"].shape), backward
+
+
+def _reentrant(out: torch.Tensor, backward: Backward, seed: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The gradients for a random grad_output and for twice it, or None where the backward
+    raises or a second backward differs from the first (GA101's and GA402's findings)."""
+    try:
+        known = known_grad_output(out, seed)
+        once, twice, again = backward(known.clone()), backward(2 * known), backward(known.clone())
+    except Exception:
+        return None
+    return None if _difference(again, once) is not None else (once, twice)
+
+
+def run_grad_output_layouts(ctx: "AuditContext", check: Check) -> Iterator[Finding]:
+    """GA404: the backward with each grad_output layout against a contiguous one."""
+    graph = _graph(ctx)
+    if graph is None:
+        return
+    out, shape, backward = graph
+    if _reentrant(out, backward, 7) is None:
+        return
+    location = ctx.target.source("backward")
+    for layout, given, contiguous in _layouts(out):
+        want = backward(contiguous(out))
+        grad_output = given(out)
+        before = grad_output.clone()
         try:
-            known = known_grad_output(out, 7)
-            once, twice, again = backward(known.clone()), backward(2 * known), backward(known.clone())
-        except Exception:
-            return  # the contiguous backward itself fails: GA101 reports it
-        if _difference(again, once) is not None:
-            return  # a second backward differs from the first: GA402's finding, not a layout's
-        for layout, given, contiguous in _layouts(out.detach()):
-            want = backward(contiguous(out.detach()))
-            grad_output = given(out.detach())
-            before = grad_output.clone()
-            try:
-                got = backward(grad_output)
-            except Exception as exc:
-                yield check.finding("grad-output-layout", "fail", audit=ctx, what=f"raises {describe_exception(exc)}",
-                                    layout=layout, shape=shape, difference="", dtype="float64", location=location)
-                return
-            if not bool(((grad_output == before) | (grad_output.isnan() & before.isnan())).all()):
-                return  # the backward writes into grad_output: GA401's finding
-            difference = _difference(got, want)
-            if difference is not None:
-                yield check.finding("grad-output-layout", "fail", audit=ctx, what=difference, layout=layout,
-                                    shape=shape, difference="", dtype="float64", location=location)
-                return
-    doubled = {name: None if g is None else 2 * g for name, g in once.items()}
-    difference = _difference(twice, doubled)
+            got = backward(grad_output)
+        except Exception as exc:
+            yield check.finding("grad-output-layout", "fail", audit=ctx, what=f"raises {describe_exception(exc)}",
+                                layout=layout, shape=shape, difference="", dtype="float64", location=location)
+            return
+        if not bool(((grad_output == before) | (grad_output.isnan() & before.isnan())).all()):
+            return  # the backward writes into grad_output: GA401's finding
+        difference = _difference(got, want)
+        if difference is not None:
+            yield check.finding("grad-output-layout", "fail", audit=ctx, what=difference, layout=layout,
+                                shape=shape, difference="", dtype="float64", location=location)
+            return
+
+
+def run_linearity(ctx: "AuditContext", check: Check) -> Iterator[Finding]:
+    """GA101: the backward is a vector-Jacobian product, linear in grad_output: twice a random
+    grad_output gives twice the gradient (a backward that assumes ones, or clips, does not)."""
+    graph = _graph(ctx)
+    if graph is None:
+        return
+    out, shape, backward = graph
+    results = _reentrant(out, backward, 7)
+    if results is None:
+        return
+    once, twice = results
+    difference = _difference(twice, {name: None if g is None else 2 * g for name, g in once.items()})
     if difference is not None:
         yield check.finding(
-            "grad-output-layout", "fail", audit=ctx,
+            "grad-output-linearity", "fail", audit=ctx,
             what=difference.replace("the contiguous grad_output gives", "twice the gradient of half of it is"),
-            layout="a grad_output of random values, doubled (the backward must be linear in it)",
-            shape=shape, difference=": it ignores or misuses grad_output's values", dtype="float64", location=location)
+            shape=shape, dtype="float64", location=ctx.target.source("backward"))
 
 
 def run_broadcast_layouts(ctx: "AuditContext", check: Check) -> Iterator[Finding]:

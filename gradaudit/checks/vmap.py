@@ -79,8 +79,9 @@ def func_grad(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> to
 
 CUSTOM_OP_GRAD = ("torch.library custom ops run their register_autograd formula inside an autograd.Function "
                   "without setup_context, which torch.func.grad, jacrev and hessian do not support in this "
-                  "torch: nothing in the op can change that (torch.autograd.grad works). Wrap the op in an "
-                  "autograd.Function with setup_context if torch.func must differentiate it.")
+                  "torch: nothing registered on the op can change that (torch.autograd.grad works). Where "
+                  "torch.func must differentiate through it, call the PyTorch operations the op computes "
+                  "instead of the op.")
 
 
 def has_no_vmap_rule(obj: object) -> bool:
