@@ -16,7 +16,7 @@ from ..engine.options import dtype_name
 from ..engine.pairs import (
     FIRST, PairEvaluation, axis, describe_point, evaluate_at, example, pair_evaluation, reference_at
 )
-from ..engine.zero_regions import BISECTION_STEPS, DRAWS, JITTER, RAY_POWERS, jitter, reached_gently
+from ..engine.zero_regions import DRAWS, JITTER, RAY_POWERS, edge_decays, jitter
 from ..model.check import Check
 from ..model.report import Finding
 
@@ -302,23 +302,7 @@ WIDE_SEARCH = 1024
 
 def _edge_decays(value_fn: Any, zero_x: float, other_x: float) -> bool:
     """:func:`gradaudit.engine.zero_regions.edge_decays` with :data:`WIDE_SEARCH` points a step."""
-    if (zero_x < 0) != (other_x < 0) or zero_x == 0 or other_x == 0:
-        return False
-    zero, edge = zero_x, other_x
-    for _ in range(BISECTION_STEPS):
-        inside = np.linspace(zero, edge, WIDE_SEARCH + 2)[1:-1]
-        inside = inside[(inside != zero) & (inside != edge)]
-        if not inside.size:
-            break
-        nonzero = np.flatnonzero(value_fn(torch.from_numpy(inside)).numpy() != 0)
-        if nonzero.size:
-            j = int(nonzero[0])
-            edge = float(inside[j])
-            if j:
-                zero = float(inside[j - 1])
-        else:
-            zero = float(inside[-1])
-    return reached_gently(value_fn, edge, zero, relative=abs(edge) >= 1.0, batch=WIDE_SEARCH)  # the search's code path
+    return edge_decays(value_fn, zero_x, other_x, points=WIDE_SEARCH)
 
 
 NARROWING = 3

@@ -85,7 +85,7 @@ class Remembered:
         return self.values[key]
 
 
-def edge_decays(value_fn: ValueFn, zero_x: float, other_x: float) -> bool:
+def edge_decays(value_fn: ValueFn, zero_x: float, other_x: float, points: int = SEARCH_POINTS) -> bool:
     """Whether the zero region at ``zero_x`` is reached through gently decaying values.
 
     Search from the zero point towards ``other_x`` (non-zero value) for the last non-zero
@@ -94,21 +94,23 @@ def edge_decays(value_fn: ValueFn, zero_x: float, other_x: float) -> bool:
     The zero is a rounding of a tiny true value when the bracket does not cross x = 0 and the
     values decay gently into the zero (exponential tails, as silu or 1 - tanh^2), not when they
     reach it at a root with a non-zero slope (hardswish at -3) or in one step (a mask).
+    ``points`` per step: more close the bracket in fewer calls, where the batch size changes no
+    value (the target evaluated elementwise on any batch, as for the pairs of several inputs).
     """
     if (zero_x < 0) != (other_x < 0) or zero_x == 0 or other_x == 0:
         return False
     if isinstance(value_fn, Remembered):
         if (zero_x, other_x) not in value_fn.edges:
-            value_fn.edges[zero_x, other_x] = _search_edge(value_fn, zero_x, other_x)
+            value_fn.edges[zero_x, other_x] = _search_edge(value_fn, zero_x, other_x, points)
         return value_fn.edges[zero_x, other_x]
-    return _search_edge(value_fn, zero_x, other_x)
+    return _search_edge(value_fn, zero_x, other_x, points)
 
 
-def _search_edge(value_fn: ValueFn, zero_x: float, other_x: float) -> bool:
+def _search_edge(value_fn: ValueFn, zero_x: float, other_x: float, points: int = SEARCH_POINTS) -> bool:
     """:func:`edge_decays` without memory."""
     zero, edge = zero_x, other_x
     for _ in range(BISECTION_STEPS):
-        inside = np.linspace(zero, edge, SEARCH_POINTS + 2)[1:-1]
+        inside = np.linspace(zero, edge, points + 2)[1:-1]
         inside = inside[(inside != zero) & (inside != edge)]
         if not inside.size:
             break
@@ -123,7 +125,7 @@ def _search_edge(value_fn: ValueFn, zero_x: float, other_x: float) -> bool:
     # evaluated in a batch of the search's size, so the target takes the same (vectorised)
     # code path as in the search: near the edge a scalar path may round to zero where the
     # vectorised one did not
-    return reached_gently(value_fn, edge, zero, relative=abs(edge) >= 1.0, batch=SEARCH_POINTS)
+    return reached_gently(value_fn, edge, zero, relative=abs(edge) >= 1.0, batch=points)
 
 
 def reached_gently(value_fn: ValueFn, edge: float, zero: float, relative: bool, batch: int = 3,
