@@ -67,15 +67,24 @@ def _clip(intervals: list[list[float]], lo: float, hi: float) -> list[tuple[floa
     return [(max(a, lo), min(b, hi)) for a, b in intervals if b >= lo and a <= hi]
 
 
+FLAT = 1e-9
+"""A curve whose values all lie within this fraction of their magnitude is flat: its axis shows
+the value with room around it, not the rounding between its points magnified."""
+
+
 def y_limits(values: torch.Tensor) -> tuple[float, float] | None:
     """The y-range of the bulk of ``values``: the span of :data:`Y_QUANTILES` of the finite
-    ones with a margin, widened to the full span when nothing lies far beyond it. None when no
-    value is finite."""
+    ones with a margin, widened to the full span when nothing lies far beyond it; a flat curve
+    gets half its magnitude (at least 0.5) either side. None when no value is finite."""
     finite = values[torch.isfinite(values)].to(torch.float64)
     if not finite.numel():
         return None
     low, high = (float(q) for q in torch.quantile(finite, torch.tensor(Y_QUANTILES, dtype=torch.float64)))
     full_low, full_high = float(finite.min()), float(finite.max())
+    if full_high - full_low <= FLAT * max(abs(full_low), abs(full_high), 1.0):  # a flat curve, up to rounding
+        middle = (full_low + full_high) / 2
+        half = 0.5 * max(abs(middle), 1.0)
+        return middle - half, middle + half
     span = max(high - low, 1e-12 * max(abs(low), abs(high), 1.0), 1e-300)
     low, high = low - Y_MARGIN * span, high + Y_MARGIN * span
     if full_low >= low - span:  # nothing far below: show it all

@@ -256,3 +256,52 @@ def test_the_failure_hint_is_one_a_pytest_user_can_follow(user_project):
     shown = _failure_sections(verbose)
     assert shown.count(" GA201 nonfinite-output info") == 2  # ... and pytest -v shows them
     assert "not shown:" not in shown
+
+
+def test_a_targets_warnings_are_info_findings_and_nothing_reaches_stderr(in_root):
+    spec = "samples/output_suppressed.py:warning_relu"
+    result = run("check", spec, "--dtype", "float64", "--dtype", "float32", "--format", "json")
+    assert result.exit_code == 0 and result.stderr == ""
+    (entry,) = json.loads(result.stdout)["results"]
+    assert [f["status"] for f in entry["findings"] if f["code"] == "GA408"] == ["info"]
+    table = run("check", spec, "--dtype", "float64", "-v")
+    assert table.exit_code == 0 and table.stderr == "" and " GA408 " in table.stdout
+
+
+def test_tracebacks_only_under_verbose_in_the_table(in_root):
+    spec = "samples/broken.py:raises"
+    default = run("check", spec, "--dtype", "float64")
+    verbose = run("check", spec, "--dtype", "float64", "-v")
+    assert default.exit_code == verbose.exit_code == 2
+    assert "Traceback" not in default.stdout and "Traceback" in verbose.stdout
+
+
+def test_plot_of_a_two_input_target_through_the_cli(tmp_path, in_root):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "relu_gate.png"
+    result = run("plot", "samples/several_inputs.py:relu_gate", "--dtype", "float32", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 20_000
+
+
+def test_a_flat_gradient_gets_a_readable_y_range(tmp_path, monkeypatch):
+    """f = 2x: the gradient is 2 everywhere (up to rounding); its axis must not zoom into the
+    rounding (a 1e-12-wide range that matplotlib draws as an offset of noise)."""
+    pytest.importorskip("matplotlib")
+    from gradaudit.core import build_options
+    from gradaudit.plot import plot_target, y_limits
+    from gradaudit.targets.resolve import resolve
+
+    import torch
+
+    (tmp_path / "lin.py").write_text("def double(x):\n    return 2 * x\n")
+    monkeypatch.chdir(tmp_path)
+    (target,) = resolve("lin.py:double")
+    drawn = plot_target(target, build_options(dtypes=["float64"]), str(tmp_path / "lin.png"))
+    low, high = drawn["ylim"]["grad"]
+    assert low < 2 < high and high - low >= 0.1 * 2
+    noisy = torch.full((1000,), 1.0, dtype=torch.float64) + torch.linspace(-1e-15, 1e-15, 1000, dtype=torch.float64)
+    low, high = y_limits(noisy)
+    assert low < 1 < high and high - low >= 0.1
+    low, high = y_limits(torch.zeros(100))
+    assert low < 0 < high and high - low >= 0.1
