@@ -166,7 +166,8 @@ def _autocast(ctx: "AuditContext") -> Iterator[Finding]:
         out, grad = _run_autocast(ctx, plain.x)
     except (CallError, RuntimeError) as exc:
         text = str(exc) if isinstance(exc, CallError) else f"backward raised {describe_exception(exc)}"
-        yield DTYPE.finding("autocast-fails", "warn", audit=ctx, reason=clause(text), dtype="float32",
+        advice = AUTOCAST_CUSTOM_OP if ctx.target.kind == "custom op" else AUTOCAST_FUNCTION
+        yield DTYPE.finding("autocast-fails", "warn", audit=ctx, reason=clause(text), advice=advice, dtype="float32",
                             details={"autocast": "bfloat16"})
         return
     rounded: dict[str, torch.Tensor | None] = {}
@@ -230,6 +231,13 @@ def _inputs():  # type: ignore[no-untyped-def]
     return inputs_values
 
 
+AUTOCAST_FUNCTION = ("In an autograd.Function, decorate forward with @torch.amp.custom_fwd(device_type='cpu') and "
+                     "backward with @torch.amp.custom_bwd(device_type='cpu'), or cast inputs to one dtype before "
+                     "mixing them.")
+AUTOCAST_CUSTOM_OP = ("Register the op's autocast behaviour with torch.library.register_autocast(op, 'cpu', "
+                      "torch.float32), or cast its inputs to one dtype before mixing them.")
+
+
 DTYPE = Check(
     code="GA403",
     slug="dtype",
@@ -269,11 +277,7 @@ DTYPE = Check(
         "low-precision": "in {dtype} the {noun} is {problems} of {total} inputs where the same formula "
                          "in float32 at the same inputs is finite and fits in {dtype}: {where}; e.g. "
                          "x = {x} gives {got} in {dtype} and {want} in float32. {fix}",
-        "autocast-fails": "under torch.autocast('cpu', dtype=torch.bfloat16) the target fails: {reason}. "
-                          "In an autograd.Function, decorate forward with "
-                          "@torch.amp.custom_fwd(device_type='cpu') and backward with "
-                          "@torch.amp.custom_bwd(device_type='cpu'), or cast inputs to one dtype before "
-                          "mixing them.",
+        "autocast-fails": "under torch.autocast('cpu', dtype=torch.bfloat16) the target fails: {reason}. {advice}",
         "autocast-differs": "under torch.autocast('cpu', dtype=torch.bfloat16) the {noun} differs from "
                             "plain float32 beyond bfloat16 precision or is non-finite at {count} of "
                             "{total} float32 inputs; e.g. x = {x} gives {got} instead of {want}. {fix}",

@@ -227,7 +227,15 @@ def _no_gradient(ctx: "AuditContext", ev: "Evaluation", location: dict | None) -
     if flat is not None:
         return GRADIENT.finding("constant", "info", reason=ev.grad_error, count=flat, dtype="float64",
                                 location=location, details={"points_checked": flat})
-    return GRADIENT.finding("no-gradient", "fail", reason=ev.grad_error, dtype="float64", location=location)
+    advice = CUSTOM_OP_BACKWARD if ctx.target.kind == "custom op" else FUNCTION_BACKWARD
+    return GRADIENT.finding("no-gradient", "fail", reason=ev.grad_error, advice=advice, dtype="float64",
+                            location=location)
+
+
+FUNCTION_BACKWARD = ("Compute the output with differentiable torch operations, or give the autograd.Function a "
+                     "backward that works.")
+CUSTOM_OP_BACKWARD = ("Register a backward for the op: op.register_autograd(backward, setup_context=...), with "
+                      "a register_fake implementation for torch.compile.")
 
 
 RAISED = "backward raised"
@@ -304,8 +312,7 @@ GRADIENT = Check(
                       "shortest finite-difference step that float64's rounding allows there (a period "
                       "shorter than the step), so these points were skipped, not judged. Shown for "
                       "information.",
-        "no-gradient": "no usable gradient: {reason}. Compute the output with differentiable torch "
-                       "operations, or give the autograd.Function a backward that works.",
+        "no-gradient": "no usable gradient: {reason}. {advice}",
         "constant": "no gradient flows back: {reason}. None is needed: central differences of "
                     "the float64 forward are 0 at all {count} smooth probe points, so the true "
                     "gradient is 0 there. Shown for information.",

@@ -25,6 +25,10 @@ FIX_FORWARD = (
     "ctx.mark_dirty(x) and return x, so autograd knows; if mutating the caller's tensor is "
     "deliberate (nn.ReLU(inplace=True)), ignore GA401 for this target."
 )
+CUSTOM_OP_FORWARD = (
+    "Compute out of place (x.clamp(min=0), not x.clamp_(min=0)), or declare the input the op writes to in "
+    "mutates_args=(\"x\",) and return a new tensor (a custom op may not return its input or a view of it)."
+)
 FIX_BACKWARD = (
     "Do not write into grad_output: start from grad_output.clone(), or compute out of place, "
     "e.g. torch.where(mask, grad_output, torch.zeros_like(grad_output)). autograd may hand the "
@@ -94,6 +98,7 @@ def run_inplace(ctx: "AuditContext") -> Iterator[Finding]:
             if change is not None:
                 yield INPLACE.finding(
                     "forward-mutates-input", "fail", audit=ctx, change=change, dtype="float64", input=_label(name),
+                    advice=CUSTOM_OP_FORWARD if ctx.target.kind == "custom op" else FIX_FORWARD,
                     details={"version_before": before[name][1], "version_after": tensor._version},
                 )
                 return
@@ -137,9 +142,7 @@ INPLACE = Check(
         "given must still hold its values too (compared by value: a kernel's writes do not bump the "
         "version counter). Targets with several inputs get each of them as a non-leaf tensor."
     ),
-    fixes={"custom op": "Compute out of place (x.clamp(min=0), not x.clamp_(min=0)), or declare the input the "
-                        "op writes to in mutates_args=(\"x\",) and return a new tensor (a custom op may not return "
-                        "its input or a view of it). " + FIX_BACKWARD},
+    fixes={"custom op": CUSTOM_OP_FORWARD + " " + FIX_BACKWARD},
     fix=FIX_FORWARD + " " + FIX_BACKWARD,
     example="forward calls x.relu_(); backward does grad_output[x < 0] = 0",
     run=run_inplace,
@@ -147,7 +150,7 @@ INPLACE = Check(
         "forward-mutates-input": "the forward modifies its input in place: called on a float64 tensor "
                                  "that requires grad (a non-leaf, as in a network), {change}. The "
                                  "caller's tensor is overwritten, and anything else that saved it for "
-                                 "backward computes wrong gradients or raises. {fix}",
+                                 "backward computes wrong gradients or raises. {advice}",
         "backward-mutates-grad-output": "the backward modifies grad_output in place: after "
                                         "torch.autograd.grad(y, x, grad_output) on a float64 input, "
                                         "{change}. " + FIX_BACKWARD,

@@ -129,6 +129,8 @@ def _reference_convention(ctx: "AuditContext", kink: "Kink", details: dict[str, 
     reference = ctx.options.reference
     assert reference is not None
     fn = reference.callable_for(torch.float64)
+    if ctx.binding.several:  # the reference takes the target's inputs: along x with the others held as x's are
+        fn = ctx.binding.section(fn)
     leaf = torch.tensor([kink.location], dtype=torch.float64, requires_grad=True)
     try:
         (ref_grad,) = torch.autograd.grad(fn(leaf.clone()).sum(), leaf)

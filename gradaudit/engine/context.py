@@ -112,7 +112,7 @@ class AuditContext:
         target = Target(name=f"{self.target.name} along {along or 'x'} ({described})", obj=fn)
         for role in ("forward", "backward"):
             target._sources[role] = self.target.source(role)
-        section = AuditContext(target, replace(options or self.options, inputs={}), self.needs)
+        section = AuditContext(target, replace(options or self.options, inputs={}, reference=None), self.needs)
         settled = self._memo.get(f"elementwise.{along}") if along is not None else self.elementwise
         if settled:  # known elementwise along that input: a section's test would repeat it
             section.__dict__["elementwise"] = True
