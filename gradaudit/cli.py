@@ -59,6 +59,14 @@ def audit_kwargs(options: dict[str, Any], settings: dict[str, Any]) -> dict[str,
     })
 
 
+def compile_and_targets(backend: str | None, targets: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
+    """``--compile TARGET``: click gives the optional backend the next word; a word that names a
+    target (a path, ``module:attr``, ``@group``) is a target, and the backend the default."""
+    if backend is not None and (":" in backend or "/" in backend or backend.endswith(".py") or backend.startswith("@")):
+        return (backend, *targets), "inductor"
+    return targets, backend
+
+
 def parse_inputs(values: tuple[str, ...]) -> dict[str, str] | None:
     """``--input bias=8 --input gate=like`` as ``{"bias": "8", "gate": "like"}`` (roles are
     parsed by the audit, which names a bad one with its target)."""
@@ -155,6 +163,7 @@ def check(targets: tuple[str, ...], output_format: str, output: str | None, conf
     from .run.runner import run_check
     from .run.tasks import stdout_to_stderr
 
+    targets, options["compile"] = compile_and_targets(options.get("compile"), targets)
     verbosity = _verbosity(verbose, quiet)
     core.VERBOSE_TRACEBACKS = verbose
     try:
