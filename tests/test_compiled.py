@@ -124,3 +124,11 @@ def test_dynamo_caches_reset_after_the_audit():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_compile_flag_before_a_target_takes_no_target_as_its_backend():
+    from gradaudit.cli import compile_and_targets
+
+    assert compile_and_targets("samples/compiled.py:relu6", ()) == (("samples/compiled.py:relu6",), "inductor")
+    assert compile_and_targets("aot_eager", ("m:f",)) == (("m:f",), "aot_eager")
+    assert compile_and_targets(None, ("m:f",)) == (("m:f",), None)

@@ -416,10 +416,3 @@ def test_roles_from_the_config_file(tmp_path, monkeypatch):
     (tmp_path / "pyproject.toml").write_text(table + "inputs = {bais = [8]}\n")
     assert CliRunner().invoke(main, ["check", "acts.py:BiasFull"]).exit_code == 2
 
-
-def test_compile_flag_before_a_target_takes_no_target_as_its_backend():
-    from gradaudit.cli import compile_and_targets
-
-    assert compile_and_targets("samples/compiled.py:relu6", ()) == (("samples/compiled.py:relu6",), "inductor")
-    assert compile_and_targets("aot_eager", ("m:f",)) == (("m:f",), "aot_eager")
-    assert compile_and_targets(None, ("m:f",)) == (("m:f",), None)
