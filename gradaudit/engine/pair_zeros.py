@@ -12,12 +12,16 @@ import numpy as np
 import torch
 
 from .pairs import PairEvaluation, axis, evaluate_at
-from .zero_regions import DRAWS, JITTER, RAY_POWERS, edge_decays, jitter
+from .zero_regions import JITTER, RAY_POWERS, edge_decays, jitter
 
 if TYPE_CHECKING:
     from .context import AuditContext
 
 
+PAIR_DRAWS = 2
+"""Perturbations of a pair: one random move of every input and its negation (a product's
+factors are scalars here, so a pair that two opposite moves leave at zero is not a vanishing
+product)."""
 EXAMINED = 16
 """Created zeros judged per dtype, input and grad_output sign (evenly spread over them): the
 judgement costs target calls, and the zeros of one kind share their verdict."""
@@ -82,7 +86,7 @@ def _judge_zeros(ctx: "AuditContext", names: list[str], points: list[tuple[float
                  sign: float, verdicts: dict[tuple, str]) -> None:
     columns = [torch.tensor([p[k] for p in points], dtype=torch.float64) for k in range(len(names))]
     waiting = torch.ones(len(points), dtype=torch.bool)
-    for draw in range(DRAWS):  # every input moved a little at once, in one call per draw
+    for draw in range(PAIR_DRAWS):  # every input moved a little at once, in one call per draw
         moved = []
         for k, column in enumerate(columns):
             noise = jitter(column.numel(), draw, ctx.options.seed, stream=k + 1)
@@ -230,8 +234,9 @@ def _narrowed(value_fn: Any, zero: float, nonzero: float) -> tuple[float, float]
         inside = sign * np.geomspace(abs(zero), abs(nonzero), 66)[1:-1]
         values = value_fn(torch.from_numpy(inside)).numpy()
         found = np.flatnonzero((values != 0) & np.isfinite(values))
-        if not found.size:
-            break
+        if not found.size:  # zero up to the last point before the non-zero end: the edge lies past it
+            zero = float(inside[-1])
+            continue
         j = int(found[0])
         nonzero = float(inside[j])
         if j:
