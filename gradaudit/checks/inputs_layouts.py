@@ -144,26 +144,50 @@ def _reentrant(out: torch.Tensor, backward: Backward, seed: int) -> tuple[dict[s
     return None if _difference(again, once) is not None else (once, twice)
 
 
+def _backwards(ctx: "AuditContext") -> dict[str, Any] | None:
+    """Every backward GA101's linearity and GA404's grad_output layouts compare, run once per
+    audit over one graph (and kept: a later check may change a module's parameters in place,
+    which would spoil a graph kept for later): None where there is nothing to compare."""
+
+    def build() -> dict[str, Any] | None:
+        graph = _graph(ctx)
+        if graph is None:
+            return None
+        out, shape, backward = graph
+        reentrant = _reentrant(out, backward, 7)
+        if reentrant is None:
+            return None
+        layouts = []
+        for layout, given, contiguous in _layouts(out):
+            want = backward(contiguous(out))
+            grad_output = given(out)
+            before = grad_output.clone()
+            try:
+                got: Any = backward(grad_output)
+            except Exception as exc:
+                layouts.append((layout, want, exc, False))
+                break
+            mutated = not bool(((grad_output == before) | (grad_output.isnan() & before.isnan())).all())
+            layouts.append((layout, want, got, mutated))
+            if mutated:
+                break
+        return {"shape": shape, "once": reentrant[0], "twice": reentrant[1], "layouts": layouts}
+
+    return ctx.memo("grad_output.backwards", build)
+
+
 def run_grad_output_layouts(ctx: "AuditContext", check: Check) -> Iterator[Finding]:
     """GA404: the backward with each grad_output layout against a contiguous one."""
-    graph = _graph(ctx)
-    if graph is None:
+    results = _backwards(ctx)
+    if results is None:
         return
-    out, shape, backward = graph
-    if _reentrant(out, backward, 7) is None:
-        return
-    location = ctx.target.source("backward")
-    for layout, given, contiguous in _layouts(out):
-        want = backward(contiguous(out))
-        grad_output = given(out)
-        before = grad_output.clone()
-        try:
-            got = backward(grad_output)
-        except Exception as exc:
-            yield check.finding("grad-output-layout", "fail", audit=ctx, what=f"raises {describe_exception(exc)}",
+    shape, location = results["shape"], ctx.target.source("backward")
+    for layout, want, got, mutated in results["layouts"]:
+        if isinstance(got, Exception):
+            yield check.finding("grad-output-layout", "fail", audit=ctx, what=f"raises {describe_exception(got)}",
                                 layout=layout, shape=shape, difference="", dtype="float64", location=location)
             return
-        if not bool(((grad_output == before) | (grad_output.isnan() & before.isnan())).all()):
+        if mutated:
             return  # the backward writes into grad_output: GA401's finding
         difference = _difference(got, want)
         if difference is not None:
@@ -175,20 +199,16 @@ def run_grad_output_layouts(ctx: "AuditContext", check: Check) -> Iterator[Findi
 def run_linearity(ctx: "AuditContext", check: Check) -> Iterator[Finding]:
     """GA101: the backward is a vector-Jacobian product, linear in grad_output: twice a random
     grad_output gives twice the gradient (a backward that assumes ones, or clips, does not)."""
-    graph = _graph(ctx)
-    if graph is None:
-        return
-    out, shape, backward = graph
-    results = _reentrant(out, backward, 7)
+    results = _backwards(ctx)
     if results is None:
         return
-    once, twice = results
+    once, twice = results["once"], results["twice"]
     difference = _difference(twice, {name: None if g is None else 2 * g for name, g in once.items()})
     if difference is not None:
         yield check.finding(
             "grad-output-linearity", "fail", audit=ctx,
             what=difference.replace("the contiguous grad_output gives", "twice the gradient of half of it is"),
-            shape=shape, dtype="float64", location=ctx.target.source("backward"))
+            shape=results["shape"], dtype="float64", location=ctx.target.source("backward"))
 
 
 def run_broadcast_layouts(ctx: "AuditContext", check: Check) -> Iterator[Finding]:
