@@ -26,6 +26,8 @@ def describe_exception(exc: BaseException) -> str:
 def check_output(out: torch.Tensor, x: torch.Tensor) -> None:
     """Raise :class:`CallError` for an output no check can judge: not floating (integer,
     bool, complex), or empty for a non-empty input."""
+    if out.is_floating_point() and (out.numel() > 0 or x.numel() == 0):
+        return  # the usual case, at every call of the target: no words built
     given = f"for a {dtype_name(x.dtype)} tensor of shape {tuple(x.shape)}"
     if out.is_complex():
         raise CallError(
