@@ -18,6 +18,7 @@ from .engine.calling import CallError
 from .engine.context import AuditContext
 from .engine.numerics import numerical_derivative
 from .engine.options import Options
+from .engine.sections import elementwise_partners, section
 from .model.report import Finding, Report
 from .targets.types import Target
 
@@ -111,8 +112,8 @@ def sections(context: AuditContext, lo: float, hi: float, dtype: torch.dtype, ki
     """The sections to draw: x over [lo, hi] (kinks included), and for a target with elementwise
     partners one section along each partner with x (and the others) held at 1."""
     found = [_section("x" if not context.binding.several else "x (others = 1)", context, lo, hi, dtype, kinks)]
-    for partner in context.elementwise_partners():
-        along = context.section(partner.name, {"x": 1.0})
+    for partner in elementwise_partners(context):
+        along = section(context, partner.name, {"x": 1.0})
         along.evaluate(torch.float64)
         partner_kinks = list(along.kinks) if along.elementwise else []
         found.append(_section(f"{partner.name} (x = 1)", along, lo, hi, dtype, partner_kinks))

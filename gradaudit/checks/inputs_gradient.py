@@ -12,6 +12,7 @@ import torch
 from ..engine.messages import number
 from ..engine.numerics import ATOL, EPS64, RTOL, STEP
 from ..engine.pairs import FIRST, describe_point, evaluate_at, example, pair_evaluation, values_at
+from ..engine.sections import elementwise_partners
 from ..engine.vjp import vjps
 from ..model.report import Finding
 from . import Check
@@ -57,7 +58,7 @@ def _differences(ctx: "AuditContext", values: dict[str, torch.Tensor], name: str
 def run_input_gradients(ctx: "AuditContext", gradient: Check) -> Iterator[Finding]:
     """GA101 findings about each input over each partner's pairs (float64), and aliasing."""
     location = ctx.target.source("backward")
-    pairs = ctx.elementwise_partners()
+    pairs = elementwise_partners(ctx)
     if len(pairs) < len(ctx.binding.partners):  # parameter-like inputs are GA105's, entry by entry
         yield from _gradcheck_all(ctx, gradient, location)
     for partner in pairs:

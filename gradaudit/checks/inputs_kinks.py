@@ -12,6 +12,7 @@ import torch
 from ..engine.binding import DEFAULT_FILL
 from ..engine.context import AuditContext
 from ..engine.messages import number
+from ..engine.sections import elementwise_partners, section
 from ..model.report import Finding
 
 SECTION_VALUES = (-3.0, -1.0, -0.0, 0.0, 1.0, 3.0)
@@ -29,12 +30,12 @@ def sections(ctx: AuditContext) -> list[tuple[str | None, dict[str, float], Audi
         options = dataclasses.replace(ctx.options, codes=SECTION_CODES,
                                       dtypes=tuple(d for d in ctx.options.dtypes if d in SECTION_DTYPES))
         found = []
-        for partner in ctx.elementwise_partners():
+        for partner in elementwise_partners(ctx):
             for value in SECTION_VALUES:
                 found.append((partner.name, {"x": value}, {"x": value}))
                 if value != DEFAULT_FILL:
                     found.append((None, {partner.name: value}, {partner.name: value}))
-        return [(along, shown, ctx.section(along, fixed, options)) for along, shown, fixed in found]
+        return [(along, shown, section(ctx, along, fixed, options)) for along, shown, fixed in found]
 
     return ctx.memo("kink.sections", build)
 
@@ -43,8 +44,8 @@ def run_sections(ctx: AuditContext, run: Callable[[Any], Iterable[Finding]]) -> 
     """``run`` (GA301's or GA302's) on every section; each finding names the input it runs
     along and the others' values (``details["input"]`` and ``details["others"]``)."""
     seen: set[tuple[str | None, str | None, float]] = set()
-    for along, fixed, section in sections(ctx):
-        for finding in run(section):
+    for along, fixed, along_one in sections(ctx):
+        for finding in run(along_one):
             details = dict(finding.details or {})
             key = (along, finding.kind, round(float(details.get("location", float("nan"))), 12))
             if finding.status == "info" and key in seen:

@@ -13,6 +13,7 @@ from ..engine.messages import number
 from ..engine.options import dtype_name
 from ..engine.pair_zeros import EXAMINED, examined_zeros, zero_classes
 from ..engine.pairs import FIRST, PairEvaluation, describe_point, example, pair_evaluation, reference_at
+from ..engine.sections import elementwise_partners
 from ..model.check import Check
 from ..model.report import Finding
 
@@ -49,7 +50,7 @@ def _pick(mask: torch.Tensor, ev: PairEvaluation) -> int:
 
 
 def _evaluations(ctx: "AuditContext", signs: tuple[float, ...]) -> Iterator[tuple[str, PairEvaluation, PairEvaluation]]:
-    for partner in ctx.elementwise_partners():
+    for partner in elementwise_partners(ctx):
         for dtype in ctx.options.dtypes:
             ev = pair_evaluation(ctx, partner, dtype, signs)
             if ev.error is not None or ev.grad_error is not None or ev.output is None:
@@ -155,7 +156,7 @@ def run_signed_zero_gradient(ctx: "AuditContext", check: Check) -> Iterator[Find
 def run_gradient_dtypes(ctx: "AuditContext", check: Check) -> Iterator[Finding]:
     """GA403: each input's gradient in its input's dtype."""
     seen: set[tuple[str, torch.dtype]] = set()
-    for partner in ctx.elementwise_partners():
+    for partner in elementwise_partners(ctx):
         for dtype in ctx.options.dtypes:
             ev = pair_evaluation(ctx, partner, dtype)
             if ev.error or ev.grad_error or not ev.grads:

@@ -86,38 +86,6 @@ class AuditContext:
         """The target taking every input (a module copied and cast to ``dtype``)."""
         return self._caller.raw_callable_for(dtype, device)
 
-    def partner_elementwise(self, name: str) -> bool:
-        """Whether output i depends on the partner ``name``'s element i alone (x held at 1):
-        the two-dimensional probe of x and it needs that."""
-        return self.memo(f"elementwise.{name}", lambda: self.section(name, {"x": 1.0}).elementwise)
-
-    def elementwise_partners(self) -> list[Any]:
-        """The partners (``like`` inputs) over which the two-dimensional probe holds: the target
-        is elementwise in x and in each of them."""
-        if not self.binding.partners or not self.elementwise:
-            return []
-        return [p for p in self.binding.partners if self.partner_elementwise(p.name)]
-
-    def section(self, along: str | None, fixed: dict[str, float], options: Options | None = None) -> "AuditContext":
-        """The audit context of the target along one input (``along``: a partner's name, None
-        for x) with the others held at ``fixed`` (by name, ``"x"`` for x): a one-input target,
-        located where this one is."""
-        from dataclasses import replace
-
-        from ..model.numbers import number
-
-        described = ", ".join(f"{name} = {number(value)}" for name, value in fixed.items())
-        fn = self.binding.section(None, along=along, fixed=fixed, fn_for=lambda t: self.raw_callable_for(
-            t.dtype, "cpu" if t.device.type == "meta" else t.device.type))
-        target = Target(name=f"{self.target.name} along {along or 'x'} ({described})", obj=fn)
-        for role in ("forward", "backward"):
-            target._sources[role] = self.target.source(role)
-        section = AuditContext(target, replace(options or self.options, inputs={}, reference=None), self.needs)
-        settled = self._memo.get(f"elementwise.{along}") if along is not None else self.elementwise
-        if settled:  # known elementwise along that input: a section's test would repeat it
-            section.__dict__["elementwise"] = True
-        return section
-
     def call(self, x: torch.Tensor, *, dtype: torch.dtype | None = None, reseed: bool = True) -> torch.Tensor:
         """Call the target on ``x`` (see :meth:`gradaudit.engine.calling.Caller.call`)."""
         return self._caller.call(x, dtype=dtype, reseed=reseed)
