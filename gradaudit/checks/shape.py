@@ -273,8 +273,15 @@ def _layouts():  # type: ignore[no-untyped-def]
 
 
 def _run_shape_and_grad_outputs(ctx: "AuditContext") -> Iterator[Finding]:
-    """x's layouts, then grad_output's (every target: the backward must take any layout)."""
-    yield from run_shape(ctx)
+    """x's layouts, then grad_output's (every target: the backward must take any layout). x's
+    layouts are skipped where a partner input is not elementwise (``x * gate.sum()``): the
+    section along x, which holds the partner at ones of x's shape, is another function on each
+    shape, so layouts of it would differ without a defect."""
+    from ..engine.sections import elementwise_partners
+
+    binding = ctx.binding
+    if not binding.partners or len(elementwise_partners(ctx)) == len(binding.partners) or not ctx.elementwise:
+        yield from run_shape(ctx)
     yield from _layouts().run_grad_output_layouts(ctx, SHAPE)
 
 
