@@ -35,7 +35,7 @@ def examined_zeros(ctx: "AuditContext", ev: PairEvaluation, zero: torch.Tensor, 
     if zero.numel() <= EXAMINED:
         return zero
     names = list(ev.inputs)
-    verdicts: dict[tuple, str] = ctx.memo(f"pairs.verdicts.{gradient_of}.{sign}.{tuple(names)}", dict)
+    verdicts: dict[tuple, str] = ctx.memo(f"pairs.verdicts.{gradient_of}.{tuple(names)}", dict)
     columns = [ev.inputs[name][zero].to(torch.float64).tolist() for name in names]
     known = torch.tensor([tuple(c[k] for c in columns) in verdicts for k in range(zero.numel())], dtype=torch.bool)
     if int(known.sum()) >= EXAMINED:
@@ -61,9 +61,11 @@ def zero_classes(ctx: "AuditContext", ev: PairEvaluation, index: torch.Tensor, g
     in every input, *spurious*; leaving the zero at some power, one pair of those that leave at
     that power is followed along each input, the others held (:func:`_gentle_along`): reached
     through gently decaying values along one of them, an *underflow* (a mask's step is not).
-    Verdicts are remembered per pair (the dtypes' probes share most pairs)."""
+    Verdicts are remembered per pair (the dtypes' probes share most pairs) and shared by both
+    grad_output signs: a backward is linear in grad_output (GA101 checks it), so -1 gives the
+    zeros +1 gives, with the other sign, around every pair alike."""
     names = list(ev.inputs)
-    verdicts: dict[tuple, str] = ctx.memo(f"pairs.verdicts.{gradient_of}.{sign}.{tuple(names)}", dict)
+    verdicts: dict[tuple, str] = ctx.memo(f"pairs.verdicts.{gradient_of}.{tuple(names)}", dict)
     points = {int(i): tuple(float(ev.inputs[name][i]) for name in names) for i in index.tolist()}
     todo = [i for i, point in points.items() if point not in verdicts]
     if todo:
@@ -154,13 +156,13 @@ def _prefill_lines(ctx: "AuditContext", names: list[str], points: list[tuple[flo
             if zero == 0:
                 continue
             others = tuple((name, value) for name, value in held.items() if name != along)
-            key = (gradient_of, sign, along, others, zero < 0)
+            key = (gradient_of, along, others, zero < 0)
             if key not in memory and key not in wanted:
                 wanted[key] = line[(line != 0) & ((line < 0) == (zero < 0))]
         if not wanted:
             continue
         columns = {name: [] for name in names}
-        for (_, _, _, others, _), segment in wanted.items():
+        for (_, _, others, _), segment in wanted.items():
             held_others = dict(others)
             for name in names:
                 columns[name].append(segment if name == along else torch.full_like(segment, held_others[name]))
@@ -192,7 +194,7 @@ def _gentle_along(ctx: "AuditContext", point: dict[str, float], along: str, line
         return torch.full_like(points, float("nan")) if out is None else out.to(torch.float64)
 
     side = zero < 0
-    line_key = (gradient_of, sign, along, others, side)
+    line_key = (gradient_of, along, others, side)
     if line_key not in memory:
         same_side = line[(line != 0) & ((line < 0) == side)]
         values = value_fn(same_side)
