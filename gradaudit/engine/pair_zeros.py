@@ -62,7 +62,7 @@ def zero_classes(ctx: "AuditContext", ev: PairEvaluation, index: torch.Tensor, g
     that power is followed along each input, the others held (:func:`_gentle_along`): reached
     through gently decaying values along one of them, an *underflow* (a mask's step is not).
     Verdicts are remembered per pair (the dtypes' probes share most pairs) and shared by both
-    grad_output signs: a backward is linear in grad_output (GA101 checks it), so -1 gives the
+    grad_output signs: a backward is linear in grad_output (a gradient check tests it), so -1 gives the
     zeros +1 gives, with the other sign, around every pair alike."""
     names = list(ev.inputs)
     verdicts: dict[tuple, str] = ctx.memo(f"pairs.verdicts.{gradient_of}.{tuple(names)}", dict)
