@@ -68,18 +68,7 @@ def _inputs(ctx: "AuditContext", dtype: torch.dtype) -> list[tuple[tuple[Any, ..
     else:
         shapes = [ctx.layout] if ctx.layout is not None else [(INPUT_VALUES,), (3, INPUT_VALUES // 3)]
         xs = [values.reshape(shape) for shape in shapes]
-    calls = []
-    for x in xs:
-        extras: dict[str, Any] = {}
-        for extra in binding.extras:
-            if extra.role.kind == "like":
-                extras[extra.name] = x.detach().flip(0).clone().requires_grad_(True)
-            elif extra.broadcast:
-                extras[extra.name] = extra.leaf(dtype)
-            else:
-                extras[extra.name] = binding.fill(extra, x)
-        calls.append(binding.arguments(x.detach().clone().requires_grad_(True), extras))
-    return calls
+    return [binding.arguments(x.detach().clone().requires_grad_(True), binding.example(x)) for x in xs]
 
 
 def _reason(error: BaseException) -> str:

@@ -24,7 +24,7 @@ from ..engine.options import dtype_name
 from ..engine.small_inputs import clause, close
 from ..engine.vjp import vjp
 from ..model.report import Finding
-from . import Check
+from . import Check, inputs_values
 from .input_messages import INPUT_MESSAGES, with_inputs
 from .layouts_judge import as_float64, close64
 from .nonfinite import HEADROOM
@@ -224,12 +224,6 @@ def _plain_at_rounded(ctx: "AuditContext", x: torch.Tensor) -> tuple[torch.Tenso
     return out.detach(), None if grad is None else grad.detach()
 
 
-def _inputs():  # type: ignore[no-untyped-def]
-    """The several-input side of GA403 (imported when a target has several inputs)."""
-    from . import inputs_values
-
-    return inputs_values
-
 
 AUTOCAST_FUNCTION = ("In an autograd.Function, decorate forward with @torch.amp.custom_fwd(device_type='cpu') and "
                      "backward with @torch.amp.custom_bwd(device_type='cpu'), or cast inputs to one dtype before "
@@ -254,7 +248,7 @@ DTYPE = Check(
     ),
     fix=FIX_PRECISION,
     example="x / (1 + torch.exp(-x)) has a NaN gradient in float16 for x < -11",
-    run=with_inputs(run_dtype, lambda ctx: _inputs().run_gradient_dtypes(ctx, DTYPE)),
+    run=with_inputs(run_dtype, lambda ctx: inputs_values.run_gradient_dtypes(ctx, DTYPE)),
     messages={
         **INPUT_MESSAGES["GA403"],
         "unsupported": "the target does not run in {dtype}: {reason}. Callers training in mixed precision "

@@ -16,7 +16,7 @@ from ..engine.messages import describe_intervals, example_index, intervals, numb
 from ..engine.numerics import ATOL, RTOL, _array, numerical_derivative, shorter_steps, smooth_points, within_reach
 from ..engine.screen import scratch_buffers, screen, screen_block, spacing_of_block
 from ..model.report import Finding
-from . import Check
+from . import Check, inputs_gradient, inputs_layouts
 from .input_messages import INPUT_MESSAGES
 
 if TYPE_CHECKING:
@@ -148,13 +148,9 @@ def straight_through(result: dict[str, torch.Tensor]) -> bool:
 
 def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
     yield from _along_x(ctx)
-    from .inputs_layouts import run_linearity
-
-    yield from run_linearity(ctx, GRADIENT)
+    yield from inputs_layouts.run_linearity(ctx, GRADIENT)
     if ctx.binding.several:
-        from .inputs_gradient import run_input_gradients
-
-        yield from run_input_gradients(ctx, GRADIENT)
+        yield from inputs_gradient.run_input_gradients(ctx, GRADIENT)
 
 
 def _along_x(ctx: "AuditContext") -> Iterator[Finding]:

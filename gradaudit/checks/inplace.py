@@ -59,13 +59,8 @@ def _inputs(ctx: "AuditContext", values: torch.Tensor) -> tuple[dict[str, torch.
     in another order, a parameter-like input values around 1)."""
     binding = ctx.binding
     leaves = {"x": values.clone().requires_grad_(True)}
-    for extra in binding.extras:
-        if not extra.differentiable:
-            continue
-        if extra.role.kind == "like":
-            leaves[extra.name] = values.flip(0).clone().requires_grad_(True)
-        else:
-            leaves[extra.name] = extra.leaf(values.dtype)
+    leaves.update((name, value) for name, value in binding.example(values).items()
+                  if isinstance(value, torch.Tensor) and value.requires_grad)
     given = {name: leaf * 1.0 for name, leaf in leaves.items()}
     if binding.several:
         given["x"] = binding.lay_out(given["x"])

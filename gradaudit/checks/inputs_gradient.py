@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..engine.messages import number
-from ..engine.numerics import ATOL, EPS64, RTOL, STEP
+from ..engine.numerics import ATOL, RTOL, numerical_derivative, smooth
 from ..engine.pairs import FIRST, describe_point, evaluate_at, example, pair_evaluation, values_at
 from ..engine.sections import elementwise_partners
 from ..engine.vjp import vjps
@@ -34,25 +34,14 @@ def _label(name: str) -> str | None:
 
 def _differences(ctx: "AuditContext", values: dict[str, torch.Tensor], name: str,
                  y: torch.Tensor) -> dict[str, np.ndarray]:
-    """Central (h, h/2) and one-sided differences of the float64 forward along input ``name``."""
-    point = values[name].numpy()
-    h = STEP * np.maximum(np.abs(point), 1.0)
-    shifted = []
-    for step in (h, -h, h / 2, -h / 2):
-        moved = dict(values)
-        moved[name] = torch.from_numpy(point + step)
-        shifted.append(moved)
-    stacked = {key: torch.cat([m[key] for m in shifted]) for key in values}
-    yp, ym, yhp, yhm = values_at(ctx, stacked).numpy().reshape(4, -1)
-    ys = y.numpy()
-    with np.errstate(all="ignore"):
-        central, half = (yp - ym) / (2 * h), (yhp - yhm) / h
-        forward, backward = (yp - ys) / h, (ys - ym) / h
-        rounding = 8 * EPS64 * np.maximum(np.maximum(np.abs(ys), np.abs(yp)), np.abs(ym)) / h
-        smooth = (np.abs(forward - backward) <= 0.05 * np.maximum(np.abs(forward), np.abs(backward)) + 1e-4 + 4 * rounding)
-        smooth &= np.abs(central - half) <= 1e-3 * np.abs(half) + 1e-6 + 8 * rounding
-    smooth &= np.isfinite(central) & np.isfinite(half) & np.isfinite(forward) & np.isfinite(backward)
-    return {"central": central, "smooth": smooth, "rounding": rounding, "forward": forward, "backward": backward}
+    """:func:`gradaudit.engine.numerics.numerical_derivative` of the float64 forward along input
+    ``name`` (the other inputs held at the pairs' values), and where it looks smooth."""
+
+    def along(points: torch.Tensor) -> torch.Tensor:  # the four steps of every pair, stacked
+        return values_at(ctx, {key: points if key == name else v.repeat(4) for key, v in values.items()})
+
+    numeric = numerical_derivative(ctx, values[name], y, along)
+    return {**{key: value.numpy() for key, value in numeric.items()}, "smooth": smooth(numeric).numpy()}
 
 
 def run_input_gradients(ctx: "AuditContext", gradient: Check) -> Iterator[Finding]:

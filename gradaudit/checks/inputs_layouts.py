@@ -5,6 +5,7 @@ parameter-like inputs must work when x has one more leading dimension ((B, T, C)
 of shape (C,)), as a reduction written for 2-D input does not."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
@@ -30,20 +31,13 @@ def _leaves(ctx: "AuditContext", shape: tuple[int, ...] | None) -> dict[str, tor
     """x (of ``shape``, or laid out against the parameter-like inputs) and each differentiable
     extra input, float64 leaves."""
     binding = ctx.binding
+    count = math.prod(shape or SHAPE)
     values = small_input(ctx, torch.float64, moderate=True)
-    count = 48
     values = values.repeat(count // max(values.numel(), 1) + 1)[:count]
-    x = binding.lay_out(values) if binding.layout is not None else values.reshape(shape or SHAPE)
-    if shape is not None and binding.layout is not None:
-        x = values.repeat(int(torch.tensor(shape).prod()) // count + 1)[: int(torch.tensor(shape).prod())].reshape(shape)
+    x = binding.lay_out(values) if shape is None and binding.layout is not None else values.reshape(shape or SHAPE)
     leaves = {"x": x.detach().clone().requires_grad_(True)}
-    for extra in binding.extras:
-        if not extra.differentiable:
-            continue
-        if extra.role.kind == "like":
-            leaves[extra.name] = x.detach().flip(0).clone().requires_grad_(True)
-        else:
-            leaves[extra.name] = extra.leaf(torch.float64)
+    leaves.update((name, value) for name, value in binding.example(x).items()
+                  if isinstance(value, torch.Tensor) and value.requires_grad)
     return leaves
 
 

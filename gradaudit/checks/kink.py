@@ -11,7 +11,7 @@ from ..engine.calling import CallError
 from ..engine.messages import number
 from ..engine.options import dtype_name
 from ..model.report import Finding
-from . import Check
+from . import Check, inputs_kinks
 from .gradient import compare, straight_through
 from .input_messages import with_inputs
 
@@ -190,12 +190,6 @@ def _no_gradient(ctx: "AuditContext") -> bool:
     return first is not None and first.grad_error is not None
 
 
-def _sections():  # type: ignore[no-untyped-def]
-    """Kinks and jumps along each input (:mod:`gradaudit.checks.inputs_kinks`)."""
-    from . import inputs_kinks
-
-    return inputs_kinks
-
 
 KINK = Check(
     code="GA301",
@@ -212,7 +206,7 @@ KINK = Check(
     ),
     fix="Make the backward's branch at the kink return one of the one-sided derivatives.",
     example="a ReLU whose backward returns 2 at exactly x == 0",
-    run=with_inputs(run_kink, lambda ctx: _sections().run_sections(ctx, run_kink)),
+    run=with_inputs(run_kink, lambda ctx: inputs_kinks.run_sections(ctx, run_kink)),
     location_role="backward",
     messages={
         "outside": "kink at x = {x} (left derivative {left}, right {right}): {problems}. A gradient "
@@ -245,7 +239,7 @@ DISCONTINUITY = Check(
     "surrogate=True (--surrogate); otherwise the backward is wrong (make it 0 away from the "
     "jumps, or make the forward continuous).",
     example="(x > 0).float() forward with identity backward",
-    run=with_inputs(run_discontinuity, lambda ctx: _sections().run_sections(
+    run=with_inputs(run_discontinuity, lambda ctx: inputs_kinks.run_sections(
         ctx, lambda section: run_discontinuity(section, straight_through_too=False))),
     location_role="backward",
     surrogate_kinds=("jump-gradient", "straight-through"),

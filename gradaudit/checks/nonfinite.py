@@ -14,7 +14,7 @@ from ..engine.messages import describe_intervals, example_index, flagged, interv
 from ..engine.numerics import numerical_derivative, smooth_points
 from ..engine.options import dtype_name
 from ..model.report import Finding
-from . import Check
+from . import Check, inputs_values
 from .input_messages import INPUT_MESSAGES, with_inputs
 
 if TYPE_CHECKING:
@@ -201,12 +201,6 @@ def _messages(noun: str) -> dict[str, str]:
     }
 
 
-def _inputs():  # type: ignore[no-untyped-def]
-    """The several-input side of GA201/GA202 (imported when a target has several inputs)."""
-    from . import inputs_values
-
-    return inputs_values
-
 
 NONFINITE_OUTPUT = Check(
     code="GA201",
@@ -221,7 +215,7 @@ NONFINITE_OUTPUT = Check(
     ),
     fix=FIX_OUTPUT,
     example="log(1 + exp(x)) is inf in float32 for x > 88",
-    run=with_inputs(run_output, lambda ctx: _inputs().run_nonfinite_output(ctx, NONFINITE_OUTPUT)),
+    run=with_inputs(run_output, lambda ctx: inputs_values.run_nonfinite_output(ctx, NONFINITE_OUTPUT)),
     messages={**_messages("output"), **INPUT_MESSAGES["GA201"],
               "nan-hidden": "a NaN input comes out as {value}: NaNs from upstream layers are hidden here "
                             "instead of propagating (f(-inf) = {minus_inf}, f(inf) = {plus_inf}). Shown "
@@ -241,7 +235,7 @@ NONFINITE_GRADIENT = Check(
     ),
     fix=FIX_GRADIENT,
     example="torch.where(x > 0, torch.sqrt(x), torch.zeros_like(x))",
-    run=with_inputs(run_gradient, lambda ctx: _inputs().run_nonfinite_gradient(ctx, NONFINITE_GRADIENT)),
+    run=with_inputs(run_gradient, lambda ctx: inputs_values.run_nonfinite_gradient(ctx, NONFINITE_GRADIENT)),
     location_role="backward",
     messages={**_messages("gradient"), **INPUT_MESSAGES["GA202"]},
 )

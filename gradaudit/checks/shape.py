@@ -28,7 +28,7 @@ from ..engine.small_inputs import (
 )
 from ..engine.vjp import vjp
 from ..model.report import Finding
-from . import Check
+from . import Check, inputs_layouts
 from .input_messages import INPUT_MESSAGES, with_inputs
 from .layouts_judge import Judge, dependency_scales, once
 
@@ -265,12 +265,6 @@ def run_shape(ctx: "AuditContext") -> Iterator[Finding]:
             yield dropped
 
 
-def _layouts():  # type: ignore[no-untyped-def]
-    """grad_output layouts and broadcast inputs (:mod:`gradaudit.checks.inputs_layouts`)."""
-    from . import inputs_layouts
-
-    return inputs_layouts
-
 
 def _run_shape_and_grad_outputs(ctx: "AuditContext") -> Iterator[Finding]:
     """x's layouts, then grad_output's (every target: the backward must take any layout). x's
@@ -282,7 +276,7 @@ def _run_shape_and_grad_outputs(ctx: "AuditContext") -> Iterator[Finding]:
     binding = ctx.binding
     if not binding.partners or len(elementwise_partners(ctx)) == len(binding.partners) or not ctx.elementwise:
         yield from run_shape(ctx)
-    yield from _layouts().run_grad_output_layouts(ctx, SHAPE)
+    yield from inputs_layouts.run_grad_output_layouts(ctx, SHAPE)
 
 
 SHAPE = Check(
@@ -305,7 +299,7 @@ SHAPE = Check(
     ),
     fix=FIX,
     example="x.view(-1) in forward crashes on a transposed input",
-    run=with_inputs(_run_shape_and_grad_outputs, lambda ctx: _layouts().run_broadcast_layouts(ctx, SHAPE)),
+    run=with_inputs(_run_shape_and_grad_outputs, lambda ctx: inputs_layouts.run_broadcast_layouts(ctx, SHAPE)),
     messages={
         **INPUT_MESSAGES["GA404"],
         "layout": "on a {layout} {dtype} input{also}, {problem}. Real inputs come in every layout. {fix}",

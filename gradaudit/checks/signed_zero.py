@@ -24,7 +24,7 @@ from ..engine.zero_regions import (
 )
 from ..model.check import placeholders
 from ..model.report import Finding
-from . import Check
+from . import Check, inputs_values
 from .input_messages import INPUT_MESSAGES, with_inputs
 
 if TYPE_CHECKING:
@@ -278,12 +278,6 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
     yield from _zero_findings(SIGNED_ZERO_GRADIENT, rows, ctx.target.source("backward"))
 
 
-def _inputs():  # type: ignore[no-untyped-def]
-    """The several-input side of GA203/GA204 (imported when a target has several inputs)."""
-    from . import inputs_values
-
-    return inputs_values
-
 
 SIGNED_ZERO_OUTPUT = Check(
     code="GA203",
@@ -300,7 +294,7 @@ SIGNED_ZERO_OUTPUT = Check(
     ),
     fix=FIX_OUTPUT,
     example="x * (x > 0).float() at x = -1.0 gives -0.0",
-    run=with_inputs(run_output, lambda ctx: _inputs().run_signed_zero_output(ctx, SIGNED_ZERO_OUTPUT)),
+    run=with_inputs(run_output, lambda ctx: inputs_values.run_signed_zero_output(ctx, SIGNED_ZERO_OUTPUT)),
     messages={**_messages("the forward"), **INPUT_MESSAGES["GA203"]},
 )
 
@@ -316,7 +310,7 @@ SIGNED_ZERO_GRADIENT = Check(
     ),
     fix=FIX_GRADIENT,
     example="grad_output * (x > 0).float() with grad_output = -1 at x = -1.0 gives -0.0",
-    run=with_inputs(run_gradient, lambda ctx: _inputs().run_signed_zero_gradient(ctx, SIGNED_ZERO_GRADIENT)),
+    run=with_inputs(run_gradient, lambda ctx: inputs_values.run_signed_zero_gradient(ctx, SIGNED_ZERO_GRADIENT)),
     location_role="backward",
     messages={**_messages("the backward"), **INPUT_MESSAGES["GA204"]},
 )

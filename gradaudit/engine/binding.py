@@ -152,6 +152,20 @@ class Binding:
             return constant.detach().to(like.device)
         return constant
 
+    def example(self, x: torch.Tensor) -> dict[str, Any]:
+        """The extra inputs beside ``x`` for a one-off call of the hygiene checks: a partner gets
+        x's values in another order, a parameter-like input :meth:`Extra.leaf` (both leaves that
+        require grad), a constant its value."""
+        values: dict[str, Any] = {}
+        for extra in self.extras:
+            if extra.role.kind == "like":
+                values[extra.name] = x.detach().flip(0).clone().requires_grad_(True)
+            elif extra.broadcast:
+                values[extra.name] = extra.leaf(x.dtype, x.device)
+            else:
+                values[extra.name] = self.fill(extra, x)
+        return values
+
     def arguments(self, x: torch.Tensor, values: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The positional and keyword arguments of a call on x with the extra inputs' ``values``
         (by name): required positional parameters by position (a Function's apply takes no

@@ -56,8 +56,14 @@ def _array(t: torch.Tensor) -> np.ndarray:
 
 
 def smooth_points(ctx: "AuditContext", x: torch.Tensor, numeric: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Points where both one-sided differences agree, central differences with steps h and
-    h/2 agree (Richardson), and no kink or jump is within reach."""
+    """Points where the differences look smooth (:func:`smooth`) and no kink or jump is within
+    reach."""
+    return smooth(numeric) & within_reach(ctx, x, numeric)
+
+
+def smooth(numeric: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Points where both one-sided differences agree and central differences with steps h and
+    h/2 agree (Richardson), all finite."""
     forward, backward = numeric["forward"].numpy(), numeric["backward"].numpy()
     central, half = numeric["central"].numpy(), numeric["central_half"].numpy()
     rounding = numeric["rounding"].numpy()
@@ -65,7 +71,7 @@ def smooth_points(ctx: "AuditContext", x: torch.Tensor, numeric: dict[str, torch
         agree = np.abs(forward - backward) <= 0.05 * np.maximum(np.abs(forward), np.abs(backward)) + 1e-4 + 4 * rounding
         agree &= np.abs(central - half) <= 1e-3 * np.abs(half) + 1e-6 + 8 * rounding
     finite = np.isfinite(central) & np.isfinite(half) & np.isfinite(forward) & np.isfinite(backward)
-    return torch.from_numpy(agree & finite) & within_reach(ctx, x, numeric)
+    return torch.from_numpy(agree & finite)
 
 
 def within_reach(ctx: "AuditContext", x: torch.Tensor, numeric: dict[str, torch.Tensor]) -> torch.Tensor:
