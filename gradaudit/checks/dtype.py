@@ -25,9 +25,9 @@ from ..engine.small_inputs import clause, close
 from ..engine.vjp import vjp
 from ..model.report import Finding
 from . import Check, inputs_values
-from .input_messages import INPUT_MESSAGES, with_inputs
 from .layouts_judge import as_float64, close64
 from .nonfinite import HEADROOM
+from .several import INPUT_MESSAGES, with_inputs
 
 if TYPE_CHECKING:
     from ..engine.context import AuditContext

@@ -17,7 +17,7 @@ from ..engine.numerics import ATOL, RTOL, _array, numerical_derivative, shorter_
 from ..engine.screen import scratch_buffers, screen, screen_block, spacing_of_block
 from ..model.report import Finding
 from . import Check, inputs_gradient, inputs_layouts
-from .input_messages import INPUT_MESSAGES
+from .several import INPUT_MESSAGES
 
 if TYPE_CHECKING:
     from ..engine.context import AuditContext

@@ -14,7 +14,7 @@ from ..engine.small_inputs import identical, known_grad_output, small_input
 from ..engine.vjp import vjps
 from ..model.report import Finding
 from . import Check
-from .input_messages import INPUT_MESSAGES
+from .several import INPUT_MESSAGES
 
 if TYPE_CHECKING:
     from ..engine.context import AuditContext

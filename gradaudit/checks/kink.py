@@ -13,7 +13,7 @@ from ..engine.options import dtype_name
 from ..model.report import Finding
 from . import Check, inputs_kinks
 from .gradient import compare, straight_through
-from .input_messages import with_inputs
+from .several import with_inputs
 
 if TYPE_CHECKING:
     from ..engine.context import AuditContext

@@ -15,7 +15,7 @@ from ..engine.numerics import numerical_derivative, smooth_points
 from ..engine.options import dtype_name
 from ..model.report import Finding
 from . import Check, inputs_values
-from .input_messages import INPUT_MESSAGES, with_inputs
+from .several import INPUT_MESSAGES, with_inputs
 
 if TYPE_CHECKING:
     from ..engine.context import AuditContext

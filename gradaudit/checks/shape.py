@@ -29,8 +29,8 @@ from ..engine.small_inputs import (
 from ..engine.vjp import vjp
 from ..model.report import Finding
 from . import Check, inputs_layouts
-from .input_messages import INPUT_MESSAGES, with_inputs
 from .layouts_judge import Judge, dependency_scales, once
+from .several import INPUT_MESSAGES, with_inputs
 
 if TYPE_CHECKING:
     from ..engine.context import AuditContext

@@ -25,7 +25,7 @@ from ..engine.zero_regions import (
 from ..model.check import placeholders
 from ..model.report import Finding
 from . import Check, inputs_values
-from .input_messages import INPUT_MESSAGES, with_inputs
+from .several import INPUT_MESSAGES, with_inputs
 
 if TYPE_CHECKING:
     from ..engine.context import AuditContext

@@ -1,5 +1,7 @@
-"""Message templates of the findings about a target's several tensor inputs, by check code:
-each check's ``messages`` includes its entry, so the kinds are declared where the check is."""
+"""What the checks share about targets with several tensor inputs: the message templates of
+their findings by check code (each check's ``messages`` includes its entry, so the kinds are
+declared where the check is), and :func:`with_inputs`, which runs a check's several-input part
+after its one-input run. Not a check module: it defines no ``CHECKS``."""
 from __future__ import annotations
 
 import functools
