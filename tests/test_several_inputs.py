@@ -188,6 +188,20 @@ def test_gradient_shape_is_judged_for_functions_only_and_names_both_shapes():
     assert finding.details == {"returned": [6, 8], "expected": [8]}
 
 
+def test_gradient_shape_follows_apply_arguments_past_a_skipped_default():
+    class ScaledBias(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, scale=1.0, bias=None):
+            return x * scale + bias
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad, None, grad  # the bias gradient left full-size
+
+    report = gradaudit.audit(ScaledBias, inputs={"bias": (8,)}, dtypes=["float64"], select=["GA106"])
+    assert [(f.input, f.details) for f in report.findings] == [("bias", {"returned": [6, 8], "expected": [8]})]
+
+
 def test_one_input_targets_get_the_grad_output_layouts_too():
     report = run("ViewGradOutput", dtypes=FAST)
     assert any(f.code == "GA404" and f.kind == "grad-output-layout" for f in report.findings)

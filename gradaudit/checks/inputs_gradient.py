@@ -203,16 +203,14 @@ def run_gradient_shape(ctx: "AuditContext") -> Iterator[Finding]:
         return
     binding = ctx.binding
     x = torch.linspace(-3.0, 3.0, 48, dtype=torch.float64)
-    laid = binding.lay_out(x)
-    if binding.layout is None:
-        laid = x.reshape(2, 3, 8)
-    leaves = {FIRST: laid.clone().requires_grad_(True)}
-    for extra in binding.extras:
-        value = binding.fill(extra, laid)
-        leaves[extra.name] = value.clone().requires_grad_(True) if extra.differentiable else value
+    laid = x.reshape(2, 3, 8) if binding.layout is None else binding.lay_out(x)
+    values = {e.name: binding.fill(e, laid) for e in binding.extras}
+    for extra in binding.differentiable:
+        values[extra.name] = values[extra.name].clone().requires_grad_(True)
+    args, keywords = binding.arguments(laid.clone().requires_grad_(True), values)
     with torch.enable_grad():
         try:
-            out = binding.call(target.apply, leaves[FIRST], {e.name: leaves[e.name] for e in binding.extras})
+            out = target.apply(*args, **keywords)
         except Exception:
             return  # the calling checks report it
         node = getattr(out, "grad_fn", None)
@@ -222,14 +220,12 @@ def run_gradient_shape(ctx: "AuditContext") -> Iterator[Finding]:
             raw = node.apply(torch.ones_like(out))
         except Exception:
             return
-    raw = raw if isinstance(raw, tuple) else (raw,)
-    positions = [FIRST] + [e.name for e in sorted((e for e in binding.extras if e.parameter.position is not None),
-                                                      key=lambda e: e.parameter.position)]
-    for name, grad in zip(positions, raw):
-        given = leaves.get(name)
+    names = {id(v): name for name, v in values.items()}
+    for given, grad in zip(args, raw if isinstance(raw, tuple) else (raw,)):  # backward's outputs follow apply's arguments
         if not isinstance(grad, torch.Tensor) or not isinstance(given, torch.Tensor):
             continue
         if tuple(grad.shape) != tuple(given.shape):
+            name = names.get(id(given), FIRST)
             yield GRADIENT_SHAPE.finding(
                 "shape", "warn", audit=ctx, input=_label(name), name=_shown(name), returned=tuple(grad.shape),
                 expected=tuple(given.shape), x_shape=tuple(laid.shape), dtype="float64",
