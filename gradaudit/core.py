@@ -156,13 +156,14 @@ def _run_checks_in(context: AuditContext) -> Report:
         advice = (" gradaudit calls the target with one float64 tensor of probe inputs; fix the "
                   "target, restrict its inputs with domain=(lo, hi) / --domain, or audit a wrapper "
                   "that takes one tensor." if "raised" in first.error else "")
-        if "raised" in first.error and context.binding.several:
-            names = ", ".join(repr(e.name) for e in context.binding.extras)
-            example = context.binding.extras[0].name
-            advice = (f" gradaudit passed its parameters {names} as tensors like x (every required positional "
-                      f"parameter after the first is a tensor input); give a parameter that is not a tensor a "
-                      f"constant role, e.g. inputs={{'{example}': -1}} / --input {example}=-1, a parameter-like "
-                      f"one its shape (--input {example}=8), or restrict x with --domain.")
+        alike = [e.name for e in context.binding.extras if e.role.kind == "like"]
+        if "raised" in first.error and alike:
+            names, example = ", ".join(map(repr, alike)), alike[-1]
+            advice = (f" gradaudit passed {names} as {'a tensor' if len(alike) == 1 else 'tensors'} like x (every required positional parameter after "
+                      f"the first is a tensor input unless given a role); give a parameter that is not a tensor "
+                      f"a constant role, e.g. inputs={{'{example}': False}} / --input {example}=false or "
+                      f"{example}=-1, a parameter-like one its shape (--input {example}=8), or restrict x "
+                      f"with --domain.")
         return error_report(target.name, f"{target.name}: {first.error}.{advice}",
                             details=_traceback_details(first.exception),
                             location=_blamed_location(first.exception, report.location))

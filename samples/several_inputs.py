@@ -190,3 +190,57 @@ def relu_gate(x, gate):
     """x * relu(gate): a kink in the gate at 0 (for x != 0), found along gate; its -0.0 where
     x < 0 and gate < 0 is exactly zero around (spurious): warn GA203."""
     return x * torch.relu(gate)
+
+
+class _BiasGELUSumFirstDim(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, bias):
+        ctx.save_for_backward(x, bias)
+        return F.gelu(x + bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, bias = ctx.saved_tensors
+        d = grad * _gelu_derivative(x + bias)
+        return d, d.sum(dim=0)  # (C,) on (B, C); (T, C) on (B, T, C), which autograd reduces silently
+
+
+BiasGELUSumFirstDim = gradaudit.activation(_BiasGELUSumFirstDim, inputs={"bias": (8,)})
+"""Bias gradient ``.sum(dim=0)`` (as flash-attn's bias_gelu_back): right on (B, C), a (T, C) gradient
+on (B, T, C) that autograd reduces by accident: warn GA106."""
+
+
+@gradaudit.activation(inputs={"bias": (8,)})
+def flat_view_bias_relu(x, bias):
+    """Bias-ReLU through ``x.view(-1, C)``: crashes on a non-contiguous x: fail GA404."""
+    return torch.relu(x.view(-1, bias.shape[-1]) + bias).view(x.shape)
+
+
+@torch.jit.script
+def _scripted_snake(x, alpha):
+    return x + (alpha + 1e-9).reciprocal() * torch.sin(alpha * x).pow(2)
+
+
+scripted_snake = gradaudit.activation(_scripted_snake, inputs={"alpha": (1, 8, 1)})
+"""Snake compiled with torch.jit.script (descript-audio-codec style): its parameters come from the
+scripted Python function. Pass."""
+
+
+class _BiasSiLUStoreFlag(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, bias, store_half):
+        ctx.save_for_backward(x.half() if store_half else x, bias)
+        ctx.dtype, ctx.store_half = x.dtype, store_half
+        return F.silu(x + bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, bias = ctx.saved_tensors
+        z = x.to(ctx.dtype) + bias
+        s = torch.sigmoid(z)
+        d = grad * s * (1 + z * (1 - s))
+        return d, d.sum_to_size(bias.shape), None
+
+
+BiasSiLUStoreFlag = gradaudit.activation(_BiasSiLUStoreFlag, inputs={"bias": (8,), "store_half": False})
+"""Bias-SiLU with a required flag (as Megatron's fp8_input_store): the flag is a constant. Pass."""

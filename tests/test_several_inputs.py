@@ -57,6 +57,10 @@ def run(name: str, **options):
     ("GatedModule", "pass", set()),
     ("gated_mask", "warn", {("GA203", "warn", "gate"), ("GA204", "warn", None)}),  # the mask-multiplied gradient is x's
     ("gelu_gated", "pass", set()),
+    ("BiasGELUSumFirstDim", "warn", {("GA106", "warn", "bias")}),
+    ("flat_view_bias_relu", "fail", {("GA404", "fail", "bias")}),
+    ("scripted_snake", "pass", set()),
+    ("BiasSiLUStoreFlag", "pass", set()),
 ])
 def test_sample_verdicts(name, status, expected):
     report = run(name)
@@ -185,7 +189,7 @@ def test_aliasing_gets_the_sum_of_both_partial_derivatives():
 def test_gradient_shape_is_judged_for_functions_only_and_names_both_shapes():
     report = run("BiasGELUFull", dtypes=FAST)
     (finding,) = [f for f in report.findings if f.code == "GA106"]
-    assert finding.details == {"returned": [6, 8], "expected": [8]}
+    assert finding.details == {"returned": [6, 8], "expected": [8], "x_shape": [6, 8]}
 
 
 def test_gradient_shape_follows_apply_arguments_past_a_skipped_default():
@@ -199,7 +203,7 @@ def test_gradient_shape_follows_apply_arguments_past_a_skipped_default():
             return grad, None, grad  # the bias gradient left full-size
 
     report = gradaudit.audit(ScaledBias, inputs={"bias": (8,)}, dtypes=["float64"], select=["GA106"])
-    assert [(f.input, f.details) for f in report.findings] == [("bias", {"returned": [6, 8], "expected": [8]})]
+    assert [(f.input, f.details) for f in report.findings] == [("bias", {"returned": [6, 8], "expected": [8], "x_shape": [6, 8]})]
 
 
 def test_one_input_targets_get_the_grad_output_layouts_too():

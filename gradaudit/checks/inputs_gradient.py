@@ -197,13 +197,33 @@ def _aliasing(ctx: "AuditContext", gradient: Check, partner: str, location: Any)
 
 # -- GA106 -------------------------------------------------------------------------------------------
 def run_gradient_shape(ctx: "AuditContext") -> Iterator[Finding]:
-    """The raw gradients of an autograd.Function's backward against its inputs' shapes."""
+    """The raw gradients of an autograd.Function's backward against its inputs' shapes, for x in
+    its usual layout and, against a (C,) input, with one more leading dimension: ``.sum(0)`` gives
+    a (C,) gradient on a (B, C) x and a (T, C) one, which autograd reduces, on (B, T, C)."""
     target = ctx.target.obj
     if not (isinstance(target, type) and issubclass(target, torch.autograd.Function)):
         return
     binding = ctx.binding
     x = torch.linspace(-3.0, 3.0, 48, dtype=torch.float64)
-    laid = x.reshape(2, 3, 8) if binding.layout is None else binding.lay_out(x)
+    layouts = [x.reshape(2, 3, 8) if binding.layout is None else binding.lay_out(x)]
+    if binding.layout is not None and len(binding.layout) == 2:
+        layouts.append(layouts[0].reshape((2, -1) + tuple(layouts[0].shape[1:])))
+    reported: set[str] = set()
+    for laid in layouts:
+        for name, returned, expected in _raw_gradient_shapes(ctx, target, laid):
+            if name not in reported:
+                reported.add(name)
+                yield GRADIENT_SHAPE.finding(
+                    "shape", "warn", audit=ctx, input=_label(name), name=_shown(name), returned=returned,
+                    expected=expected, x_shape=tuple(laid.shape), dtype="float64",
+                    details={"returned": list(returned), "expected": list(expected), "x_shape": list(laid.shape)})
+
+
+def _raw_gradient_shapes(ctx: "AuditContext", target: type, laid: torch.Tensor) -> Iterator[tuple[str, tuple, tuple]]:
+    """(input, the shape of the gradient backward returns for it, its own shape) where they differ,
+    with x laid out as ``laid``; nothing where the call or the backward raises (the calling checks
+    and GA404 report that)."""
+    binding = ctx.binding
     values = {e.name: binding.fill(e, laid) for e in binding.extras}
     for extra in binding.differentiable:
         values[extra.name] = values[extra.name].clone().requires_grad_(True)
@@ -212,7 +232,7 @@ def run_gradient_shape(ctx: "AuditContext") -> Iterator[Finding]:
         try:
             out = target.apply(*args, **keywords)
         except Exception:
-            return  # the calling checks report it
+            return
         node = getattr(out, "grad_fn", None)
         if node is None or not hasattr(node, "_forward_cls"):
             return
@@ -222,14 +242,8 @@ def run_gradient_shape(ctx: "AuditContext") -> Iterator[Finding]:
             return
     names = {id(v): name for name, v in values.items()}
     for given, grad in zip(args, raw if isinstance(raw, tuple) else (raw,)):  # backward's outputs follow apply's arguments
-        if not isinstance(grad, torch.Tensor) or not isinstance(given, torch.Tensor):
-            continue
-        if tuple(grad.shape) != tuple(given.shape):
-            name = names.get(id(given), FIRST)
-            yield GRADIENT_SHAPE.finding(
-                "shape", "warn", audit=ctx, input=_label(name), name=_shown(name), returned=tuple(grad.shape),
-                expected=tuple(given.shape), x_shape=tuple(laid.shape), dtype="float64",
-                details={"returned": list(grad.shape), "expected": list(given.shape)})
+        if isinstance(grad, torch.Tensor) and isinstance(given, torch.Tensor) and tuple(grad.shape) != tuple(given.shape):
+            yield names.get(id(given), FIRST), tuple(grad.shape), tuple(given.shape)
 
 
 GRADIENT_SHAPE = Check(
@@ -240,7 +254,8 @@ GRADIENT_SHAPE = Check(
             "(autograd reduces it silently)",
     explanation=(
         "An autograd.Function is called on a (2, 3, 8) float64 x (or x laid out against its "
-        "parameter-like inputs) and its backward is called directly with a grad_output of ones; each "
+        "parameter-like inputs, and with one more leading dimension against a (C,) input) and its "
+        "backward is called directly with a grad_output of ones; each "
         "gradient it returns must have its input's shape. Autograd sums a gradient that broadcasts to "
         "the input's shape without a word, so a bias gradient left unreduced, or reduced over the "
         "wrong axes, works by accident; torch.autograd.gradcheck passes every such target."

@@ -206,14 +206,80 @@ def run_linearity(ctx: "AuditContext", check: Check) -> Iterator[Finding]:
 
 
 def run_broadcast_layouts(ctx: "AuditContext", check: Check) -> Iterator[Finding]:
-    """x with one more leading dimension than its usual layout ((2, 3, C) for a bias of shape
-    (C,)), against the same values laid out as usual."""
+    """x against parameter-like inputs, in float64: stored non-contiguously and as an empty batch in
+    its usual layout ((6, C) for a bias of shape (C,)), and with one more leading dimension
+    ((2, 3, C), contiguous and not); each against the same values laid out contiguously as usual."""
     binding = ctx.binding
-    if binding.layout is None or len(binding.layout) != 2:
-        return  # (B, T, C) for a (C,) input; a (1, C, 1) one already meets a 3-D x
+    if binding.layout is None:
+        return
+    shape = (6,) + tuple(binding.layout[1:])
+    leaves = _leaves(ctx, shape)
+    try:
+        want = _gradients(ctx, leaves, torch.ones_like)
+    except Exception:
+        return  # the usual layout fails already: reported elsewhere
+    if len(binding.layout) == 2:  # (B, T, C) for a (C,) input; a (1, C, 1) one already meets a 3-D x
+        deeper = list(_deeper(ctx, check))
+        if deeper:
+            yield from deeper
+            return
+    name, input_shape = binding.broadcast[0].name, binding.broadcast[0].shape
+    along_x = {"x"} | {e.name for e in binding.extras if e.role.kind == "like"}  # elementwise partners: laid out as x
+    for layout, make in _x_layouts(shape, deeper=len(binding.layout) == 2):
+        laid = {key: (make(t) if key in along_x else t).detach().requires_grad_(True) for key, t in leaves.items()}
+        what = _compared(ctx, laid, None if laid["x"].numel() == 0 else want, shape)
+        if what is not None:
+            yield check.finding("x-layout", "fail", audit=ctx, layout=layout, name=repr(name), input_shape=input_shape,
+                                what=what, dtype="float64", input=name, location=ctx.target.source("backward"))
+            return
+
+
+def _x_layouts(shape: tuple[int, ...], deeper: bool) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
+    """(words, x in that layout) for x of the usual ``shape``: the same values in another storage
+    (and, ``deeper``, as (2, 3, C) stored as the transpose of a (3, 2, C) tensor, as a sequence-first
+    activation gives)."""
+    dims = tuple(reversed(range(len(shape))))
+
+    def strided(t: torch.Tensor) -> torch.Tensor:
+        wide = t.new_zeros(*shape[:-1], 2 * shape[-1])
+        wide[..., ::2] = t
+        return wide[..., ::2]
+
+    layouts = [
+        (f"of shape {shape} stored with reversed strides (non-contiguous, as a transpose gives)",
+         lambda t: t.detach().permute(dims).contiguous().permute(dims)),
+        (f"of shape {shape} strided [..., ::2] (non-contiguous, as a slice gives)", lambda t: strided(t.detach())),
+        (f"as an empty batch of shape {(0,) + shape[1:]}", lambda t: t.detach()[:0].clone()),
+    ]
+    if deeper:
+        deep = (2, shape[0] // 2) + shape[1:]
+        layouts.append((f"of shape {deep} transposed from {(deep[1], deep[0]) + deep[2:]} (non-contiguous)",
+                        lambda t: t.detach().reshape(deep).transpose(0, 1).contiguous().transpose(0, 1)))
+    return layouts
+
+
+def _compared(ctx: "AuditContext", leaves: dict[str, torch.Tensor], want: dict[str, torch.Tensor | None] | None,
+              shape: tuple[int, ...]) -> str | None:
+    """Words for how the target fails on ``leaves``: it raises, or (``want`` given) gives other
+    gradients (those of x and its partners read in x's usual ``shape``)."""
+    try:
+        got = _gradients(ctx, leaves, torch.ones_like)
+    except Exception as exc:
+        return f"the target raises {describe_exception(exc)}"
+    if want is None:
+        return None
+    x_shape = leaves["x"].shape
+    got = {key: g.reshape(shape) if g is not None and g.shape == x_shape and x_shape != shape else g
+           for key, g in got.items()}
+    difference = _difference(got, want)
+    return None if difference is None else "the backward " + difference.replace("the contiguous grad_output", "a contiguous x")
+
+
+def _deeper(ctx: "AuditContext", check: Check) -> Iterator[Finding]:
+    """x of shape (2, 3, C) against the same values as (6, C)."""
+    binding = ctx.binding
     inner = tuple(binding.layout[1:])
-    deeper = (2, 3) + inner
-    flat = (6,) + inner
+    deeper, flat = (2, 3) + inner, (6,) + inner
     leaves = _leaves(ctx, deeper)
     flat_leaves = {name: (t.detach().reshape(flat) if name == "x" else t.detach()).clone().requires_grad_(True)
                    for name, t in leaves.items()}

@@ -62,6 +62,8 @@ INPUT_MESSAGES: dict[str, dict[str, str]] = {
                               "(from a transpose or a slice). Use .reshape instead of .view, make no "
                               "assumption about strides (.contiguous() where a kernel needs it), and "
                               "multiply by grad_output rather than assuming it is all ones.",
+        "x-layout": "with x {layout} and {name} of shape {input_shape} broadcast against it, {what} ({dtype}), "
+                    "where a contiguous x of the same values works. {fix}",
         "broadcast-layout": "with x of shape {shape} and {name} of shape {input_shape} broadcast against it, "
                             "{what} ({dtype}), where the same values laid out as {flat} work. A reduction "
                             "written for 2-D input (.sum(0)) or a .view that assumes it breaks on (B, T, C). "

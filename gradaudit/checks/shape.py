@@ -270,11 +270,15 @@ def _run_shape_and_grad_outputs(ctx: "AuditContext") -> Iterator[Finding]:
     """x's layouts, then grad_output's (every target: the backward must take any layout). x's
     layouts are skipped where a partner input is not elementwise (``x * gate.sum()``): the
     section along x, which holds the partner at ones of x's shape, is another function on each
-    shape, so layouts of it would differ without a defect."""
+    shape, so layouts of it would differ without a defect; and where x is laid out against
+    parameter-like inputs, the section would flatten them (the layouts of that x are the
+    several-input run's)."""
     from ..engine.sections import elementwise_partners
 
     binding = ctx.binding
-    if not binding.partners or len(elementwise_partners(ctx)) == len(binding.partners) or not ctx.elementwise:
+    if binding.layout is not None:
+        pass  # x is laid out against parameter-like inputs: its layouts are inputs_layouts.run_broadcast_layouts'
+    elif not binding.partners or len(elementwise_partners(ctx)) == len(binding.partners) or not ctx.elementwise:
         yield from run_shape(ctx)
     yield from inputs_layouts.run_grad_output_layouts(ctx, SHAPE)
 

@@ -18,8 +18,14 @@ class CallError(Exception):
 
 
 def describe_exception(exc: BaseException) -> str:
+    """``Type: first line`` of ``exc``; for an error raised inside TorchScript, whose first line
+    only says so, the error line its traceback ends with (and the line of the script it came from)."""
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
+    if first.startswith("The following operation failed in the TorchScript interpreter") and len(text) > 1:
+        sites = [line.strip() for line in text if line.strip().startswith("File ")]
+        site = f" ({sites[-1].removeprefix('File ')})" if sites else ""
+        return f"{text[-1].strip()}{site}"
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 

@@ -58,6 +58,8 @@ class InputRole:
 
 
 LIKE = InputRole("like")
+FLAGS = {"true": True, "false": False, "none": None}
+"""Constants written by name on the command line: ``--input fp8_input_store=false``."""
 
 
 def _shape(value: Any, text: str) -> tuple[int, ...]:
@@ -72,16 +74,15 @@ def _shape(value: Any, text: str) -> tuple[int, ...]:
 
 def parse_input_role(name: str, value: Any) -> InputRole:
     """The :class:`InputRole` of ``value`` given for the input ``name``: ``"like"``, a shape
-    (a tuple or list of ints, or ``"1,8,1"``), a number, a tensor, or a bare integer string
-    (``"8"``, from ``--input bias=8``). ``ValueError`` names the input otherwise."""
+    (a tuple or list of ints, or ``"1,8,1"``), a number, a flag (True, False, None, or their
+    names), a tensor, or a bare integer string (``"8"``, from ``--input bias=8``). ``ValueError``
+    names the input otherwise."""
     text = f"input {name!r}: {value!r}"
     if isinstance(value, InputRole):
         return value
     if isinstance(value, torch.Tensor):
         return InputRole("constant", value=value)
-    if isinstance(value, bool):
-        raise ValueError(f"{text} is not an input role; give 'like', a shape such as (8,) or a number")
-    if isinstance(value, (int, float)):
+    if value is None or isinstance(value, (bool, int, float)):  # flags too: forward(ctx, x, bias, fp8_input_store)
         return InputRole("constant", value=value)
     if isinstance(value, (tuple, list)):
         return InputRole("shape", shape=_shape(value, text))
@@ -89,6 +90,8 @@ def parse_input_role(name: str, value: Any) -> InputRole:
         stripped = value.strip().strip("()[] ")
         if stripped.lower() == "like":
             return LIKE
+        if stripped.lower() in FLAGS:
+            return InputRole("constant", value=FLAGS[stripped.lower()])
         if "," in stripped:
             return InputRole("shape", shape=_shape([v for v in stripped.split(",") if v.strip()], text))
         try:
@@ -99,7 +102,7 @@ def parse_input_role(name: str, value: Any) -> InputRole:
             return InputRole("constant", value=float(stripped))
         except ValueError:
             pass
-    raise ValueError(f"{text} is not an input role; give 'like', a shape such as 8 or 1,8,1, or a number")
+    raise ValueError(f"{text} is not an input role; give 'like', a shape such as 8 or 1,8,1, a number or a flag (true, false, none)")
 
 
 def parse_input_roles(inputs: Mapping[str, Any] | None) -> dict[str, InputRole]:

@@ -81,11 +81,12 @@ ROWS = [{'code': 'GA101',
   'summary': "the backward returns, for some input, a gradient of another shape than that input's "
              '(autograd reduces it silently)',
   'explanation': 'An autograd.Function is called on a (2, 3, 8) float64 x (or x laid out against '
-                 'its parameter-like inputs) and its backward is called directly with a '
-                 "grad_output of ones; each gradient it returns must have its input's shape. "
-                 "Autograd sums a gradient that broadcasts to the input's shape without a word, so "
-                 'a bias gradient left unreduced, or reduced over the wrong axes, works by '
-                 'accident; torch.autograd.gradcheck passes every such target.',
+                 'its parameter-like inputs, and with one more leading dimension against a (C,) '
+                 'input) and its backward is called directly with a grad_output of ones; each '
+                 "gradient it returns must have its input's shape. Autograd sums a gradient that "
+                 "broadcasts to the input's shape without a word, so a bias gradient left "
+                 'unreduced, or reduced over the wrong axes, works by accident; '
+                 'torch.autograd.gradcheck passes every such target.',
   'example': "a bias-GELU Function whose backward returns grad_output * gelu'(x + bias) as the "
              'bias gradient',
   'fix': "Reduce the gradient to the input's shape in backward, over every broadcast dimension, "

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from .types import scripted_function
+
 POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 NUMBER_ANNOTATIONS = (int, float, complex, numbers.Number, numbers.Real, "int", "float", "Number", "numbers.Number")
 
@@ -42,7 +44,7 @@ def _callable_signature(obj: Any) -> tuple[inspect.Signature | None, int]:
     init = getattr(obj, "_init_fn", None)  # a torch.library CustomOpDef: the function it wraps
     if callable(init):
         return _signature(init), 0
-    return _signature(obj), 0
+    return _signature(scripted_function(obj) or obj), 0
 
 
 def _signature(fn: Any) -> inspect.Signature | None:

@@ -110,7 +110,7 @@ class Target:
             cls = obj if isinstance(obj, type) else type(obj)
             candidates = [getattr(cls, "forward", None), cls]
         else:
-            candidates = [obj]
+            candidates = [scripted_function(obj) or obj]
         for candidate in candidates:
             location = source_location(candidate)
             if location is not None:
@@ -175,6 +175,15 @@ def implementing_function(obj: Any) -> Callable[..., Any] | None:
     return getattr(definition, "_init_fn", None) if definition is not None else None
 
 
+def scripted_function(obj: Any) -> Callable[..., Any] | None:
+    """The Python function that ``torch.jit.script`` compiled into ``obj``; None otherwise. A
+    scripted function has no Python signature, name or source of its own; its original does."""
+    if not isinstance(obj, torch.jit.ScriptFunction):
+        return None
+    original = getattr(obj, "_torchdynamo_inline", None) or getattr(obj, "__original_fn", None)
+    return original if callable(original) else None
+
+
 def display_path(path: str) -> str:
     """``path`` relative to the working directory when under it, else absolute."""
     absolute = os.path.abspath(path)
@@ -211,7 +220,7 @@ def target_from_object(obj: Any, name: str | None = None) -> Target:
     """A :class:`Target` for a Python object passed to :func:`gradaudit.audit`."""
     if name is None:
         base = obj.func if isinstance(obj, functools.partial) else obj
-        base = implementing_function(base) or base  # a custom op is named by its function
+        base = implementing_function(base) or scripted_function(base) or base  # named by the Python function
         qualname = getattr(base, "__qualname__", None) or type(base).__qualname__
         module = getattr(base, "__module__", None) or type(base).__module__
         name = f"{module}:{qualname}" if module else qualname
