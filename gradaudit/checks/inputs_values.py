@@ -11,7 +11,7 @@ import torch
 
 from ..engine.messages import number
 from ..engine.options import dtype_name
-from ..engine.pair_zeros import EXAMINED, examined_zeros, zero_classes
+from ..engine.pair_zeros import EXAMINED, examined_zeros, judge_together, zero_classes
 from ..engine.pairs import FIRST, PairEvaluation, describe_point, example, pair_evaluation, reference_at
 from ..engine.sections import elementwise_partners
 from ..model.check import Check
@@ -106,19 +106,21 @@ def _negative_zero_input(ev: PairEvaluation) -> torch.Tensor:
     return mask
 
 
-def _signed_zero_findings(ctx: "AuditContext", check: Check, ev: PairEvaluation, partner: str,
-                          values: torch.Tensor, exact: torch.Tensor, name: str | None, sign: float,
-                          gradient: bool) -> Iterator[Finding]:
+def _zeros(ev: PairEvaluation, values: torch.Tensor, exact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pairs where ``values`` holds a created -0.0 (no input is -0.0 there), those of them whose
+    float64 value is not zero (an underflow), and those where it is zero too (to be judged)."""
     created_mask = (values == 0) & torch.signbit(values) & ~_negative_zero_input(ev)
-    created = torch.nonzero(created_mask).flatten()
-    if not created.numel():
-        return
     exact = exact.to(torch.float64)
+    return (torch.nonzero(created_mask).flatten(), torch.nonzero(created_mask & (exact != 0)).flatten(),
+            torch.nonzero(created_mask & (exact == 0)).flatten())
+
+
+def _signed_zero_findings(ctx: "AuditContext", check: Check, ev: PairEvaluation, partner: str,
+                          zeros: tuple[torch.Tensor, torch.Tensor, torch.Tensor], examined: torch.Tensor,
+                          classes: dict[str, torch.Tensor], name: str | None, sign: float,
+                          gradient: bool) -> Iterator[Finding]:
+    created, rounded, _ = zeros
     empty = torch.zeros(0, dtype=torch.long)
-    rounded = torch.nonzero(created_mask & (exact != 0)).flatten()  # float64 is not zero there: an underflow
-    zero = torch.nonzero(created_mask & (exact == 0)).flatten()
-    examined = examined_zeros(ctx, ev, zero, name if gradient else None, sign)
-    classes = zero_classes(ctx, ev, examined, name if gradient else None, sign) if examined.numel() else {}
     groups = {"spurious": classes.get("spurious", empty),
               "propagated": torch.cat([rounded[:EXAMINED]] + [classes.get(k, empty) for k in
                                                                ("propagated", "underflow", "rounding", "undetermined")])}
@@ -139,18 +141,35 @@ def _signed_zero_findings(ctx: "AuditContext", check: Check, ev: PairEvaluation,
 
 
 def run_signed_zero_output(ctx: "AuditContext", check: Check) -> Iterator[Finding]:
+    cases = []
     for partner, ev, ref in _evaluations(ctx, _signs(ctx)):
-        yield from _signed_zero_findings(ctx, check, ev, partner, ev.output, ref.output, None, 1.0, False)
+        zeros = _zeros(ev, ev.output, ref.output)
+        if zeros[0].numel():
+            cases.append((partner, ev, None, 1.0, zeros, examined_zeros(ctx, ev, zeros[2], None, 1.0)))
+    yield from _judged_findings(ctx, check, cases, gradient=False)
 
 
 def run_signed_zero_gradient(ctx: "AuditContext", check: Check) -> Iterator[Finding]:
+    cases = []
     for partner, ev, ref in _evaluations(ctx, _signs(ctx)):
-        for sign in _signs(ctx):
-            for name, grad in ev.grads[sign].items():
-                exact = ref.grads[sign].get(name)
+        for name in ev.grads[1.0]:
+            for sign in _signs(ctx):
+                grad, exact = ev.grads[sign].get(name), ref.grads[sign].get(name)
                 if grad is None or exact is None or grad.numel() != ev.size or exact.numel() != ev.size:
                     continue
-                yield from _signed_zero_findings(ctx, check, ev, partner, grad, exact, name, sign, True)
+                zeros = _zeros(ev, grad, exact)
+                if zeros[0].numel():
+                    cases.append((partner, ev, name, sign, zeros, examined_zeros(ctx, ev, zeros[2], name, sign)))
+    yield from _judged_findings(ctx, check, cases, gradient=True)
+
+
+def _judged_findings(ctx: "AuditContext", check: Check, cases: list, gradient: bool) -> Iterator[Finding]:
+    """The findings of ``cases`` (partner, evaluation, gradient_of, sign, zeros, examined pairs), whose
+    zeros of every dtype and sign are judged together first (:func:`judge_together`)."""
+    judge_together(ctx, [(ev, examined, name) for _, ev, name, _, _, examined in cases if examined.numel()])
+    for partner, ev, name, sign, zeros, examined in cases:
+        classes = zero_classes(ctx, ev, examined, name, sign) if examined.numel() else {}
+        yield from _signed_zero_findings(ctx, check, ev, partner, zeros, examined, classes, name, sign, gradient)
 
 
 def run_gradient_dtypes(ctx: "AuditContext", check: Check) -> Iterator[Finding]:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .pairs import PairEvaluation, axis, evaluate_at
-from .zero_regions import JITTER, RAY_POWERS, edge_decays, jitter
+from .zero_regions import JITTER, RAY_POWERS, jitter, reached_gently, search_edge
 
 if TYPE_CHECKING:
     from .context import AuditContext
@@ -74,6 +74,26 @@ def zero_classes(ctx: "AuditContext", ev: PairEvaluation, index: torch.Tensor, g
     for i, point in points.items():
         found.setdefault(verdicts[point], []).append(i)
     return {kind: torch.tensor(where, dtype=torch.long) for kind, where in found.items()}
+
+
+def judge_together(ctx: "AuditContext", cases: list[tuple[PairEvaluation, torch.Tensor, str | None]]) -> None:
+    """Judge the created zeros of many probes at once: ``(evaluation, pair indices, gradient_of)`` of
+    every dtype and grad_output sign. Each pair is judged once per gradient (the dtypes' probes
+    share most pairs, and a backward is linear in grad_output, so the zeros of -1 lie where those
+    of +1 do), in one :func:`_judge_zeros` per gradient and set of inputs: its calls are batched
+    over the pairs, so judging all at once takes the calls of judging one probe. The verdicts are
+    then :func:`zero_classes`' to read."""
+    todo: dict[tuple[str | None, tuple[str, ...]], dict[tuple, None]] = {}
+    for ev, index, gradient_of in cases:
+        names = tuple(ev.inputs)
+        verdicts: dict[tuple, str] = ctx.memo(f"pairs.verdicts.{gradient_of}.{names}", dict)
+        columns = [ev.inputs[name][index].to(torch.float64).tolist() for name in names]
+        for point in zip(*columns):
+            if point not in verdicts:
+                todo.setdefault((gradient_of, names), {})[point] = None
+    for (gradient_of, names), points in todo.items():
+        verdicts = ctx.memo(f"pairs.verdicts.{gradient_of}.{names}", dict)
+        _judge_zeros(ctx, list(names), list(points), gradient_of, 1.0, verdicts)
 
 
 def _values(ctx: "AuditContext", names: list[str], columns: list[torch.Tensor], gradient_of: str | None,
@@ -206,7 +226,12 @@ def _gentle_along(ctx: "AuditContext", point: dict[str, float], along: str, line
     nearest = float(candidates[torch.argmin(distance)])
     search_key = line_key + (nearest, zero > nearest)  # the zeros between the same nonzero point and region
     if search_key not in memory:
-        memory[search_key] = _edge_decays(value_fn, *_narrowed(value_fn, zero, nearest))
+        brackets = memory.setdefault((gradient_of, along, side), [])  # closed with other inputs held
+        confirmed = next((found for found, lo, hi in brackets if _confirms(value_fn, zero, nearest, found, lo, hi)), None)
+        if confirmed is None:
+            confirmed, lo, hi = _search(value_fn, *_narrowed(value_fn, zero, nearest))
+            brackets.append((confirmed, lo, hi))
+        memory[search_key] = confirmed
     return memory[search_key]
 
 
@@ -215,9 +240,26 @@ WIDE_SEARCH = 1024
 (the target is elementwise in the pairs, so the batch size changes no value)."""
 
 
-def _edge_decays(value_fn: Any, zero_x: float, other_x: float) -> bool:
-    """:func:`gradaudit.engine.zero_regions.edge_decays` with :data:`WIDE_SEARCH` points a step."""
-    return edge_decays(value_fn, zero_x, other_x, points=WIDE_SEARCH)
+def _search(value_fn: Any, zero_x: float, other_x: float) -> tuple[bool, float, float]:
+    """:func:`gradaudit.engine.zero_regions.search_edge` with :data:`WIDE_SEARCH` points a step."""
+    if (zero_x < 0) != (other_x < 0) or zero_x == 0 or other_x == 0:
+        return False, zero_x, other_x
+    return search_edge(value_fn, zero_x, other_x, points=WIDE_SEARCH)
+
+
+def _confirms(value_fn: Any, zero: float, nearest: float, found: bool, lo: float, hi: float) -> bool:
+    """Whether the bracket (``lo`` the last zero, ``hi`` the first non-zero) that a search closed
+    with other inputs held also lies between ``zero`` and ``nearest`` and is still an edge there,
+    decaying gently (or not) as it did: then the search along this line would close it too, and its
+    verdict is ``found``. Two calls instead of a search (where the edge does not depend on the held
+    inputs, as for a product's factors; where it does, the check fails and the search runs)."""
+    low, high = min(zero, nearest), max(zero, nearest)
+    if not (low <= lo <= high and low <= hi <= high) or abs(lo - zero) > abs(hi - zero):
+        return False
+    values = value_fn(torch.tensor(np.resize(np.array([lo, hi]), WIDE_SEARCH))).tolist()
+    if values[0] != 0 or values[1] == 0 or not math.isfinite(values[1]):
+        return False
+    return reached_gently(value_fn, hi, lo, relative=abs(hi) >= 1.0, batch=WIDE_SEARCH) == found
 
 
 NARROWING = 3

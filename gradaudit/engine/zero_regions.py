@@ -108,6 +108,12 @@ def edge_decays(value_fn: ValueFn, zero_x: float, other_x: float, points: int = 
 
 def _search_edge(value_fn: ValueFn, zero_x: float, other_x: float, points: int = SEARCH_POINTS) -> bool:
     """:func:`edge_decays` without memory."""
+    return search_edge(value_fn, zero_x, other_x, points)[0]
+
+
+def search_edge(value_fn: ValueFn, zero_x: float, other_x: float, points: int = SEARCH_POINTS) -> tuple[bool, float, float]:
+    """:func:`edge_decays`'s verdict, and the bracket it closed: the last zero and the first non-zero
+    input (a later search of the same region, with other inputs held, can confirm it in one call)."""
     zero, edge = zero_x, other_x
     for _ in range(BISECTION_STEPS):
         inside = np.linspace(zero, edge, points + 2)[1:-1]
@@ -125,7 +131,7 @@ def _search_edge(value_fn: ValueFn, zero_x: float, other_x: float, points: int =
     # evaluated in a batch of the search's size, so the target takes the same (vectorised)
     # code path as in the search: near the edge a scalar path may round to zero where the
     # vectorised one did not
-    return reached_gently(value_fn, edge, zero, relative=abs(edge) >= 1.0, batch=points)
+    return reached_gently(value_fn, edge, zero, relative=abs(edge) >= 1.0, batch=points), zero, edge
 
 
 def reached_gently(value_fn: ValueFn, edge: float, zero: float, relative: bool, batch: int = 3,
