@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .inputs import log_magnitudes, tail_grid
+
 if TYPE_CHECKING:
     from .context import AuditContext
 
@@ -140,11 +142,12 @@ def snap(lo: float, hi: float) -> float:
     return centre
 
 
-def one_sided(ctx: "AuditContext", points: list[float]) -> list[tuple[float, float, float, float]]:
-    """Left/right derivative (second-order one-sided differences) and left/right limit
-    at each point, anchored a hair to each side so that f(point) itself is never used."""
+def one_sided(ctx: "AuditContext", points: list[float], step: float = 1e-6) -> list[tuple[float, float, float, float]]:
+    """Left/right derivative (second-order one-sided differences, steps of ``step`` relative to
+    ``max(1, |x|)``) and left/right limit at each point, anchored a hair to each side so that
+    f(point) itself is never used."""
     c = torch.tensor(points, dtype=torch.float64)
-    delta = 1e-6 * torch.clamp(c.abs(), min=1.0)
+    delta = step * torch.clamp(c.abs(), min=1.0)
     anchor_left = c - 1e-6 * delta
     anchor_right = c + 1e-6 * delta
     grid = torch.stack(
@@ -160,6 +163,13 @@ def one_sided(ctx: "AuditContext", points: list[float]) -> list[tuple[float, flo
 def classify(ctx: "AuditContext", location: float, declared: bool) -> Kink | None:
     """Measure a candidate point; None when it turns out smooth."""
     (left, right, left_value, right_value), = one_sided(ctx, [location])
+    return _measured(location, left, right, left_value, right_value, declared)
+
+
+def _measured(location: float, left: float, right: float, left_value: float, right_value: float,
+              declared: bool) -> Kink | None:
+    """The kink or jump that one-sided derivatives and limits at ``location`` show; None when
+    smooth (unless ``declared``)."""
     scale = 1.0 + abs(left_value) + abs(right_value)
     if not (math.isfinite(left_value) and math.isfinite(right_value)):
         kind = "jump"
@@ -176,8 +186,40 @@ def classify(ctx: "AuditContext", location: float, declared: bool) -> Kink | Non
     return Kink(location, kind, left, right, declared, left_value, right_value)
 
 
+TAIL_SCAN_LIMIT = 1e300
+"""Largest magnitude scanned for kinks on the tail points: one-sided differences further out overflow."""
+
+
+def _on_tail_points(ctx: "AuditContext") -> list[Kink]:
+    """Kinks and jumps exactly at the probe's structured points past the dense grid (every integer
+    from 10 to 100, then log-spaced magnitudes: clamp(x, -10, 10), relu(x - 20), clamp(x, max=1e5)),
+    from one-sided differences at all of them (two steps, a tenfold apart: a kink's one-sided slopes
+    hold steady, rounding noise does not), in two calls. The dense grid's search finds kinks
+    anywhere in [-10, 10]; past it a kink between probe points is never straddled by the central
+    differences of a probe point, but one on a probe point is (they average its two slopes)."""
+    magnitudes = np.unique(np.concatenate([tail_grid(), log_magnitudes(torch.float64)]))
+    magnitudes = magnitudes[(magnitudes >= 10.0) & (magnitudes <= TAIL_SCAN_LIMIT)]
+    points = np.concatenate([-magnitudes[::-1], magnitudes])
+    if ctx.options.domain is not None:
+        lo, hi = ctx.options.domain
+        points = points[(points > lo) & (points < hi)]
+    if not points.size:
+        return []
+    listed = points.tolist()
+    found = []
+    for p, fine, coarse in zip(listed, one_sided(ctx, listed), one_sided(ctx, listed, step=1e-5)):
+        if not all(map(math.isfinite, fine + coarse)):
+            continue  # an overflowing tail: the non-finite checks say it, not a kink
+        (left, right, _, _), (left_coarse, right_coarse, _, _) = fine, coarse
+        noise = abs(left - left_coarse) + abs(right - right_coarse)  # rounding (a float32 staircase) or curvature
+        if abs(left - right) > 10 * noise:
+            found.append(_measured(p, *fine, declared=False))
+    return [kink for kink in found if kink is not None]
+
+
 def find_kinks(ctx: "AuditContext") -> list[Kink]:
-    """Declared kinks plus those discovered on the float64 dense grid, sorted."""
+    """Declared kinks plus those discovered on the float64 dense grid and at the structured
+    points past it, sorted."""
     if not ctx.elementwise:
         return [k for k in (classify(ctx, float(v), True) for v in ctx.options.kinks) if k]
     x, y = _dense_section(ctx)
@@ -199,5 +241,8 @@ def find_kinks(ctx: "AuditContext") -> list[Kink]:
             continue
         kink = classify(ctx, value, False)
         if kink:
+            kinks.append(kink)
+    for kink in _on_tail_points(ctx):
+        if not any(abs(kink.location - k.location) <= 1e-9 * max(1.0, abs(kink.location)) for k in kinks):
             kinks.append(kink)
     return sorted(kinks, key=lambda k: k.location)
