@@ -15,6 +15,7 @@ from ..engine.calling import CallError
 from ..engine.messages import describe_intervals, example_index, intervals, number
 from ..engine.numerics import ATOL, RTOL, _array, numerical_derivative, shorter_steps, smooth_points, within_reach
 from ..engine.screen import scratch_buffers, screen, screen_block, spacing_of_block
+from ..engine.sections import elementwise_partners
 from ..model.report import Finding
 from . import Check, inputs_gradient, inputs_layouts
 from .several import INPUT_MESSAGES
@@ -136,14 +137,25 @@ def _central_differences(ctx: "AuditContext", xs: torch.Tensor, ys: torch.Tensor
     return smooth, wrong, numeric, torch.from_numpy(error)
 
 
+STAIR_SCALE = 10.0
+"""Largest |x| at which the constant share is counted (the dense grid): past it the probe's
+points are integers or further apart and the difference step grows with |x|, so unit stairs
+look like the identity there (round(x) is x at every integer, and at every float past 2**52)."""
+
+
 def straight_through(result: dict[str, torch.Tensor]) -> bool:
-    """Whether the forward is piecewise constant and every mismatch is a non-zero backward there."""
-    smooth = result["smooth"]
+    """Whether the forward is piecewise constant (where a difference step resolves its stairs)
+    and every mismatch there is a non-zero backward at a constant point (past it, the shorter
+    steps that land between stairs see the same surrogate)."""
+    near = result["x"].abs() <= STAIR_SCALE
+    smooth = result["smooth"] & near
+    if int(smooth.sum()) < 100:  # a domain away from the dense grid: every point counts
+        smooth = result["smooth"]
     constant = result["constant"] & smooth
     if int(smooth.sum()) == 0:
         return False
     share = float(constant.sum()) / float(smooth.sum())
-    return share >= CONSTANT_SHARE and bool((result["wrong"] <= constant).all())
+    return share >= CONSTANT_SHARE and bool(((result["wrong"] & near) <= constant).all())
 
 
 def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
@@ -158,8 +170,7 @@ def _along_x(ctx: "AuditContext") -> Iterator[Finding]:
     location = ctx.target.source("backward")
     first = ctx.first_evaluation()
     if first is not None and first.grad_error:
-        if not (ctx.binding.several and "number of gradients" in first.grad_error):  # input-count says it
-            yield _no_gradient(ctx, first, location)
+        yield from _gradient_error(ctx, first, location)
         return
     if not ctx.elementwise:
         yield from _gradcheck(ctx, location)
@@ -170,7 +181,7 @@ def _along_x(ctx: "AuditContext") -> Iterator[Finding]:
         if ev.error:  # the base probe was fine, the rest of the probe is not
             raise CallError(ev.error)
         if ev.grad_error:
-            yield _no_gradient(ctx, ev, location)
+            yield from _gradient_error(ctx, ev, location)
         return
     wrong = result["wrong"]
     skipped = result["unresolved"]
@@ -203,6 +214,17 @@ def _along_x(ctx: "AuditContext") -> Iterator[Finding]:
         relative=float(relative[worst_k]), worst=number(float(x[worst])),
         details={"intervals": intervals(x[result["smooth"]], wrong[result["smooth"]]),
                  "points_checked": total, "points_wrong": count, "points_unresolved": skipped.numel()})
+
+
+def _gradient_error(ctx: "AuditContext", ev: "Evaluation", location: dict | None) -> Iterator[Finding]:
+    """The backward raised: a wrong number of gradients for several inputs is said so (by each
+    partner's pairs where there are elementwise partners), anything else is no usable gradient."""
+    if "number of gradients" in (ev.grad_error or "") and ctx.binding.several:
+        if not elementwise_partners(ctx):
+            yield GRADIENT.finding("input-count", "fail", audit=ctx, reason=ev.grad_error, dtype="float64",
+                                   location=location)
+        return
+    yield _no_gradient(ctx, ev, location)
 
 
 def _unresolved(x: torch.Tensor, location: dict | None) -> Finding:
@@ -329,8 +351,8 @@ GRADIENT = Check(
                        "backward returns exactly as many values as forward takes inputs (None for a "
                        "non-tensor or a constant).",
         "input-raised": "with several inputs, {reason}. Fix the target for tensors in every input slot.",
-        "input-gradcheck": "torch.autograd.gradcheck over the inputs {names} (seeded, 24 elements of x; used where "
-                           "the target is not elementwise in every input) fails: "
+        "input-gradcheck": "torch.autograd.gradcheck over the inputs {names} (seeded, 24 elements of x{held}; used "
+                           "where the target is not elementwise in every input, or takes parameter-like inputs) fails: "
                            "{reason}. {fix}",
         "aliasing": "the same tensor passed as x and as {partner!r} (f(t, t), e.g. a GLU of one tensor with "
                     "itself) gets a gradient that is not the sum of both partial derivatives at {count} of "

@@ -48,8 +48,10 @@ def run_input_gradients(ctx: "AuditContext", gradient: Check) -> Iterator[Findin
     """GA101 findings about each input over each partner's pairs (float64), and aliasing."""
     location = ctx.target.source("backward")
     pairs = elementwise_partners(ctx)
-    if len(pairs) < len(ctx.binding.partners):  # parameter-like inputs are GA105's, entry by entry
+    if len(pairs) < len(ctx.binding.partners):
         yield from _gradcheck_all(ctx, gradient, location)
+    elif ctx.binding.broadcast:  # x's gradient with parameter-like inputs away from 1 (their own are GA105's)
+        yield from _gradcheck_all(ctx, gradient, location, only_x=True)
     for partner in pairs:
         ev = pair_evaluation(ctx, partner, torch.float64)
         if ev.error is not None:
@@ -76,10 +78,12 @@ def run_input_gradients(ctx: "AuditContext", gradient: Check) -> Iterator[Findin
         yield from _aliasing(ctx, gradient, partner.name, location)
 
 
-def _gradcheck_all(ctx: "AuditContext", gradient: Check, location: Any) -> Iterator[Finding]:
+def _gradcheck_all(ctx: "AuditContext", gradient: Check, location: Any, only_x: bool = False) -> Iterator[Finding]:
     """Where the two-dimensional probe does not hold (a partner the output is not elementwise
     in): torch.autograd.gradcheck over every differentiable input at once, on small seeded
-    inputs of moderate size."""
+    inputs of moderate size. ``only_x``: over x alone, with parameter-like inputs at their spread
+    values (every other check holds them at 1, where a PReLU's slope or a scale hides a wrong
+    formula for x; their own gradients are GA105's)."""
     from torch.autograd.gradcheck import GradcheckError
 
     binding = ctx.binding
@@ -95,7 +99,8 @@ def _gradcheck_all(ctx: "AuditContext", gradient: Check, location: Any) -> Itera
             values[extra.name] = extra.leaf(torch.float64)
         else:
             values[extra.name] = binding.fill(extra, x)
-    names = ["x"] + [name for name, v in values.items() if isinstance(v, torch.Tensor) and v.requires_grad]
+    names = ["x"] + [name for name, v in values.items() if isinstance(v, torch.Tensor) and v.requires_grad and not only_x]
+    held = "".join(f", {e.name!r} spread over [0.5, 1.5]" for e in binding.broadcast if only_x)
     fn = ctx.raw_callable_for(torch.float64)
 
     def call(*tensors: torch.Tensor) -> torch.Tensor:
@@ -108,7 +113,7 @@ def _gradcheck_all(ctx: "AuditContext", gradient: Check, location: Any) -> Itera
     try:
         torch.autograd.gradcheck(call, inputs, eps=1e-6, atol=1e-5, rtol=1e-3)
     except GradcheckError as exc:
-        yield gradient.finding("input-gradcheck", "fail", audit=ctx, names=", ".join(names),
+        yield gradient.finding("input-gradcheck", "fail", audit=ctx, names=", ".join(names), held=held,
                                reason=str(exc).strip().splitlines()[0], dtype="float64", location=location)
     except Exception as exc:
         text = str(exc).strip()

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..engine.context import AuditContext
     from ..engine.evaluation import Evaluation
 
-HEADROOM = 64.0
+HEADROOM = inputs_values.HEADROOM
 """Inputs within this factor of the dtype's max may overflow in any formula that scales them
 (x * relu6(x + 3) / 6 needs a factor 6): reported as info, not as a defect."""
 DOMAIN_HINT = "If the target is undefined there, declare it: domain=(lo, hi) or --domain LO HI."
@@ -145,11 +145,76 @@ def slope_reference(ctx: "AuditContext", ev: "Evaluation", where: torch.Tensor) 
     return reference
 
 
+def _reshaped(ctx: "AuditContext", check: Check, ev: "Evaluation") -> Iterator[Finding]:
+    """A target whose output has another shape than x (a GLU's halves): its non-finite outputs
+    (or gradients) judged against the float64 output (or gradient) of the same formula at the same
+    inputs, whole: below float64 a value that is finite and fits there is a defect; in float64 a
+    NaN (a NaN gradient only where every output is finite) is. Elements of the output are not
+    elements of x, so the finding names output elements and an input each depends on."""
+    gradient = check is NONFINITE_GRADIENT
+    values = ev.grad if gradient else ev.y
+    if values is None or (gradient and values.shape != ev.x.shape):
+        return
+    bad = scans.nonfinite(values)
+    if not scans.any_true(bad):
+        return
+    x64 = ev.x.detach().to(torch.float64)
+    try:
+        if ev.dtype == torch.float64:
+            exact = values.detach().to(torch.float64)
+        else:
+            exact = ctx.grads64(x64) if gradient else ctx.call(x64.clone(), dtype=torch.float64).detach()
+    except Exception:
+        return  # the float64 call's own failure is reported elsewhere
+    if exact.shape != values.shape:
+        return
+    fail, _ = defects(ev.x, ev.dtype, values, exact, elementwise=False, values_nonfinite=bad)
+    if gradient and ev.dtype == torch.float64 and not bool(torch.isfinite(ev.y).all()):
+        return  # a NaN gradient beside an overflowing output may be inf - inf: not judged
+    fail = flagged(fail)
+    if not fail.numel():
+        return
+    k = int(fail[0])
+    if gradient:
+        at = f"x = {number(float(ev.x.reshape(-1)[k]))} (element {k} of x)"
+    else:
+        at = f"output element {k}{_depends_on(ctx, x64, k)}"
+    how = (f" where the float64 {'gradient' if gradient else 'output'} of the same formula at the same inputs is "
+           f"finite and fits (e.g. {number(float(exact.reshape(-1)[k]))})" if ev.dtype != torch.float64 else
+           (" where every output element is finite" if gradient else ""))
+    yield check.finding("nonfinite-reshaped", "fail", audit=ctx, value=number(float(values.reshape(-1)[k])),
+                        dtype=dtype_name(ev.dtype), count=fail.numel(), total=values.numel(), how=how,
+                        shape=tuple(ev.y.shape), x_shape=tuple(ev.x.shape), at=at,
+                        location=ctx.target.source("backward" if gradient else "forward"),
+                        details={"count": fail.numel(), "element": k})
+
+
+def _depends_on(ctx: "AuditContext", x64: torch.Tensor, k: int) -> str:
+    """``, which depends on x[i] = a, ...`` for output element ``k``: the inputs its float64 gradient
+    reaches at x = 0.5 everywhere (at the probe's own values a NaN there spreads to every input
+    through 0 * inf in the backward of the others)."""
+    leaf = torch.full_like(x64, 0.5).requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            out = ctx.call(leaf * 1.0, dtype=torch.float64)
+            (grad,) = torch.autograd.grad(out.reshape(-1)[k], leaf, allow_unused=True)
+    except Exception:
+        return ""
+    if grad is None:
+        return ""
+    inputs = torch.nonzero((grad.reshape(-1) != 0) & torch.isfinite(grad.reshape(-1))).flatten()[:3].tolist()
+    return (", which depends on " + ", ".join(f"x[{i}] = {number(float(x64.reshape(-1)[i]))}" for i in inputs)
+            if inputs else "")
+
+
 def run_output(ctx: "AuditContext") -> Iterator[Finding]:
     yield from special_values(ctx)
     for dtype in ctx.options.dtypes:
         ev = ctx.evaluate(dtype)
-        if ev.y is None or ev.y.shape != ev.x.shape:
+        if ev.y is not None and ev.y.shape != ev.x.shape:
+            yield from _reshaped(ctx, NONFINITE_OUTPUT, ev)
+            continue
+        if ev.y is None:
             continue
         if not ev.flags("y")[0].numel():
             continue
@@ -164,7 +229,10 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
 def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
     for dtype in ctx.options.dtypes:
         ev = ctx.evaluate(dtype)
-        if ev.y is None or ev.grad is None or ev.grad.shape != ev.x.shape or ev.y.shape != ev.x.shape:
+        if ev.y is not None and ev.grad is not None and ev.y.shape != ev.x.shape:
+            yield from _reshaped(ctx, NONFINITE_GRADIENT, ev)
+            continue
+        if ev.y is None or ev.grad is None or ev.grad.shape != ev.x.shape:
             continue
         if not ev.flags(1.0)[0].numel():
             continue
@@ -195,6 +263,8 @@ def _messages(noun: str) -> dict[str, str]:
     """GA201's and GA202's templates by kind, for ``noun`` (output or gradient)."""
     return {
         "nonfinite": noun + " is {value} in {dtype} at {count} finite input(s){how}: {where}; e.g. x = {x}. {fix}",
+        "nonfinite-reshaped": noun + " is {value} in {dtype} at {count} of {total} elements{how} (output of shape "
+                              "{shape} for x of shape {x_shape}); e.g. at {at}. {fix}",
         "not-judged": noun + " is {value} in {dtype} at {count} finite input(s) (an overflow or a pole, or "
                       "a formula without headroom near the dtype's max; not judged): {where}; e.g. x = {x}. "
                       "Shown for information.",

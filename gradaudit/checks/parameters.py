@@ -60,14 +60,17 @@ def _judge(ctx: "AuditContext", parameters: list[tuple[str, torch.Tensor]], forw
            x: torch.Tensor, noun: str) -> Iterator[Finding]:
     """Each parameter's gradient of a weighted sum of ``forward()``'s outputs against central
     differences, element by element (up to :data:`MAX_ELEMENTS` each)."""
-    with torch.enable_grad():
-        out = forward()
-        weights = known_grad_output(out, ctx.options.seed)
-        loss = (out * weights).sum()
-        if loss.requires_grad:
-            grads = vjps([loss], [p for _, p in parameters], [torch.ones_like(loss)])
-        else:  # the forward detaches every parameter
-            grads = tuple(None for _ in parameters)
+    try:
+        with torch.enable_grad():
+            out = forward()
+            weights = known_grad_output(out, ctx.options.seed)
+            loss = (out * weights).sum()
+            if loss.requires_grad:
+                grads = vjps([loss], [p for _, p in parameters], [torch.ones_like(loss)])
+            else:  # the forward detaches every parameter
+                grads = tuple(None for _ in parameters)
+    except Exception:
+        return  # the forward or the backward raises here: GA101 and GA404 report it on their own inputs
 
     def weighted_sum() -> float:
         with torch.no_grad():

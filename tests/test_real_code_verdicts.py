@@ -1,0 +1,180 @@
+"""Classes of real third-party code that got wrong verdicts (found auditing copies of
+transformers, timm, Megatron-LM, flash-attn, snntorch and learnable-PReLU code): a kink on a
+probe point past [-10, 10], a backward with too few gradients beside constant inputs, an
+x-gradient right only at a parameter's value 1, a backward returning tuples, and NaN in a
+shape-changing target."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import gradaudit
+
+FAST = ["float64", "float32"]
+
+
+def problems(report) -> set[tuple[str, str]]:
+    return {(f.code, f.status) for f in report.findings if f.status in ("warn", "fail", "error")}
+
+
+@pytest.mark.parametrize("fn, kink", [
+    (lambda x: torch.clamp(x, -10, 10), 10.0),
+    (lambda x: torch.clamp(x, max=12.0), 12.0),
+    (lambda x: F.hardtanh(x, -10.0, 10.0), -10.0),
+    (lambda x: torch.relu(x - 20.0), 20.0),
+    (lambda x: torch.clamp(x, max=1e5), 1e5),
+])
+def test_a_kink_on_a_tail_probe_point_is_a_kink_not_a_wrong_gradient(fn, kink):
+    report = gradaudit.audit(fn, dtypes=FAST)
+    assert report.status == "pass", problems(report)
+    assert kink in {f.details.get("location") for f in report.findings if f.code == "GA301"} or any(
+        f.code == "GA301" and f.status == "info" and f.examples and f.examples[0].get("input") == kink
+        for f in report.findings)
+
+
+def test_rounding_noise_of_a_float32_formula_makes_no_tail_kinks():
+    report = gradaudit.audit(lambda x: F.silu(x.float()).double() if x.dtype == torch.float64 else F.silu(x),
+                             dtypes=["float64"], select=["GA301"])
+    assert not [f for f in report.findings if f.code == "GA301"]
+
+
+def test_a_wrong_tail_kink_gradient_still_fails():
+    class ClampTwo(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.clamp(max=20.0)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return grad * torch.where(x < 20, 1.0, torch.where(x == 20, 2.0, 0.0)).to(grad.dtype)
+
+    assert ("GA301", "fail") in problems(gradaudit.audit(ClampTwo, dtypes=FAST))
+
+
+class CountMissing(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, slope):
+        ctx.save_for_backward(x)
+        ctx.slope = slope
+        return torch.tanh(slope * x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * ctx.slope * (1 - torch.tanh(ctx.slope * x) ** 2)
+
+
+def test_too_few_gradients_beside_constants_fails():
+    report = gradaudit.audit(CountMissing, inputs={"slope": 2.0}, dtypes=FAST)
+    assert report.status == "fail"
+    assert ("GA101", "input-count") in {(f.code, f.kind) for f in report.findings}
+
+
+class PReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight):
+        ctx.save_for_backward(x, weight)
+        return torch.where(x > 0, x, weight * x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        return torch.where(x > 0, grad, weight * grad), torch.where(x > 0, 0.0, x * grad).sum_to_size(weight.shape)
+
+
+class PReLUWrongX(PReLU):
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        return grad.clone(), torch.where(x > 0, 0.0, x * grad).sum_to_size(weight.shape)
+
+
+def test_x_gradient_is_checked_with_parameter_like_inputs_away_from_one():
+    assert gradaudit.audit(PReLU, inputs={"weight": (8,)}, dtypes=FAST).status == "pass"
+    wrong = gradaudit.audit(PReLUWrongX, inputs={"weight": (8,)}, dtypes=FAST)
+    assert ("GA101", "input-gradcheck", "fail") in {(f.code, f.kind, f.status) for f in wrong.findings}
+    assert not any(f.code == "GA105" and f.status == "fail" for f in wrong.findings)  # the weight's own is right
+
+
+class TupleBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, bias):
+        return x + bias
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (grad, grad), grad.sum(0)  # a tuple where a gradient belongs
+
+
+def test_a_backward_returning_a_tuple_is_a_fail_not_a_gradaudit_crash():
+    report = gradaudit.audit(TupleBackward, inputs={"bias": (8,)}, dtypes=FAST)
+    assert report.status == "fail"
+    assert not any(f.code == "GA901" for f in report.findings)
+
+
+def log_glu(y):
+    y_1, y_2 = torch.chunk(y, 2, -1)
+    return y_1 * torch.exp(y_2) / torch.exp(y_2)  # inf / inf where exp overflows
+
+
+def sqrt_glu(y):
+    y_1, y_2 = torch.chunk(y, 2, -1)
+    return torch.where(y_1 > 0, torch.sqrt(y_1), 0.0) * y_2
+
+
+def test_shape_changing_targets_get_nonfinite_checks():
+    forward = gradaudit.audit(log_glu, dtypes=FAST, select=["GA201"])
+    assert {(f.code, f.kind, f.status) for f in forward.findings} >= {("GA201", "nonfinite-reshaped", "fail")}
+    backward = gradaudit.audit(sqrt_glu, dtypes=["float64"], select=["GA202"])
+    assert ("GA202", "nonfinite-reshaped", "fail") in {(f.code, f.kind, f.status) for f in backward.findings}
+    assert gradaudit.audit(F.glu, dtypes=FAST, select=["GA201", "GA202"]).status == "pass"
+
+
+class RoundSTE(torch.autograd.Function):
+    """brevitas' round_ste: round forward, identity backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+class FloorSTE(RoundSTE):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.floor(x)
+
+
+class ClampNegativesWrong(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad  # wrong for x < 0, where the forward is flat: not a staircase
+
+
+@pytest.mark.parametrize("ste", [RoundSTE, FloorSTE])
+def test_an_undeclared_round_ste_is_one_ga302_warn_not_a_ga101_fail(ste):
+    report = gradaudit.audit(ste, dtypes=FAST)
+    assert report.status == "warn"
+    assert [(f.code, f.kind) for f in report.findings if f.code in ("GA101", "GA302") and f.status != "info"] == [
+        ("GA302", "straight-through")]
+    assert gradaudit.audit(ste, dtypes=FAST, surrogate=True, select=["GA101", "GA302"]).status == "pass"
+
+
+def test_a_backward_wrong_where_the_forward_is_flat_is_still_ga101():
+    assert ("GA101", "fail") in problems(gradaudit.audit(ClampNegativesWrong, dtypes=FAST))
+
+
+@pytest.mark.parametrize("low", [0.1, -1e-6])
+def test_a_kink_constant_rounded_in_float16_is_no_dtype_warning(low):
+    report = gradaudit.audit(lambda x: x.clamp(min=low), select=["GA403"])
+    assert report.status == "pass", [f.message for f in report.findings]
