@@ -153,6 +153,9 @@ def run_discontinuity(ctx: "AuditContext", straight_through_too: bool = True) ->
         return
     status = "info" if ctx.options.surrogate else "warn"  # the verdict in the details, as the finding's
     location = ctx.target.source("backward")
+    result = ctx.memo("gradient.compare", lambda: compare(ctx)) if straight_through_too else None
+    stairs = result is not None and scans.any_true(result["wrong"]) and straight_through(result)
+    jumps: list[float] = []
     for kink in ctx.kinks:
         if kink.kind != "jump":
             continue
@@ -162,7 +165,9 @@ def run_discontinuity(ctx: "AuditContext", straight_through_too: bool = True) ->
             continue
         details = {"location": kink.location, "kind": "jump", "left": kink.left_value,
                    "right": kink.right_value, "implemented": {"float64": {"alone": g}}}
-        if math.isfinite(g) and g != 0:
+        if math.isfinite(g) and g != 0 and stairs:
+            jumps.append(kink.location)  # one finding for the whole staircase, below
+        elif math.isfinite(g) and g != 0:
             details["verdict"] = status
             yield DISCONTINUITY.finding("jump-gradient", "warn", audit=ctx, left=number(kink.left_value),
                                         right=number(kink.right_value), x=number(kink.location),
@@ -172,15 +177,12 @@ def run_discontinuity(ctx: "AuditContext", straight_through_too: bool = True) ->
             yield DISCONTINUITY.finding("jump", "info", left=number(kink.left_value), right=number(kink.right_value),
                                         x=number(kink.location), gradient=number(g), dtype="float64",
                                         location=location, details=details)
-    if not straight_through_too:
-        return
-    result = ctx.memo("gradient.compare", lambda: compare(ctx))
-    if result is not None and scans.any_true(result["wrong"]) and straight_through(result):
+    if stairs:
         wrong = result["wrong"]
         i = int(torch.nonzero(wrong)[0])
         yield DISCONTINUITY.finding("straight-through", "warn", audit=ctx, count=int(wrong.sum()),
                                     gradient=number(float(result["analytic"][i])), x=number(float(result["x"][i])),
-                                    dtype="float64", details={"points": int(wrong.sum())})
+                                    dtype="float64", details={"points": int(wrong.sum()), "jumps": jumps})
 
 
 def _no_gradient(ctx: "AuditContext") -> bool:
