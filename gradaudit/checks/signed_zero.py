@@ -96,6 +96,15 @@ def _zero_findings(check: Check, rows: list[Row], location: dict | None) -> Iter
         yield _finding(check, status, row, dtypes, location)
 
 
+def _interior(index: torch.Tensor) -> torch.Tensor:
+    """The flagged probe indices whose both neighbours are flagged too (``index`` itself where
+    none is): an example inside a zero region, not on its edge (hardswish is -0.0 at x = -3, but
+    not zero just right of it)."""
+    index = index.sort().values
+    inside = index[1:-1][(index[2:] - index[1:-1] == 1) & (index[1:-1] - index[:-2] == 1)]
+    return inside if inside.numel() else index
+
+
 def _finding(check: Check, status: str, row: Row, dtypes: list[str], location: dict | None) -> Finding:
     x, index, kind = row.x, row.index, row.kind
     count, name = index.numel(), dtypes[0]
@@ -104,7 +113,7 @@ def _finding(check: Check, status: str, row: Row, dtypes: list[str], location: d
     details: dict = {"kind": kind, "count": count, "dtypes": dtypes,
                      **({"grad_output": row.sign} if row.sign is not None else {})}
     if row.outputs is None:
-        i = example_index(x, index)
+        i = example_index(x, _interior(index) if kind == "spurious" else index)
         where = f"at {count} of {x.numel()} inputs: {describe_intervals(x, index)}"
         example = f"x = {number(float(x[i]))} gives -0.0{extra}"
         examples = [{"input": float(x[i]), "output": "-0.0"}]
