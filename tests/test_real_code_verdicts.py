@@ -178,3 +178,9 @@ def test_a_backward_wrong_where_the_forward_is_flat_is_still_ga101():
 def test_a_kink_constant_rounded_in_float16_is_no_dtype_warning(low):
     report = gradaudit.audit(lambda x: x.clamp(min=low), select=["GA403"])
     assert report.status == "pass", [f.message for f in report.findings]
+
+
+def test_a_spurious_zero_example_lies_inside_its_region():
+    report = gradaudit.audit(F.hardswish, dtypes=["float32"], select=["GA203"])
+    (finding,) = [f for f in report.findings if f.status == "warn"]
+    assert finding.examples[0]["input"] < -3.0
