@@ -97,8 +97,10 @@ def shorter_steps(ctx: "AuditContext", x: torch.Tensor, gradient: torch.Tensor,
     **right** where they agree with the backward too. It is **unresolved** (skipped, never
     failed) where it is not right, the backward changes by more than the tolerance among the
     points x ± h/4**k around x (the derivative varies on a scale shorter than h; a backward
-    wrong at x alone does not), and either the shortest usable step does not converge or the
-    shortest step that float64's rounding allows is longer than :data:`UNIT_SCALE`. A smooth
+    wrong at x alone does not), and either the shortest usable step does not converge, or the
+    shortest step that float64's rounding allows, or the ladder's own last step, is longer than
+    :data:`UNIT_SCALE` (then steps that agree only agree that the differences of a bounded
+    oscillation over a long step are tiny: sin at |x| = 1e13 gives ~1e-9 at every step). A smooth
     wrong backward is neither: the steps agree on another derivative, and the backward does
     not change around x."""
     xs, g = _array(x)[None, :], _array(gradient)[None, :]
@@ -127,7 +129,8 @@ def shorter_steps(ctx: "AuditContext", x: torch.Tensor, gradient: torch.Tensor,
     with np.errstate(all="ignore"):  # the backward around x (not at x: one wrong point is not a scale)
         spread = beside.max(axis=0) - beside.min(axis=0)
         steady = spread <= ATOL + RTOL * np.abs(beside).max(axis=0)
-    unresolved = ~right & ~steady & (~fine_converged | ~(shortest <= UNIT_SCALE))
+    coarse = steps[-1] > UNIT_SCALE  # even the ladder's last step is longer than the unit scale (sin at 1e13)
+    unresolved = ~right & ~steady & (~fine_converged | ~(shortest <= UNIT_SCALE) | coarse)
     resolved = converged.any(axis=0)
     best = np.where(resolved, estimate[LADDER - 1 - np.argmax(converged[::-1], axis=0), columns], np.nan)
     return {"right": torch.from_numpy(right), "resolved": torch.from_numpy(resolved),
