@@ -83,3 +83,17 @@ class _ScaledTanhMissingNone(torch.autograd.Function):
 
 ScaledTanhMissingNone = gradaudit.activation(_ScaledTanhMissingNone, inputs={"slope": 2.0})
 """A backward that returns one gradient for (x, slope): every backward raises. Fail GA101."""
+
+
+class DynamicTanhFloat32(torch.nn.Module):
+    """Dynamic tanh (DyT) as written for bf16 training: computes in float32 and casts back, so
+    float64 inputs are rounded to float32 inside. Warn GA403 (computed-in-float32) only."""
+
+    def __init__(self, alpha: float = 0.5):
+        super().__init__()
+        self.alpha = torch.nn.Parameter(torch.full((), alpha))
+        self.weight = torch.nn.Parameter(torch.ones(()))
+        self.bias = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return (torch.tanh(self.alpha * x.float()) * self.weight + self.bias).to(x.dtype)

@@ -205,3 +205,33 @@ def test_a_sine_is_unresolved_far_out_not_wrong():
         report = gradaudit.audit(target, dtypes=["float64"], select=["GA101"])
         assert report.status == "pass"
         assert [f.status for f in report.findings] == ["info"]  # the points float64 cannot resolve, counted
+
+
+def tanh_in_float32(x):
+    return torch.tanh(x.float()).to(x.dtype)
+
+
+class TanhInFloat32WrongBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return tanh_in_float32(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (1 - tanh_in_float32(x))  # should be 1 - tanh**2
+
+
+def test_float64_computed_in_float32_is_one_dtype_warning_not_a_wrong_gradient():
+    report = gradaudit.audit(tanh_in_float32)
+    assert report.status == "warn"
+    assert {(f.code, f.kind) for f in report.findings if f.status != "info"} == {("GA403", "computed-in-float32")}
+    wrong = gradaudit.audit(TanhInFloat32WrongBackward, dtypes=FAST)
+    assert ("GA101", "fail") in problems(wrong)
+
+
+@pytest.mark.parametrize("target", [torch.tanh, F.relu, torch.sign, torch.round, F.hardtanh])
+def test_float64_targets_are_not_taken_for_float32_inside(target):
+    report = gradaudit.audit(target, dtypes=["float64"], select=["GA403"])
+    assert not [f for f in report.findings if f.kind == "computed-in-float32"]

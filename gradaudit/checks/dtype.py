@@ -38,8 +38,9 @@ TOLERANCE_UNITS = 16
 roundings of the intermediates of a formula such as ``x * sigmoid(x)`` fit comfortably."""
 FIX_PRECISION = (
     "Use a stable formulation (torch.sigmoid / F.silu instead of 1 / (1 + exp(-x)), logaddexp, "
-    "clamp the argument of exp), or compute internally in float32 and cast the result back "
-    "with .to(x.dtype), as torch's own kernels do."
+    "clamp the argument of exp), or compute internally in at least float32 and cast the result "
+    "back with .to(x.dtype), as torch's own kernels do: x.to(torch.promote_types(x.dtype, "
+    "torch.float32)), which leaves float64 alone where .float() would round it."
 )
 
 
@@ -65,6 +66,8 @@ def run_dtype(ctx: "AuditContext") -> Iterator[Finding]:
             yield DTYPE.finding("output-dtype", "warn", output_dtype=dtype_name(ev.y.dtype), dtype=name,
                                 location=location,
                           examples=[{"input_dtype": name, "output_dtype": dtype_name(ev.y.dtype)}])
+        elif dtype == torch.float64 and ctx.working_eps > torch.finfo(torch.float64).eps:
+            yield DTYPE.finding("computed-in-float32", "warn", dtype=name, location=location)
         if ev.grad_error is not None and base.grad_error is None:
             yield DTYPE.finding("backward-fails", "warn", reason=ev.grad_error, dtype=name,
                                 location=ctx.target.source("backward"))
@@ -280,6 +283,11 @@ DTYPE = Check(
         "domain-partial": "{dtype} represents only [{lo}, {hi}] of the domain {domain} ({limits}): "
                           "{dtype} is audited there, the rest of the domain in the other dtypes. Shown "
                           "for information; drop {dtype} with dtypes=[...] to silence it.",
+        "computed-in-float32": "float64 inputs are computed in float32 inside: at inputs float32 cannot hold, "
+                               "every float64 output is a float32 value (.float() ... .to(x.dtype) rounds "
+                               "float64 down). float64 callers (gradcheck, double-precision code) get float32 "
+                               "accuracy; gradaudit judges the float64 checks at float32's rounding. Upcast "
+                               "with x.to(torch.promote_types(x.dtype, torch.float32)) instead of .float().",
         "low-precision": "in {dtype} the {noun} is {problems} of {total} inputs where the same formula "
                          "in float32 at the same inputs is finite and fits in {dtype}: {where}; e.g. "
                          "x = {x} gives {got} in {dtype} and {want} in float32. {fix}",

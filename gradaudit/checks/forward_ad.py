@@ -118,7 +118,8 @@ def run_forward_ad(ctx: "AuditContext") -> Iterator[Finding]:
         at_kink = torch.zeros_like(tangent, dtype=torch.bool)
     tangent = tangent.detach()
     judged = torch.isfinite(tangent) & torch.isfinite(backward) & ~at_kink
-    wrong = judged & ((tangent - backward).abs() > ATOL + RTOL * backward.abs())
+    scale = ctx.working_eps / torch.finfo(torch.float64).eps  # float32 inside: float32's rounding, not float64's
+    wrong = judged & ((tangent - backward).abs() > scale * (ATOL + RTOL * backward.abs()))
     count = int(wrong.sum())
     if count == 0:
         return

@@ -142,7 +142,8 @@ def _problem(ctx: "AuditContext", layout: Layout, values: torch.Tensor, dtype: t
         scales = None  # |x| of the output's and of the gradient's own element, as mismatch() is given
     if out.shape != expected_out.shape:
         return "fail", f"the output has shape {tuple(out.shape)} instead of {tuple(expected_out.shape)}"
-    judge = Judge(dtype, out.dtype, against, once(truth), scales if scales is None else once(scales))
+    inside = torch.float32 if dtype == torch.float64 and ctx.working_eps > torch.finfo(torch.float64).eps else out.dtype
+    judge = Judge(dtype, inside, against, once(truth), scales if scales is None else once(scales))
     problems = [judge.mismatch("output", out, expected_out, x if reference is not None else torch.ones_like(out), where)]
     if expected_grad is not None:
         if grad is None:

@@ -20,7 +20,7 @@ from ..engine.messages import describe_intervals, example_index, intervals, numb
 from ..engine.options import dtype_name
 from ..engine.vjp import vjp
 from ..engine.zero_regions import (
-    GENTLE_DECAY, SEARCH_POINTS, Remembered, WholeFn, classify, classify_whole, edge_decays, jitter, shuffled
+    GENTLE_DECAY, SEARCH_POINTS, TINY, Remembered, WholeFn, classify, classify_whole, edge_decays, jitter, shuffled
 )
 from ..model.check import placeholders
 from ..model.report import Finding
@@ -94,6 +94,12 @@ def _zero_findings(check: Check, rows: list[Row], location: dict | None) -> Iter
         row = hits[0]
         dtypes = list(dict.fromkeys(dtype_name(r.dtype) for r in hits))
         yield _finding(check, status, row, dtypes, location)
+
+
+def _tiny(ctx: "AuditContext") -> float:
+    """The value at a zero region's edge that counts as tiny: float32's rounding for a target that
+    computes float64 in float32 (1 - tanh(x)**2 steps from 1.2e-7 straight to 0 there)."""
+    return max(TINY, 16 * ctx.working_eps)
 
 
 def _interior(index: torch.Tensor) -> torch.Tensor:
@@ -227,7 +233,7 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
             continue
         if elementwise:
             values64 = ctx.memo("signed-zero values64", lambda: Remembered(ctx.values64))  # shared by the dtypes
-            classes = classify(ev.x, created, exact, values64)
+            classes = classify(ev.x, created, exact, values64, _tiny(ctx))
         else:
             classes = _classify_whole(ctx, ev.x, created, exact, None)
         rows += [Row(dtype, ev.x, where, kind, elementwise=elementwise) for kind, where in classes.items()]
@@ -275,7 +281,7 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
                 continue
             if elementwise:
                 grads64 = ctx.memo(f"signed-zero grads64 {sign}", lambda s=sign: Remembered(lambda p: ctx.grads64(p, s)))
-                classes = classify(ev.x, created, exact, grads64)
+                classes = classify(ev.x, created, exact, grads64, _tiny(ctx))
             else:
                 classes = _classify_whole(ctx, ev.x, created, exact, sign)
             x = ev.x

@@ -123,6 +123,14 @@ class AuditContext:
         return structure.is_elementwise(self._caller, self.base_probe(), self.options)
 
     @functools.cached_property
+    def working_eps(self) -> float:
+        """The relative rounding of the float64 forward: float64's, or float32's where the target
+        computes float64 inputs in float32 (see :func:`structure.computes_in_float32`)."""
+        if self.elementwise and structure.computes_in_float32(self._caller, self.options):
+            return float(torch.finfo(torch.float32).eps)
+        return float(torch.finfo(torch.float64).eps)
+
+    @functools.cached_property
     def kinks(self) -> list[Any]:
         """Declared and discovered kinks and jumps (see :mod:`gradaudit.engine.kinks`)."""
         from .kinks import find_kinks

@@ -142,10 +142,12 @@ def snap(lo: float, hi: float) -> float:
     return centre
 
 
-def one_sided(ctx: "AuditContext", points: list[float], step: float = 1e-6) -> list[tuple[float, float, float, float]]:
+def one_sided(ctx: "AuditContext", points: list[float], step: float | None = None) -> list[tuple[float, float, float, float]]:
     """Left/right derivative (second-order one-sided differences, steps of ``step`` relative to
-    ``max(1, |x|)``) and left/right limit at each point, anchored a hair to each side so that
-    f(point) itself is never used."""
+    ``max(1, |x|)``: 1e-6 by default, longer for a target that computes in float32, whose
+    rounding would swamp such a step) and left/right limit at each point, anchored a hair to each
+    side so that f(point) itself is never used."""
+    step = step if step is not None else one_sided_step(ctx)
     c = torch.tensor(points, dtype=torch.float64)
     delta = step * torch.clamp(c.abs(), min=1.0)
     anchor_left = c - 1e-6 * delta
@@ -158,6 +160,12 @@ def one_sided(ctx: "AuditContext", points: list[float], step: float = 1e-6) -> l
     left = (3 * l0 - 4 * l1 + l2) / (anchor_left - grid[2])
     right = (-3 * r0 + 4 * r1 - r2) / (grid[5] - anchor_right)
     return list(zip(left.tolist(), right.tolist(), l0.tolist(), r0.tolist()))
+
+
+def one_sided_step(ctx: "AuditContext") -> float:
+    """The relative step of :func:`one_sided`: 1e-6, or an eighth of the central differences'
+    step at the forward's working precision where that is longer (6e-4 for float32 inside)."""
+    return max(1e-6, ctx.working_eps ** (1.0 / 3.0) / 8)
 
 
 def classify(ctx: "AuditContext", location: float, declared: bool) -> Kink | None:
@@ -207,7 +215,7 @@ def _on_tail_points(ctx: "AuditContext") -> list[Kink]:
         return []
     listed = points.tolist()
     found = []
-    for p, fine, coarse in zip(listed, one_sided(ctx, listed), one_sided(ctx, listed, step=1e-5)):
+    for p, fine, coarse in zip(listed, one_sided(ctx, listed), one_sided(ctx, listed, step=10 * one_sided_step(ctx))):
         if not all(map(math.isfinite, fine + coarse)):
             continue  # an overflowing tail: the non-finite checks say it, not a kink
         (left, right, _, _), (left_coarse, right_coarse, _, _) = fine, coarse

@@ -27,12 +27,15 @@ def numerical_derivative(ctx: "AuditContext", x: torch.Tensor, y: torch.Tensor,
                          evaluate: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Central (steps h and h/2), forward and backward differences at ``x`` (float64) of the
     function ``evaluate`` (the target's forward by default) whose values at ``x`` are ``y``,
-    in one call of it. The arithmetic is NumPy's: these are the few points the screen left,
-    where a torch operation costs several times a NumPy one."""
+    in one call of it, with steps and rounding for the forward's working precision
+    (:attr:`AuditContext.working_eps`: float32's for a target that computes in float32). The
+    arithmetic is NumPy's: these are the few points the screen left, where a torch operation
+    costs several times a NumPy one."""
     evaluate = evaluate or ctx.values64
+    eps = ctx.working_eps
     xs, ys = _array(x), _array(y)
     with np.errstate(all="ignore"):  # inf and NaN where the target (or x near the max) has them, as torch gives
-        h = STEP * np.maximum(np.abs(xs), 1.0)
+        h = eps ** (1.0 / 3.0) * np.maximum(np.abs(xs), 1.0)
         plus, minus = xs + h, xs - h
         half_plus, half_minus = xs + h / 2, xs - h / 2
     points = torch.from_numpy(np.concatenate([plus, minus, half_plus, half_minus]))
@@ -43,7 +46,9 @@ def numerical_derivative(ctx: "AuditContext", x: torch.Tensor, y: torch.Tensor,
         forward = (yp - ys) / (plus - xs)
         backward = (ys - ym) / (xs - minus)
         magnitude = np.maximum(np.maximum(np.abs(ys), np.abs(yp)), np.abs(ym))
-        rounding = 8 * EPS64 * magnitude / h
+        if eps > EPS64:  # float32 inside: its intermediates (x, 1 + erf(x)) round on the scale of |x| too
+            magnitude = np.maximum(magnitude, np.abs(xs))
+        rounding = 8 * eps * magnitude / h
     locally_constant = (yp == ys) & (ym == ys)
     numeric = {"h": h, "plus": plus, "minus": minus, "central": central, "central_half": central_half,
                "forward": forward, "backward": backward, "rounding": rounding, "constant": locally_constant}
@@ -103,6 +108,7 @@ def shorter_steps(ctx: "AuditContext", x: torch.Tensor, gradient: torch.Tensor,
     oscillation over a long step are tiny: sin at |x| = 1e13 gives ~1e-9 at every step). A smooth
     wrong backward is neither: the steps agree on another derivative, and the backward does
     not change around x."""
+    eps = ctx.working_eps
     xs, g = _array(x)[None, :], _array(gradient)[None, :]
     steps = _array(h)[None, :] * 4.0 ** -np.arange(1, LADDER + 1, dtype=np.float64)[:, None]
     with np.errstate(all="ignore"):
@@ -111,7 +117,7 @@ def shorter_steps(ctx: "AuditContext", x: torch.Tensor, gradient: torch.Tensor,
         yp, ym, yhp, yhm = _array(ctx.values64(torch.from_numpy(points.reshape(-1)))).reshape(points.shape)
         estimate = (4 * (yhp - yhm) / (half_plus - half_minus) - (yp - ym) / (plus - minus)) / 3
         magnitude = np.maximum(np.maximum(np.abs(yp), np.abs(ym)), np.maximum(np.abs(yhp), np.abs(yhm)))
-        rounding = 32 * EPS64 * magnitude / steps  # of the extrapolated estimate (from the half step's)
+        rounding = 32 * eps * magnitude / steps  # of the extrapolated estimate (from the half step's)
         basic = ATOL + RTOL * np.abs(estimate)
         usable = np.isfinite(estimate) & (rounding <= basic / 4)
         converged = np.zeros_like(usable)
@@ -123,7 +129,7 @@ def shorter_steps(ctx: "AuditContext", x: torch.Tensor, gradient: torch.Tensor,
     finest = np.where(any_usable, LADDER - 1 - np.argmax(usable[::-1], axis=0), 0)
     fine_converged = any_usable & (finest > 0) & converged[np.maximum(finest - 1, 0), columns]
     with np.errstate(all="ignore"):  # the shortest step whose rounding stays under a quarter of the tolerance
-        shortest = 128 * EPS64 * magnitude[finest, columns] / basic[finest, columns]
+        shortest = 128 * eps * magnitude[finest, columns] / basic[finest, columns]
     around = np.concatenate([plus, minus])  # x ± h/4**k: from a quarter of h down to far below the shortest step
     beside = _array(ctx.grads64(torch.from_numpy(around.reshape(-1)))).reshape(around.shape)
     with np.errstate(all="ignore"):  # the backward around x (not at x: one wrong point is not a scale)

@@ -99,3 +99,28 @@ def near_kink(kinks: Iterable[Any], x: torch.Tensor, halfwidth: torch.Tensor) ->
         reach = halfwidth * 2 + 1e-9 * max(1.0, abs(kink.location))
         mask |= (x - kink.location).abs() <= reach
     return mask
+
+
+FLOAT32_VALUES = 100
+"""Distinct float64 outputs, all of them float32 values, that show a forward computed in float32
+(a step or a sign has a few such values by nature)."""
+
+
+def computes_in_float32(caller: Caller, options: Options) -> bool:
+    """Whether the float64 forward is computed in float32 inside (``f(x.float()).to(x.dtype)``):
+    at inputs that float32 cannot hold, every finite output is a float32 value, and there are
+    many. Its float64 values then carry float32's rounding, which the numerical derivatives
+    must allow for."""
+    lo, hi = options.domain if options.domain is not None else (-10.0, 10.0)
+    lo, hi = max(lo, -10.0), min(hi, 10.0)
+    if not lo < hi:
+        return False
+    x = torch.linspace(lo, hi, 257, dtype=torch.float64)[1:-1] * (1 + 2.0 ** -40) + 2.0 ** -41
+    try:
+        y = caller.values64(x)
+    except CallError:
+        return False
+    finite = y[torch.isfinite(y)]
+    if finite.unique().numel() < FLOAT32_VALUES:
+        return False
+    return bool((finite.to(torch.float32).to(torch.float64) == finite).all())

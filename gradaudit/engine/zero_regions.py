@@ -85,7 +85,8 @@ class Remembered:
         return self.values[key]
 
 
-def edge_decays(value_fn: ValueFn, zero_x: float, other_x: float, points: int = SEARCH_POINTS) -> bool:
+def edge_decays(value_fn: ValueFn, zero_x: float, other_x: float, points: int = SEARCH_POINTS,
+                tiny: float = TINY) -> bool:
     """Whether the zero region at ``zero_x`` is reached through gently decaying values.
 
     Search from the zero point towards ``other_x`` (non-zero value) for the last non-zero
@@ -101,17 +102,19 @@ def edge_decays(value_fn: ValueFn, zero_x: float, other_x: float, points: int = 
         return False
     if isinstance(value_fn, Remembered):
         if (zero_x, other_x) not in value_fn.edges:
-            value_fn.edges[zero_x, other_x] = _search_edge(value_fn, zero_x, other_x, points)
+            value_fn.edges[zero_x, other_x] = _search_edge(value_fn, zero_x, other_x, points, tiny)
         return value_fn.edges[zero_x, other_x]
-    return _search_edge(value_fn, zero_x, other_x, points)
+    return _search_edge(value_fn, zero_x, other_x, points, tiny)
 
 
-def _search_edge(value_fn: ValueFn, zero_x: float, other_x: float, points: int = SEARCH_POINTS) -> bool:
+def _search_edge(value_fn: ValueFn, zero_x: float, other_x: float, points: int = SEARCH_POINTS,
+                 tiny: float = TINY) -> bool:
     """:func:`edge_decays` without memory."""
-    return search_edge(value_fn, zero_x, other_x, points)[0]
+    return search_edge(value_fn, zero_x, other_x, points, tiny)[0]
 
 
-def search_edge(value_fn: ValueFn, zero_x: float, other_x: float, points: int = SEARCH_POINTS) -> tuple[bool, float, float]:
+def search_edge(value_fn: ValueFn, zero_x: float, other_x: float, points: int = SEARCH_POINTS,
+                tiny: float = TINY) -> tuple[bool, float, float]:
     """:func:`edge_decays`'s verdict, and the bracket it closed: the last zero and the first non-zero
     input (a later search of the same region, with other inputs held, can confirm it in one call)."""
     zero, edge = zero_x, other_x
@@ -131,11 +134,11 @@ def search_edge(value_fn: ValueFn, zero_x: float, other_x: float, points: int = 
     # evaluated in a batch of the search's size, so the target takes the same (vectorised)
     # code path as in the search: near the edge a scalar path may round to zero where the
     # vectorised one did not
-    return reached_gently(value_fn, edge, zero, relative=abs(edge) >= 1.0, batch=points), zero, edge
+    return reached_gently(value_fn, edge, zero, relative=abs(edge) >= 1.0, batch=points, tiny=tiny), zero, edge
 
 
 def reached_gently(value_fn: ValueFn, edge: float, zero: float, relative: bool, batch: int = 3,
-                   near: float = 1e-3) -> bool:
+                   near: float = 1e-3, tiny: float = TINY) -> bool:
     """Whether values decay gently into the zero region that begins past ``edge`` (towards
     ``zero``): they grow by at most ``GENTLE_DECAY`` a small step away from it (no root with a
     slope) and are tiny at the edge or grow by ``DECAY`` a step further (no mask's step).
@@ -154,7 +157,7 @@ def reached_gently(value_fn: ValueFn, edge: float, zero: float, relative: bool, 
         return True  # zero again past the edge: values that flicker around zero (cancellation), no step
     if abs(near) > GENTLE_DECAY * abs(at_edge):
         return False
-    return abs(at_edge) <= TINY or abs(further) >= DECAY * abs(at_edge)
+    return abs(at_edge) <= tiny or abs(further) >= DECAY * abs(at_edge)
 
 
 def is_isolated_root(value_fn: ValueFn, lo: float, hi: float) -> bool:
@@ -169,7 +172,7 @@ def is_isolated_root(value_fn: ValueFn, lo: float, hi: float) -> bool:
 
 # -- elementwise targets ----------------------------------------------------------------------------
 def classify(x: torch.Tensor, created: torch.Tensor, exact: torch.Tensor,
-             value_fn: ValueFn | None) -> dict[str, torch.Tensor]:
+             value_fn: ValueFn | None, tiny: float = TINY) -> dict[str, torch.Tensor]:
     """The indices per class of the created -0.0 elements (``created``, a mask or its sorted
     indices) of an elementwise target over the sorted probe ``x``.
 
@@ -191,7 +194,7 @@ def classify(x: torch.Tensor, created: torch.Tensor, exact: torch.Tensor,
     if value_fn is not None and undecided.size:
         x64 = x.to(torch.float64)
         for start, end in runs_of(torch.from_numpy(undecided))[:MAX_RUNS]:
-            chosen = _classify_run(value_fn, x64, start, end)
+            chosen = _classify_run(value_fn, x64, start, end, tiny)
             if chosen:  # the run's place among the created indices (both sorted)
                 first, last = np.searchsorted(index, [start, end])
                 kind[int(first) : int(last) + 1] = chosen
@@ -202,7 +205,7 @@ def classify(x: torch.Tensor, created: torch.Tensor, exact: torch.Tensor,
     return result
 
 
-def _classify_run(value_fn: ValueFn, x64: torch.Tensor, start: int, end: int) -> int:
+def _classify_run(value_fn: ValueFn, x64: torch.Tensor, start: int, end: int, tiny: float = TINY) -> int:
     """1 (underflow), 2 (rounding), 3 (dropped: a lone root) or 0 (spurious) for the run of
     zeros at probe indices ``start..end``, examined at its edges."""
     if is_isolated_root(value_fn, float(x64[start]), float(x64[end])):
@@ -213,7 +216,7 @@ def _classify_run(value_fn: ValueFn, x64: torch.Tensor, start: int, end: int) ->
         value = float(value_fn(x64[neighbour : neighbour + 1])[0])
         if value == 0 or value != value:
             continue
-        if edge_decays(value_fn, float(x64[edge]), float(x64[neighbour])):
+        if edge_decays(value_fn, float(x64[edge]), float(x64[neighbour]), tiny=tiny):
             return 1 if value < 0 else 2
     return 0
 

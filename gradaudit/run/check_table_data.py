@@ -217,8 +217,10 @@ ROWS = [{'code': 'GA101',
                  'audited where it can.',
   'example': 'x / (1 + torch.exp(-x)) has a NaN gradient in float16 for x < -11',
   'fix': 'Use a stable formulation (torch.sigmoid / F.silu instead of 1 / (1 + exp(-x)), '
-         'logaddexp, clamp the argument of exp), or compute internally in float32 and cast the '
-         "result back with .to(x.dtype), as torch's own kernels do."},
+         'logaddexp, clamp the argument of exp), or compute internally in at least float32 and '
+         "cast the result back with .to(x.dtype), as torch's own kernels do: "
+         'x.to(torch.promote_types(x.dtype, torch.float32)), which leaves float64 alone where '
+         '.float() would round it.'},
  {'code': 'GA404',
   'slug': 'shape',
   'status': 'fail / info',
