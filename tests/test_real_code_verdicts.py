@@ -235,3 +235,48 @@ def test_float64_computed_in_float32_is_one_dtype_warning_not_a_wrong_gradient()
 def test_float64_targets_are_not_taken_for_float32_inside(target):
     report = gradaudit.audit(target, dtypes=["float64"], select=["GA403"])
     assert not [f for f in report.findings if f.kind == "computed-in-float32"]
+
+
+class StarReLU(torch.nn.Module):
+    """timm's StarReLU: scale * relu(x) ** 2 + bias, with parameters of shape (1,)."""
+
+    def __init__(self, scale_value: float = 1.0, bias_value: float = 0.0):
+        super().__init__()
+        self.scale = torch.nn.Parameter(scale_value * torch.ones(1))
+        self.bias = torch.nn.Parameter(bias_value * torch.ones(1))
+
+    def forward(self, x):
+        return self.scale * torch.relu(x) ** 2 + self.bias
+
+
+def test_a_one_element_parameter_turning_a_0d_input_into_shape_1_is_info():
+    report = gradaudit.audit(StarReLU(), dtypes=FAST)
+    assert report.status == "pass"
+    assert ("GA404", "layout-info", "info") in {(f.code, f.kind, f.status) for f in report.findings}
+
+
+@torch.library.custom_op("gradaudit_real_code::relu_strides", mutates_args=())
+def relu_strides(x: torch.Tensor) -> torch.Tensor:
+    return torch.relu(x)  # keeps x's strides
+
+
+@relu_strides.register_fake
+def _(x):
+    return x.new_empty(x.shape)  # always contiguous: wrong for a transposed x
+
+
+def _save_input(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0])
+
+
+def _relu_backward(ctx, grad):
+    (x,) = ctx.saved_tensors
+    return torch.where(x > 0, grad, torch.zeros_like(grad))
+
+
+relu_strides.register_autograd(_relu_backward, setup_context=_save_input)
+
+
+def test_a_fake_kernel_with_the_wrong_strides_fails_ga407():
+    report = gradaudit.audit(relu_strides, dtypes=["float32"], select=["GA407"])
+    assert report.status == "fail"

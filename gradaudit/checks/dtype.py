@@ -284,8 +284,8 @@ DTYPE = Check(
                           "{dtype} is audited there, the rest of the domain in the other dtypes. Shown "
                           "for information; drop {dtype} with dtypes=[...] to silence it.",
         "computed-in-float32": "float64 inputs are computed in float32 inside: at inputs float32 cannot hold, "
-                               "every float64 output is a float32 value (.float() ... .to(x.dtype) rounds "
-                               "float64 down). float64 callers (gradcheck, double-precision code) get float32 "
+                               "the target gives exactly what it gives at them rounded to float32 (.float() "
+                               "... .to(x.dtype) rounds float64 down). float64 callers (gradcheck, double-precision code) get float32 "
                                "accuracy; gradaudit judges the float64 checks at float32's rounding. Upcast "
                                "with x.to(torch.promote_types(x.dtype, torch.float32)) instead of .float().",
         "low-precision": "in {dtype} the {noun} is {problems} of {total} inputs where the same formula "

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import torch
 
 from ..engine.messages import number
-from ..engine.numerics import ATOL, EPS64, RTOL, STEP
+from ..engine.numerics import ATOL, RTOL
 from ..engine.small_inputs import known_grad_output, small_input
 from ..engine.vjp import vjps
 from ..model.report import Finding
@@ -86,7 +86,7 @@ def _judge(ctx: "AuditContext", parameters: list[tuple[str, torch.Tensor]], forw
         flat = parameter.detach().view(-1)
         for i in _elements(parameter):
             original = float(flat[i])
-            h = STEP * max(1.0, abs(original))
+            h = ctx.working_eps ** (1.0 / 3.0) * max(1.0, abs(original))
             values = {}
             for step in (h, -h, h / 2, -h / 2):
                 flat[i] = original + step
@@ -95,7 +95,7 @@ def _judge(ctx: "AuditContext", parameters: list[tuple[str, torch.Tensor]], forw
             central = (values[h] - values[-h]) / (2 * h)
             half = (values[h / 2] - values[-h / 2]) / h
             forward_difference, backward_difference = (values[h] - base) / h, (base - values[-h]) / h
-            rounding = 8 * EPS64 * max(abs(base), abs(values[h]), abs(values[-h])) / h
+            rounding = 8 * ctx.working_eps * max(abs(base), abs(values[h]), abs(values[-h]), abs(original)) / h
             smooth = (abs(forward_difference - backward_difference)
                       <= 0.05 * max(abs(forward_difference), abs(backward_difference)) + 1e-4 + 4 * rounding
                       and abs(central - half) <= 1e-3 * abs(half) + 1e-6 + 8 * rounding)

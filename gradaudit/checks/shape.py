@@ -141,7 +141,12 @@ def _problem(ctx: "AuditContext", layout: Layout, values: torch.Tensor, dtype: t
         truth = lambda: _laid_out(layout, values64, *_truth64(ctx, values64, dtype))  # noqa: E731
         scales = None  # |x| of the output's and of the gradient's own element, as mismatch() is given
     if out.shape != expected_out.shape:
-        return "fail", f"the output has shape {tuple(out.shape)} instead of {tuple(expected_out.shape)}"
+        words = f"the output has shape {tuple(out.shape)} instead of {tuple(expected_out.shape)}"
+        if x.dim() == 0 and tuple(out.shape) == (1,) and _one_element_parameter(ctx) is not None:
+            return "info", (f"{words}: it broadcasts against the parameter {_one_element_parameter(ctx)!r} "
+                            f"of shape (1,) (torch.ones(1), as timm's StarReLU); a 0-d parameter, "
+                            f"torch.tensor(1.0), keeps a 0-d input 0-d")
+        return "fail", words
     inside = torch.float32 if dtype == torch.float64 and ctx.working_eps > torch.finfo(torch.float64).eps else out.dtype
     judge = Judge(dtype, inside, against, once(truth), scales if scales is None else once(scales))
     problems = [judge.mismatch("output", out, expected_out, x if reference is not None else torch.ones_like(out), where)]
@@ -154,6 +159,14 @@ def _problem(ctx: "AuditContext", layout: Layout, values: torch.Tensor, dtype: t
     found = [p for p in problems if p is not None]
     found.sort(key=lambda p: p[0] != "fail")
     return found[0] if found else None
+
+
+def _one_element_parameter(ctx: "AuditContext") -> str | None:
+    """The name of a module target's parameter of shape (1,), if it has one."""
+    module = ctx.raw_callable_for(torch.float64)
+    if isinstance(module, torch.nn.Module):
+        return next((name for name, p in module.named_parameters() if tuple(p.shape) == (1,)), None)
+    return None
 
 
 def _truth64(ctx: "AuditContext", values64: torch.Tensor,

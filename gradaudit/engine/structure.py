@@ -102,25 +102,27 @@ def near_kink(kinks: Iterable[Any], x: torch.Tensor, halfwidth: torch.Tensor) ->
 
 
 FLOAT32_VALUES = 100
-"""Distinct float64 outputs, all of them float32 values, that show a forward computed in float32
-(a step or a sign has a few such values by nature)."""
+"""Points, where the forward moves, that must all show it reading its input through float32."""
 
 
 def computes_in_float32(caller: Caller, options: Options) -> bool:
-    """Whether the float64 forward is computed in float32 inside (``f(x.float()).to(x.dtype)``):
-    at inputs that float32 cannot hold, every finite output is a float32 value, and there are
-    many. Its float64 values then carry float32's rounding, which the numerical derivatives
-    must allow for."""
+    """Whether the float64 forward reads its input through float32 (``f(x.float())``, cast back
+    or promoted against float64 parameters): at inputs float32 cannot hold, it gives exactly
+    what it gives at those inputs rounded to float32, wherever it moves at all (at least
+    :data:`FLOAT32_VALUES` points). Its float64 values then carry float32's rounding, which the
+    numerical derivatives must allow for."""
     lo, hi = options.domain if options.domain is not None else (-10.0, 10.0)
     lo, hi = max(lo, -10.0), min(hi, 10.0)
     if not lo < hi:
         return False
     x = torch.linspace(lo, hi, 257, dtype=torch.float64)[1:-1] * (1 + 2.0 ** -40) + 2.0 ** -41
+    rounded = x.to(torch.float32).to(torch.float64)
+    moved = (x + 1e-3 * (1 + x.abs())).clamp(max=hi)
     try:
-        y = caller.values64(x)
-    except CallError:
+        y, at_rounded, at_moved = caller.values64(torch.cat([x, rounded, moved])).reshape(3, -1)
+    except (CallError, RuntimeError):
         return False
-    finite = y[torch.isfinite(y)]
-    if finite.unique().numel() < FLOAT32_VALUES:
+    moving = torch.isfinite(y) & (y != at_moved)
+    if int(moving.sum()) < FLOAT32_VALUES:
         return False
-    return bool((finite.to(torch.float32).to(torch.float64) == finite).all())
+    return bool((y[moving] == at_rounded[moving]).all())
