@@ -158,12 +158,12 @@ def test_discovery_cost_is_linear_in_the_grid():
     kinks = context.kinks
     assert [k.location for k in kinks] == [-3.0, 3.0]
     # one call over the dense grid, then a fixed number of small batched calls for the
-    # bisection, independent of the grid size (and of the probe's), and two fixed calls of
-    # one-sided differences at the structured tail points
+    # bisection, independent of the grid size (and of the probe's), and one fixed call of
+    # one-sided differences at the structured tail points (a second at the few that look like kinks)
     assert calls[0] == dense_grid().size
-    tail = calls[-2:]
-    assert tail[0] == tail[1] < 20000
-    assert len(calls) <= 72 and max(calls[1:-2]) <= 5 * 8
+    tail = max(calls[1:])
+    assert tail < 20000 and calls.count(tail) == 1
+    assert len(calls) <= 72 and sorted(calls[1:])[-2] <= 5 * 8
     x = torch.linspace(-10, 10, 20001, dtype=torch.float64)
     started = time.perf_counter()
     candidate_brackets(x, F.hardswish(x))

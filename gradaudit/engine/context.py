@@ -34,6 +34,10 @@ __all__ = ["AuditContext"]
 class AuditContext:
     """Shared state of one target's audit. :meth:`close` it when its report is built."""
 
+    scan_tail_kinks = True
+    """Whether kink discovery also tests the probe's tail points (a section along one of several
+    inputs does not: it serves the kink checks, and x's own audit has scanned x's tails)."""
+
     def __init__(self, target: Target, options: Options, needs: Needs | None = None) -> None:
         self.target = target
         self.options = options

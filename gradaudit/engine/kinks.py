@@ -149,6 +149,12 @@ def one_sided(ctx: "AuditContext", points: list[float], step: float | None = Non
     side so that f(point) itself is never used."""
     step = step if step is not None else one_sided_step(ctx)
     c = torch.tensor(points, dtype=torch.float64)
+    return [tuple(row) for row in one_sided_array(ctx, c, step).tolist()]
+
+
+def one_sided_array(ctx: "AuditContext", c: torch.Tensor, step: float) -> np.ndarray:
+    """:func:`one_sided` at the float64 points ``c``, as an array of rows (left, right, left
+    value, right value)."""
     delta = step * torch.clamp(c.abs(), min=1.0)
     anchor_left = c - 1e-6 * delta
     anchor_right = c + 1e-6 * delta
@@ -159,7 +165,7 @@ def one_sided(ctx: "AuditContext", points: list[float], step: float | None = Non
     l0, l1, l2, r0, r1, r2 = ctx.values64(grid.flatten()).reshape(grid.shape)
     left = (3 * l0 - 4 * l1 + l2) / (anchor_left - grid[2])
     right = (-3 * r0 + 4 * r1 - r2) / (grid[5] - anchor_right)
-    return list(zip(left.tolist(), right.tolist(), l0.tolist(), r0.tolist()))
+    return torch.stack([left, right, l0, r0], dim=1).numpy()
 
 
 def one_sided_step(ctx: "AuditContext") -> float:
@@ -201,10 +207,11 @@ TAIL_SCAN_LIMIT = 1e300
 def _on_tail_points(ctx: "AuditContext") -> list[Kink]:
     """Kinks and jumps exactly at the probe's structured points past the dense grid (every integer
     from 10 to 100, then log-spaced magnitudes: clamp(x, -10, 10), relu(x - 20), clamp(x, max=1e5)),
-    from one-sided differences at all of them (two steps, a tenfold apart: a kink's one-sided slopes
-    hold steady, rounding noise does not), in two calls. The dense grid's search finds kinks
-    anywhere in [-10, 10]; past it a kink between probe points is never straddled by the central
-    differences of a probe point, but one on a probe point is (they average its two slopes)."""
+    from one-sided differences at all of them in one call, and again with a tenfold step at the
+    few that look like one (a kink's one-sided slopes hold steady, rounding noise does not). The
+    dense grid's search finds kinks anywhere in [-10, 10]; past it a kink between probe points is
+    never straddled by the central differences of a probe point, but one on a probe point is (they
+    average its two slopes)."""
     magnitudes = np.unique(np.concatenate([tail_grid(), log_magnitudes(torch.float64)]))
     magnitudes = magnitudes[(magnitudes >= 10.0) & (magnitudes <= TAIL_SCAN_LIMIT)]
     points = np.concatenate([-magnitudes[::-1], magnitudes])
@@ -213,15 +220,22 @@ def _on_tail_points(ctx: "AuditContext") -> list[Kink]:
         points = points[(points > lo) & (points < hi)]
     if not points.size:
         return []
-    listed = points.tolist()
+    fine = one_sided_array(ctx, torch.from_numpy(points), one_sided_step(ctx))
+    left, right, left_value, right_value = fine.T
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(fine).all(axis=1)  # an overflowing tail: the non-finite checks say it, not a kink
+        scale = 1.0 + np.abs(left_value) + np.abs(right_value)
+        candidate = finite & ((np.abs(left - right) > KINK_SIZE * (1 + np.abs(left) + np.abs(right)))
+                              | (np.abs(left_value - right_value) > 1e-4 * scale))
+    if not candidate.any():
+        return []
+    chosen = points[candidate].tolist()
+    coarse = one_sided(ctx, chosen, step=10 * one_sided_step(ctx))
     found = []
-    for p, fine, coarse in zip(listed, one_sided(ctx, listed), one_sided(ctx, listed, step=10 * one_sided_step(ctx))):
-        if not all(map(math.isfinite, fine + coarse)):
-            continue  # an overflowing tail: the non-finite checks say it, not a kink
-        (left, right, _, _), (left_coarse, right_coarse, _, _) = fine, coarse
-        noise = abs(left - left_coarse) + abs(right - right_coarse)  # rounding (a float32 staircase) or curvature
-        if abs(left - right) > 10 * noise:
-            found.append(_measured(p, *fine, declared=False))
+    for p, measured, (left_coarse, right_coarse, _, _) in zip(chosen, fine[candidate].tolist(), coarse):
+        noise = abs(measured[0] - left_coarse) + abs(measured[1] - right_coarse)  # rounding or curvature
+        if all(map(math.isfinite, (left_coarse, right_coarse))) and abs(measured[0] - measured[1]) > 10 * noise:
+            found.append(_measured(p, *measured, declared=False))
     return [kink for kink in found if kink is not None]
 
 
@@ -250,7 +264,7 @@ def find_kinks(ctx: "AuditContext") -> list[Kink]:
         kink = classify(ctx, value, False)
         if kink:
             kinks.append(kink)
-    for kink in _on_tail_points(ctx):
+    for kink in (_on_tail_points(ctx) if ctx.scan_tail_kinks else []):
         if not any(abs(kink.location - k.location) <= 1e-9 * max(1.0, abs(kink.location)) for k in kinks):
             kinks.append(kink)
     return sorted(kinks, key=lambda k: k.location)

@@ -23,6 +23,8 @@ def section(ctx: AuditContext, along: str | None, fixed: dict[str, float], optio
     for role in ("forward", "backward"):
         target._sources[role] = ctx.target.source(role)
     along_one = AuditContext(target, replace(options or ctx.options, inputs={}, reference=None), ctx.needs)
+    along_one.scan_tail_kinks = False
+    along_one.__dict__["working_eps"] = ctx.working_eps  # the same forward: detected once
     settled = _settled(ctx).get(along) if along is not None else ctx.elementwise
     if settled:  # known elementwise along that input: a section's test would repeat it
         along_one.__dict__["elementwise"] = True
