@@ -140,3 +140,23 @@ def test_x_layouts_against_a_parameter_like_input():
     empty = gradaudit.audit(flatten_channels, inputs={"alpha": (1, 4, 1)}, dtypes=FAST)
     assert ("GA404", "fail", "alpha") in problems(empty)
     assert gradaudit.audit(reshaped_bias_silu, inputs={"bias": (8,)}, dtypes=FAST).status == "pass"
+
+
+class SwishBeta(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, beta):
+        ctx.save_for_backward(x, beta)
+        return x * torch.sigmoid(beta * x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, beta = ctx.saved_tensors
+        s = torch.sigmoid(beta * x)
+        return grad * (s + beta * x * s * (1 - s)), grad * x * x * s * (1 - s)  # beta's left full-size
+
+
+def test_a_functions_apply_is_read_as_the_function():
+    report = gradaudit.audit(SwishBeta.apply, inputs={"beta": (8,)}, dtypes=FAST)
+    assert report.target.endswith(":SwishBeta")
+    assert not any(f.code == "GA901" for f in report.findings)
+    assert ("GA106", "warn", "beta") in problems(report)

@@ -15,6 +15,7 @@ from ..engine.pairs import FIRST, describe_point, evaluate_at, example, pair_eva
 from ..engine.sections import elementwise_partners
 from ..engine.vjp import vjps
 from ..model.report import Finding
+from ..targets.types import applied_function
 from . import Check
 
 if TYPE_CHECKING:
@@ -205,7 +206,7 @@ def run_gradient_shape(ctx: "AuditContext") -> Iterator[Finding]:
     """The raw gradients of an autograd.Function's backward against its inputs' shapes, for x in
     its usual layout and, against a (C,) input, with one more leading dimension: ``.sum(0)`` gives
     a (C,) gradient on a (B, C) x and a (T, C) one, which autograd reduces, on (B, T, C)."""
-    target = ctx.target.obj
+    target = applied_function(ctx.target.obj) or ctx.target.obj  # MyFn.apply is MyFn
     if not (isinstance(target, type) and issubclass(target, torch.autograd.Function)):
         return
     binding = ctx.binding

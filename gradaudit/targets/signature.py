@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .types import scripted_function
+from .types import applied_function, scripted_function
 
 POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 NUMBER_ANNOTATIONS = (int, float, complex, numbers.Number, numbers.Real, "int", "float", "Number", "numbers.Number")
@@ -33,6 +33,7 @@ class Parameter:
 
 def _callable_signature(obj: Any) -> tuple[inspect.Signature | None, int]:
     """The signature to read and how many leading parameters to skip (ctx, self)."""
+    obj = applied_function(obj) or obj  # MyFn.apply reads as MyFn
     if isinstance(obj, type) and issubclass(obj, torch.autograd.Function):
         forward = obj.forward
         separate_context = getattr(obj, "setup_context", None) is not getattr(torch.autograd.Function, "setup_context", None)

@@ -109,6 +109,8 @@ class Target:
         ):
             cls = obj if isinstance(obj, type) else type(obj)
             candidates = [getattr(cls, "forward", None), cls]
+        elif applied_function(obj) is not None:
+            candidates = [getattr(applied_function(obj), role, None), applied_function(obj)]
         else:
             candidates = [scripted_function(obj) or obj]
         for candidate in candidates:
@@ -175,6 +177,15 @@ def implementing_function(obj: Any) -> Callable[..., Any] | None:
     return getattr(definition, "_init_fn", None) if definition is not None else None
 
 
+def applied_function(obj: Any) -> type | None:
+    """The ``autograd.Function`` subclass whose ``apply`` ``obj`` is (``audit(MyFn.apply)``); None
+    otherwise. Its signature, name and source are the class's."""
+    owner = getattr(obj, "__self__", None)
+    if getattr(obj, "__name__", None) == "apply" and isinstance(owner, type) and issubclass(owner, torch.autograd.Function):
+        return owner
+    return None
+
+
 def scripted_function(obj: Any) -> Callable[..., Any] | None:
     """The Python function that ``torch.jit.script`` compiled into ``obj``; None otherwise. A
     scripted function has no Python signature, name or source of its own; its original does."""
@@ -220,7 +231,7 @@ def target_from_object(obj: Any, name: str | None = None) -> Target:
     """A :class:`Target` for a Python object passed to :func:`gradaudit.audit`."""
     if name is None:
         base = obj.func if isinstance(obj, functools.partial) else obj
-        base = implementing_function(base) or scripted_function(base) or base  # named by the Python function
+        base = implementing_function(base) or scripted_function(base) or applied_function(base) or base
         qualname = getattr(base, "__qualname__", None) or type(base).__qualname__
         module = getattr(base, "__module__", None) or type(base).__module__
         name = f"{module}:{qualname}" if module else qualname
