@@ -133,7 +133,7 @@ def run_forward_ad(ctx: "AuditContext") -> Iterator[Finding]:
         extra = {"intervals": intervals(x[judged], wrong[judged])}
     else:
         i = int(torch.nonzero(wrong.reshape(-1)).flatten()[0])
-        where = "on a seeded 4x6 input with a random tangent"
+        where = f"on a seeded {'x'.join(map(str, x.shape))} input with a random tangent"
         example = (f"output element {i}: jvp gives {number(float(tangent.reshape(-1)[i]))} and the Jacobian "
                    f"from backward {number(float(backward.reshape(-1)[i]))}")
         examples = [{"element": i, "jvp": float(tangent.reshape(-1)[i]), "backward": float(backward.reshape(-1)[i])}]

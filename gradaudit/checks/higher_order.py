@@ -128,13 +128,15 @@ def _unsupported(ctx: "AuditContext", error: str, location: dict | None) -> Find
 
 
 def _gradgradcheck(ctx: "AuditContext", location: dict | None) -> Iterator[Finding]:
-    """Non-elementwise targets: torch.autograd.gradgradcheck on a seeded 4x6 input."""
+    """Non-elementwise targets: torch.autograd.gradgradcheck on a seeded 4x6 input (or one of the
+    target's layout)."""
     x = small_matrix(ctx).requires_grad_(True)
     try:
         torch.autograd.gradgradcheck(lambda t: ctx.call(t), (x,), eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=True)
     except GradcheckError as exc:
         first = str(exc).strip().splitlines()[0]
-        yield SECOND_ORDER.finding("gradgradcheck", "warn", audit=ctx, reason=clause(first), dtype="float64", location=location)
+        yield SECOND_ORDER.finding("gradgradcheck", "warn", audit=ctx, reason=clause(first),
+                                   shape="x".join(map(str, x.shape)), dtype="float64", location=location)
     except Exception as exc:
         yield _unsupported(ctx, describe_exception(exc), location)
 
@@ -173,7 +175,7 @@ SECOND_ORDER = Check(
         "unsupported": "double backward is not supported: differentiating the backward raises {reason}. "
                        "That is explicit, so nobody gets wrong second derivatives. {advice}",
         "gradgradcheck": "the target is not elementwise, so torch.autograd.gradgradcheck ran on a seeded "
-                         "4x6 float64 input, and the double backward is wrong: {reason}. {fix}",
+                         "{shape} float64 input, and the double backward is wrong: {reason}. {fix}",
     },
 )
 

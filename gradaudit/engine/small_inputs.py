@@ -110,9 +110,12 @@ def describe_mismatch(actual: torch.Tensor, expected: torch.Tensor, x: torch.Ten
 
 
 def small_matrix(ctx: "AuditContext") -> torch.Tensor:
-    """A seeded 4x6 float64 input for targets that are not elementwise (as torch's gradcheck takes)."""
+    """A seeded 4x6 float64 input for targets that are not elementwise (as torch's gradcheck takes),
+    or of the target's own layout where it rejects other shapes ((3, 8) against a (8,) parameter)."""
     generator = torch.Generator().manual_seed(ctx.options.seed)
-    x = torch.randn(4, 6, generator=generator, dtype=torch.float64) * 2
+    layout = ctx.layout
+    shape = (4, 6) if layout is None else tuple(3 if size == -1 else size for size in layout)
+    x = torch.randn(shape, generator=generator, dtype=torch.float64) * 2
     if ctx.options.domain is not None:
         x = x.clamp(*ctx.options.domain)
     return x
