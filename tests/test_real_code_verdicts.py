@@ -280,3 +280,22 @@ relu_strides.register_autograd(_relu_backward, setup_context=_save_input)
 def test_a_fake_kernel_with_the_wrong_strides_fails_ga407():
     report = gradaudit.audit(relu_strides, dtypes=["float32"], select=["GA407"])
     assert report.status == "fail"
+
+
+class DynamicTanh(torch.nn.Module):
+    """DyT with per-channel weight and bias of shape (8,)."""
+
+    def __init__(self):
+        super().__init__()
+        self.alpha = torch.nn.Parameter(torch.tensor(0.5))
+        self.weight = torch.nn.Parameter(torch.ones(8))
+        self.bias = torch.nn.Parameter(torch.zeros(8))
+
+    def forward(self, x):
+        return torch.tanh(self.alpha * x) * self.weight + self.bias
+
+
+def test_per_channel_modules_get_double_backward_and_forward_ad_checked_in_their_layout():
+    report = gradaudit.audit(DynamicTanh(), dtypes=["float64"], select=["GA102", "GA103"])
+    assert report.status == "pass"
+    assert not [f for f in report.findings if f.kind == "unsupported"]
