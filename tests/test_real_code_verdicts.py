@@ -299,3 +299,33 @@ def test_per_channel_modules_get_double_backward_and_forward_ad_checked_in_their
     report = gradaudit.audit(DynamicTanh(), dtypes=["float64"], select=["GA102", "GA103"])
     assert report.status == "pass"
     assert not [f for f in report.findings if f.kind == "unsupported"]
+
+
+class _BetaSwishFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, beta):
+        ctx.save_for_backward(x, beta)
+        return x * torch.sigmoid(beta * x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, beta = ctx.saved_tensors
+        s = torch.sigmoid(beta * x)
+        grad_beta = (grad * x * x * s * (1 - s)).sum()  # x * x overflows where s * (1 - s) is 0: NaN
+        return grad * (s + beta * x * s * (1 - s)), grad_beta
+
+
+class LearnableSwish(torch.nn.Module):
+    def __init__(self, fused: bool = True):
+        super().__init__()
+        self.beta = torch.nn.Parameter(torch.tensor(1.0))
+        self.fused = fused
+
+    def forward(self, x):
+        return _BetaSwishFunction.apply(x, self.beta) if self.fused else x * torch.sigmoid(self.beta * x)
+
+
+def test_a_parameter_gradient_nan_in_a_low_dtype_fails_ga202():
+    report = gradaudit.audit(LearnableSwish(), dtypes=FAST)
+    assert ("GA202", "parameter", "fail") in {(f.code, f.kind, f.status) for f in report.findings}
+    assert gradaudit.audit(LearnableSwish(fused=False), dtypes=FAST).status == "pass"

@@ -14,7 +14,7 @@ from ..engine.messages import describe_intervals, example_index, flagged, interv
 from ..engine.numerics import numerical_derivative, smooth_points
 from ..engine.options import dtype_name
 from ..model.report import Finding
-from . import Check, inputs_values
+from . import Check, inputs_values, parameter_values
 from .several import INPUT_MESSAGES, with_inputs
 
 if TYPE_CHECKING:
@@ -249,6 +249,7 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         finite_output = ~scans.nonfinite(ev.y)
         yield from _report(NONFINITE_GRADIENT, "gradient", ev, fail & finite_output, info & finite_output, exact,
                            ctx.target.source("backward"))
+    yield from parameter_values.run_parameter_gradients(ctx, NONFINITE_GRADIENT, HEADROOM)
 
 
 FIX_OUTPUT = ("Compute in a stable form (log1p, expm1, softplus, logaddexp, clamp before exp) so "
@@ -263,6 +264,9 @@ def _messages(noun: str) -> dict[str, str]:
     """GA201's and GA202's templates by kind, for ``noun`` (output or gradient)."""
     return {
         "nonfinite": noun + " is {value} in {dtype} at {count} finite input(s){how}: {where}; e.g. x = {x}. {fix}",
+        "parameter": "the gradient of the parameter {name} is {value} in {dtype} at {count} input(s) where the "
+                     "float64 gradient at the same inputs is finite and fits (e.g. {exact}): {where}; e.g. x = {x}. "
+                     "{fix}",
         "nonfinite-reshaped": noun + " is {value} in {dtype} at {count} of {total} elements{how} (output of shape "
                               "{shape} for x of shape {x_shape}); e.g. at {at}. {fix}",
         "not-judged": noun + " is {value} in {dtype} at {count} finite input(s) (an overflow or a pole, or "
