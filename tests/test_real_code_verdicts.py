@@ -329,3 +329,60 @@ def test_a_parameter_gradient_nan_in_a_low_dtype_fails_ga202():
     report = gradaudit.audit(LearnableSwish(), dtypes=FAST)
     assert ("GA202", "parameter", "fail") in {(f.code, f.kind, f.status) for f in report.findings}
     assert gradaudit.audit(LearnableSwish(fused=False), dtypes=FAST).status == "pass"
+
+
+class SpikeWithThreshold(torch.autograd.Function):
+    """A surrogate spike with a tensor threshold (as NeuroTorch's HeavisideSigmoidApprox)."""
+
+    @staticmethod
+    def forward(ctx, x, threshold):
+        ctx.save_for_backward(x, threshold)
+        return (x > threshold).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, threshold = ctx.saved_tensors
+        g = grad / (10 * torch.abs(x - threshold) + 1.0) ** 2
+        return g, (-g).sum_to_size(threshold.shape)
+
+
+@pytest.mark.parametrize("role", [(8,), "like"])
+def test_an_undeclared_spike_with_a_threshold_input_is_one_ga302_warn(role):
+    report = gradaudit.audit(SpikeWithThreshold, inputs={"threshold": role}, dtypes=FAST)
+    assert report.status == "warn"
+    assert [(f.code, f.kind) for f in report.findings if f.status != "info"] == [("GA302", "straight-through")]
+    assert gradaudit.audit(SpikeWithThreshold, inputs={"threshold": role}, dtypes=FAST, surrogate=True).status == "pass"
+
+
+def quantize_ste(x, step=0.05 + 1e-8):
+    """LSQ-style fake quantization with a detach STE, a step that is no multiple of the probe's."""
+    q = torch.clamp(torch.round(x / step), -128, 127) * step
+    return x + (q - x).detach()
+
+
+def test_a_quantizer_with_an_odd_step_is_a_straight_through_warn_without_dtype_warnings():
+    report = gradaudit.audit(quantize_ste)
+    assert report.status == "warn"
+    assert {(f.code, f.kind) for f in report.findings if f.status != "info"} == {("GA302", "straight-through")}
+
+
+def bias_dropout_add(x, bias, residual):
+    return residual + F.dropout(x + bias, p=0.1, training=True)
+
+
+def test_a_random_target_gets_no_layout_fail_against_a_parameter_like_input():
+    report = gradaudit.audit(bias_dropout_add, inputs={"bias": (8,)}, dtypes=FAST)
+    assert not any(f.code == "GA404" and f.status == "fail" for f in report.findings)
+    assert ("GA402", "warn") in problems(report)
+
+
+def rms_gate_in_float32(x, weight):
+    """An RMS-normalised gate written for bf16: reduces over rows, in float32 inside."""
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + 1e-6) * weight.float()).to(x.dtype)
+
+
+def test_float32_inside_is_found_for_targets_that_are_not_elementwise():
+    report = gradaudit.audit(rms_gate_in_float32, inputs={"weight": (8,)}, dtypes=["float64"],
+                             select=["GA101", "GA105", "GA403"])
+    assert {(f.code, f.kind) for f in report.findings if f.status != "info"} == {("GA403", "computed-in-float32")}

@@ -11,6 +11,7 @@ input's dtype before it reaches the caller.
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
@@ -129,6 +130,32 @@ def _at_kink(ctx: "AuditContext", x: torch.Tensor, dtype: torch.dtype) -> torch.
     return ctx.near_kink(x64, 2 * unit)
 
 
+def _between_neighbours(ctx: "AuditContext", x: torch.Tensor, low: torch.Tensor, bad: torch.Tensor,
+                        dtype: torch.dtype, noun: str) -> torch.Tensor:
+    """Flagged inputs where the low-precision value lies between the float32 values at the input and
+    at its two neighbours in ``dtype``: a kink or jump whose constant rounds in ``dtype`` (a
+    quantizer's round-half boundary, bf16's clip point -6.40625 for -6.4, xIELU's eps) sits on
+    the input there, and the value is right for an input an ulp away."""
+    index = scans.indices(bad.reshape(-1))
+    at = x.reshape(-1)[index]
+    points = torch.cat([torch.nextafter(at, torch.tensor(-math.inf, dtype=dtype)), at,
+                        torch.nextafter(at, torch.tensor(math.inf, dtype=dtype))]).to(torch.float32)
+    try:
+        if noun == "output":
+            values = ctx.call(points, dtype=torch.float32).detach()
+        else:
+            values = ctx.grads64(points, dtype=torch.float32)
+    except Exception:
+        return torch.zeros_like(bad)
+    values = values.to(torch.float64).reshape(3, -1)
+    got = low.reshape(-1)[index].to(torch.float64)
+    tolerance = TOLERANCE_UNITS * torch.finfo(dtype).eps * (values.abs().amax(0) + 1.0)
+    inside = (got >= values.amin(0) - tolerance) & (got <= values.amax(0) + tolerance)
+    explained = torch.zeros(bad.numel(), dtype=torch.bool)
+    explained[index] = inside & ~torch.isnan(got)
+    return explained.reshape(bad.shape)
+
+
 def _low_precision(ctx: "AuditContext", dtype: torch.dtype) -> Iterator[Finding]:
     ev = ctx.evaluate(dtype)
     reference = ctx.evaluate_in(dtype, torch.float32)
@@ -147,6 +174,8 @@ def _low_precision(ctx: "AuditContext", dtype: torch.dtype) -> Iterator[Finding]
         bad = masks["nonfinite"] | masks["far"]
         if low.shape == ev.x.shape and ctx.kinks and scans.any_true(bad):
             bad &= ~_at_kink(ctx, ev.x, dtype)
+        if low.shape == ev.x.shape and scans.any_true(bad):
+            bad &= ~_between_neighbours(ctx, ev.x, low, bad, dtype, noun)
         if not scans.any_true(bad):
             continue
         flat_x = x.reshape(-1)

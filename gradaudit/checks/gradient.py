@@ -13,7 +13,9 @@ from ..engine import scans
 from ..engine.blocks import EVALUATION_BLOCK, Unblockable
 from ..engine.calling import CallError
 from ..engine.messages import describe_intervals, example_index, intervals, number
-from ..engine.numerics import ATOL, RTOL, _array, numerical_derivative, shorter_steps, smooth_points, within_reach
+from ..engine.numerics import (
+    ATOL, RTOL, _array, gradcheck_tolerances, numerical_derivative, shorter_steps, smooth_points, within_reach
+)
 from ..engine.screen import scratch_buffers, screen, screen_block, spacing_of_block
 from ..engine.sections import elementwise_partners
 from ..model.report import Finding
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from ..engine.context import AuditContext
     from ..engine.evaluation import Evaluation
 
-CONSTANT_SHARE = 0.99
+CONSTANT_SHARE = 0.97
 """Above this share of locally constant smooth points, the forward is piecewise constant and
 a non-zero backward is a straight-through estimator (GA302), not a wrong formula."""
 
@@ -137,6 +139,9 @@ def _central_differences(ctx: "AuditContext", xs: torch.Tensor, ys: torch.Tensor
     return smooth, wrong, numeric, torch.from_numpy(error)
 
 
+STRAY_SHARE = 0.02
+"""Share of the wrong points that may be non-constant in a staircase: those whose difference step
+straddles a stair's edge (a quantizer whose step is not a multiple of the probe's spacing)."""
 STAIR_SCALE = 10.0
 """Largest |x| at which the constant share is counted (the dense grid): past it the probe's
 points are integers or further apart and the difference step grows with |x|, so unit stairs
@@ -155,14 +160,29 @@ def straight_through(result: dict[str, torch.Tensor]) -> bool:
     if int(smooth.sum()) == 0:
         return False
     share = float(constant.sum()) / float(smooth.sum())
-    return share >= CONSTANT_SHARE and bool(((result["wrong"] & near) <= constant).all())
+    wrong = result["wrong"] & near
+    stray = int((wrong & ~constant).sum())  # points a step away from a stair's edge, straddling it
+    return share >= CONSTANT_SHARE and stray <= STRAY_SHARE * max(int(wrong.sum()), 1)
 
 
 def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
     yield from _along_x(ctx)
     yield from inputs_layouts.run_linearity(ctx, GRADIENT)
-    if ctx.binding.several:
+    if ctx.binding.several and not surrogate_along_x(ctx):
         yield from inputs_gradient.run_input_gradients(ctx, GRADIENT)
+
+
+def surrogate_along_x(ctx: "AuditContext") -> bool:
+    """Whether the forward is piecewise constant along x with a non-zero backward: an undeclared
+    straight-through estimator (GA302's finding). Its other inputs' gradients (a spike's
+    threshold) are then surrogates too, not GA101's or GA105's to fail."""
+    if not ctx.elementwise or ctx.options.surrogate:
+        return False
+    first = ctx.first_evaluation()
+    if first is not None and first.grad_error:
+        return False
+    result = ctx.memo("gradient.compare", lambda: compare(ctx))
+    return result is not None and result["wrong"] is not None and scans.any_true(result["wrong"]) and straight_through(result)
 
 
 def _along_x(ctx: "AuditContext") -> Iterator[Finding]:
@@ -287,7 +307,7 @@ def _gradcheck(ctx: "AuditContext", location: dict | None) -> Iterator[Finding]:
         lo, hi = ctx.options.domain
         x = x.detach().clamp(lo, hi).requires_grad_(True)
     try:
-        torch.autograd.gradcheck(lambda t: ctx.call(t), (x,), eps=1e-6, atol=1e-5, rtol=1e-3)
+        torch.autograd.gradcheck(lambda t: ctx.call(t), (x,), **gradcheck_tolerances(ctx))
     except GradcheckError as exc:
         yield GRADIENT.finding("gradcheck", "fail", audit=ctx, reason=str(exc).strip().splitlines()[0],
                                dtype="float64", location=location)

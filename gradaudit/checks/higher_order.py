@@ -16,7 +16,7 @@ from torch.autograd.gradcheck import GradcheckError
 
 from ..engine.calling import describe_exception
 from ..engine.messages import describe_intervals, example_index, intervals, number
-from ..engine.numerics import numerical_derivative, smooth_points
+from ..engine.numerics import gradcheck_tolerances, numerical_derivative, smooth_points
 from ..engine.small_inputs import clause, small_matrix
 from ..engine.vjp import vjp, vjps
 from ..model.report import Finding
@@ -132,7 +132,7 @@ def _gradgradcheck(ctx: "AuditContext", location: dict | None) -> Iterator[Findi
     target's layout)."""
     x = small_matrix(ctx).requires_grad_(True)
     try:
-        torch.autograd.gradgradcheck(lambda t: ctx.call(t), (x,), eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=True)
+        torch.autograd.gradgradcheck(lambda t: ctx.call(t), (x,), **gradcheck_tolerances(ctx), fast_mode=True)
     except GradcheckError as exc:
         first = str(exc).strip().splitlines()[0]
         yield SECOND_ORDER.finding("gradgradcheck", "warn", audit=ctx, reason=clause(first),

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..engine.messages import number
-from ..engine.numerics import ATOL, RTOL, numerical_derivative, smooth
+from ..engine.numerics import ATOL, RTOL, gradcheck_tolerances, numerical_derivative, smooth
 from ..engine.pairs import FIRST, describe_point, evaluate_at, example, pair_evaluation, values_at
 from ..engine.sections import elementwise_partners
 from ..engine.vjp import vjps
@@ -112,7 +112,7 @@ def _gradcheck_all(ctx: "AuditContext", gradient: Check, location: Any, only_x: 
 
     inputs = (x.requires_grad_(True), *[values[name] for name in names[1:]])
     try:
-        torch.autograd.gradcheck(call, inputs, eps=1e-6, atol=1e-5, rtol=1e-3)
+        torch.autograd.gradcheck(call, inputs, **gradcheck_tolerances(ctx))
     except GradcheckError as exc:
         yield gradient.finding("input-gradcheck", "fail", audit=ctx, names=", ".join(names), held=held,
                                reason=str(exc).strip().splitlines()[0], dtype="float64", location=location)

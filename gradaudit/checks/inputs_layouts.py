@@ -12,7 +12,7 @@ import torch
 
 from ..engine.calling import describe_exception
 from ..engine.messages import number
-from ..engine.small_inputs import known_grad_output, small_input
+from ..engine.small_inputs import backward_is_random, forward_is_random, known_grad_output, small_input
 from ..engine.vjp import vjps
 from ..model.check import Check
 from ..model.report import Finding
@@ -218,16 +218,17 @@ def run_broadcast_layouts(ctx: "AuditContext", check: Check) -> Iterator[Finding
         want = _gradients(ctx, leaves, torch.ones_like)
     except Exception:
         return  # the usual layout fails already: reported elsewhere
-    if len(binding.layout) == 2:  # (B, T, C) for a (C,) input; a (1, C, 1) one already meets a 3-D x
+    if len(binding.layout) == 2 and not (forward_is_random(ctx) or backward_is_random(ctx)):  # (B, T, C) for (C,)
         deeper = list(_deeper(ctx, check))
         if deeper:
             yield from deeper
             return
     name, input_shape = binding.broadcast[0].name, binding.broadcast[0].shape
     along_x = {"x"} | {e.name for e in binding.extras if e.role.kind == "like"}  # elementwise partners: laid out as x
+    random = forward_is_random(ctx) or backward_is_random(ctx)  # dropout draws its mask in memory order
     for layout, make in _x_layouts(shape, deeper=len(binding.layout) == 2):
         laid = {key: (make(t) if key in along_x else t).detach().requires_grad_(True) for key, t in leaves.items()}
-        what = _compared(ctx, laid, None if laid["x"].numel() == 0 else want, shape)
+        what = _compared(ctx, laid, None if laid["x"].numel() == 0 or random else want, shape)
         if what is not None:
             yield check.finding("x-layout", "fail", audit=ctx, layout=layout, name=repr(name), input_shape=input_shape,
                                 what=what, dtype="float64", input=name, location=ctx.target.source("backward"))

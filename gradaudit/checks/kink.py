@@ -12,7 +12,7 @@ from ..engine.messages import number
 from ..engine.options import dtype_name
 from ..model.report import Finding
 from . import Check, inputs_kinks
-from .gradient import compare, straight_through
+from .gradient import compare, straight_through, surrogate_along_x
 from .several import with_inputs
 
 if TYPE_CHECKING:
@@ -241,8 +241,8 @@ DISCONTINUITY = Check(
     "surrogate=True (--surrogate); otherwise the backward is wrong (make it 0 away from the "
     "jumps, or make the forward continuous).",
     example="(x > 0).float() forward with identity backward",
-    run=with_inputs(run_discontinuity, lambda ctx: inputs_kinks.run_sections(
-        ctx, lambda section: run_discontinuity(section, straight_through_too=False))),
+    run=with_inputs(run_discontinuity, lambda ctx: [] if surrogate_along_x(ctx) else inputs_kinks.run_sections(
+        ctx, lambda section: run_discontinuity(section, straight_through_too=False))),  # one staircase, one finding
     location_role="backward",
     surrogate_kinds=("jump-gradient", "straight-through"),
     messages={

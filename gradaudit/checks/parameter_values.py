@@ -45,8 +45,13 @@ def _gradients(ctx: "AuditContext", dtype: torch.dtype, x: torch.Tensor, per_ele
     return {name: g.detach().reshape(-1) for name, g in zip(given, grads) if g is not None}
 
 
+HEADROOM = 64.0
+"""As along x (checks.nonfinite.HEADROOM): a gradient within this factor of the dtype's max may
+overflow in any formula that reaches it (x * x before a factor 0.5), so it is not judged."""
+
+
 def _defects(grad: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return ~torch.isfinite(grad) & torch.isfinite(want) & (want.abs() <= torch.finfo(dtype).max)
+    return ~torch.isfinite(grad) & torch.isfinite(want) & (want.abs() * HEADROOM <= torch.finfo(dtype).max)
 
 
 def run_parameter_gradients(ctx: "AuditContext", check: Check, headroom: float) -> Iterator[Finding]:

@@ -18,6 +18,7 @@ from ..engine.small_inputs import known_grad_output, small_input
 from ..engine.vjp import vjps
 from ..model.report import Finding
 from . import Check
+from .gradient import surrogate_along_x
 
 if TYPE_CHECKING:
     from ..engine.context import AuditContext
@@ -43,6 +44,8 @@ def run_parameter_gradient(ctx: "AuditContext") -> Iterator[Finding]:
             x = small_input(ctx, torch.float64, moderate=True)
             yield from _judge(ctx, parameters, lambda: ctx.call(x.clone()), x, "parameter")
     binding = ctx.binding
+    if binding.broadcast and surrogate_along_x(ctx):
+        return  # a straight-through estimator's parameter gradients are surrogates (GA302 says so)
     for extra in binding.broadcast:
         x = binding.lay_out(small_input(ctx, torch.float64, moderate=True))
         value = extra.leaf(torch.float64)

@@ -130,7 +130,7 @@ class AuditContext:
     def working_eps(self) -> float:
         """The relative rounding of the float64 forward: float64's, or float32's where the target
         computes float64 inputs in float32 (see :func:`structure.computes_in_float32`)."""
-        if self.elementwise and structure.computes_in_float32(self._caller, self.options):
+        if structure.computes_in_float32(self._caller, self.options, self.elementwise):
             return float(torch.finfo(torch.float32).eps)
         return float(torch.finfo(torch.float64).eps)
 

@@ -55,6 +55,15 @@ def numerical_derivative(ctx: "AuditContext", x: torch.Tensor, y: torch.Tensor,
     return {key: torch.from_numpy(value) for key, value in numeric.items()}
 
 
+def gradcheck_tolerances(ctx: "AuditContext") -> dict[str, float]:
+    """``eps``, ``atol`` and ``rtol`` for torch.autograd.gradcheck on the target: torch's usual
+    float64 ones, or longer steps and looser bounds for a forward computed in float32
+    (:attr:`AuditContext.working_eps`), whose rounding over a step of 1e-6 is 10% of the slope."""
+    if ctx.working_eps <= EPS64:
+        return {"eps": 1e-6, "atol": 1e-5, "rtol": 1e-3}
+    return {"eps": ctx.working_eps ** (1.0 / 3.0), "atol": 1e-3, "rtol": 1e-2}
+
+
 def _array(t: torch.Tensor) -> np.ndarray:
     """``t`` as a float64 NumPy array (a view where it already is one)."""
     return t.detach().to(torch.float64).numpy()

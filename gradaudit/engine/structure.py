@@ -105,12 +105,13 @@ FLOAT32_VALUES = 100
 """Points, where the forward moves, that must all show it reading its input through float32."""
 
 
-def computes_in_float32(caller: Caller, options: Options) -> bool:
+def computes_in_float32(caller: Caller, options: Options, elementwise: bool = True) -> bool:
     """Whether the float64 forward reads its input through float32 (``f(x.float())``, cast back
     or promoted against float64 parameters): at inputs float32 cannot hold, it gives exactly
     what it gives at those inputs rounded to float32, wherever it moves at all (at least
     :data:`FLOAT32_VALUES` points). Its float64 values then carry float32's rounding, which the
-    numerical derivatives must allow for."""
+    numerical derivatives must allow for. A target that is not ``elementwise`` is called on each
+    of the three inputs apart."""
     lo, hi = options.domain if options.domain is not None else (-10.0, 10.0)
     lo, hi = max(lo, -10.0), min(hi, 10.0)
     if not lo < hi:
@@ -119,8 +120,12 @@ def computes_in_float32(caller: Caller, options: Options) -> bool:
     rounded = x.to(torch.float32).to(torch.float64)
     moved = (x + 1e-3 * (1 + x.abs())).clamp(max=hi)
     try:
-        y, at_rounded, at_moved = caller.values64(torch.cat([x, rounded, moved])).reshape(3, -1)
-    except (CallError, RuntimeError):
+        if elementwise:  # one call for the three
+            y, at_rounded, at_moved = caller.values64(torch.cat([x, rounded, moved])).reshape(3, -1)
+        else:  # a row or a whole tensor is one input: three calls
+            y, at_rounded, at_moved = (caller.call(t, dtype=torch.float64).detach().reshape(-1)
+                                       for t in (x, rounded, moved))
+    except (CallError, RuntimeError, ValueError):
         return False
     moving = torch.isfinite(y) & (y != at_moved)
     if int(moving.sum()) < FLOAT32_VALUES:
