@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import sample
 
 import gradaudit
 
@@ -54,21 +55,8 @@ def test_a_wrong_tail_kink_gradient_still_fails():
     assert ("GA301", "fail") in problems(gradaudit.audit(ClampTwo, dtypes=FAST))
 
 
-class CountMissing(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, slope):
-        ctx.save_for_backward(x)
-        ctx.slope = slope
-        return torch.tanh(slope * x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * ctx.slope * (1 - torch.tanh(ctx.slope * x) ** 2)
-
-
 def test_too_few_gradients_beside_constants_fails():
-    report = gradaudit.audit(CountMissing, inputs={"slope": 2.0}, dtypes=FAST)
+    report = gradaudit.audit(sample("real_code:_ScaledTanhMissingNone"), inputs={"slope": 2.0}, dtypes=FAST)
     assert report.status == "fail"
     assert ("GA101", "input-count") in {(f.code, f.kind) for f in report.findings}
 
@@ -85,16 +73,9 @@ class PReLU(torch.autograd.Function):
         return torch.where(x > 0, grad, weight * grad), torch.where(x > 0, 0.0, x * grad).sum_to_size(weight.shape)
 
 
-class PReLUWrongX(PReLU):
-    @staticmethod
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        return grad.clone(), torch.where(x > 0, 0.0, x * grad).sum_to_size(weight.shape)
-
-
 def test_x_gradient_is_checked_with_parameter_like_inputs_away_from_one():
     assert gradaudit.audit(PReLU, inputs={"weight": (8,)}, dtypes=FAST).status == "pass"
-    wrong = gradaudit.audit(PReLUWrongX, inputs={"weight": (8,)}, dtypes=FAST)
+    wrong = gradaudit.audit(sample("real_code:_LearnedPReLUWrongX"), inputs={"weight": (8,)}, dtypes=FAST)
     assert ("GA101", "input-gradcheck", "fail") in {(f.code, f.kind, f.status) for f in wrong.findings}
     assert not any(f.code == "GA105" and f.status == "fail" for f in wrong.findings)  # the weight's own is right
 
