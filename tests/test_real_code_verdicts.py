@@ -367,3 +367,69 @@ def test_float32_inside_is_found_for_targets_that_are_not_elementwise():
     report = gradaudit.audit(rms_gate_in_float32, inputs={"weight": (8,)}, dtypes=["float64"],
                              select=["GA101", "GA105", "GA403"])
     assert {(f.code, f.kind) for f in report.findings if f.status != "info"} == {("GA403", "computed-in-float32")}
+
+
+def test_an_inplace_module_is_a_ga401_fail_not_an_error():
+    report = gradaudit.audit(torch.nn.Hardswish(inplace=True), dtypes=FAST)
+    assert report.status == "fail"
+    assert ("GA401", "fail") in problems(report) and not any(f.code == "GA901" for f in report.findings)
+
+
+def hand_rrelu(x):
+    """RReLU written by hand: a random slope per element (training mode)."""
+    slope = torch.empty_like(x).uniform_(1 / 8, 1 / 3)
+    return torch.where(x >= 0, x, x * slope)
+
+
+def test_random_targets_are_random_not_imprecise():
+    report = gradaudit.audit(hand_rrelu)
+    assert ("GA402", "warn") in problems(report) and not any(f.code == "GA403" for f in report.findings)
+    soft = gradaudit.audit(lambda x: F.gumbel_softmax(x, tau=1.0, hard=False), dtypes=FAST, select=["GA402"])
+    assert ("GA402", "warn") in problems(soft)
+
+
+class GatedProjection(torch.nn.Module):
+    """A module class with random initial weights (diffusers' GEGLU with a Linear(1, 2))."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(1, 2)
+
+    def forward(self, x):
+        hidden, gate = self.proj(x.unsqueeze(-1)).unbind(-1)
+        return hidden * torch.sigmoid(gate)
+
+
+def test_a_module_class_is_built_once_so_every_dtype_audits_one_function():
+    state = torch.random.get_rng_state()
+    report = gradaudit.audit(GatedProjection, select=["GA201", "GA403"])
+    assert torch.equal(state, torch.random.get_rng_state())  # the caller's generator as it was
+    assert not any(f.code == "GA201" and f.status == "fail" for f in report.findings)
+
+
+def silu_in_float32(x):
+    return F.silu(x.float()).to(x.dtype)
+
+
+def test_float64_past_float32s_range_inside_a_float32_target_is_the_downcasts_info():
+    report = gradaudit.audit(silu_in_float32)
+    assert report.status == "warn"
+    assert {(f.code, f.kind) for f in report.findings if f.status != "info"} == {("GA403", "computed-in-float32")}
+    assert any(f.code == "GA201" and f.status == "info" for f in report.findings)
+
+
+class LearnedStepQuantizer(torch.nn.Module):
+    """LSQ-style quantizer with a learned step and a detach STE, undeclared."""
+
+    def __init__(self):
+        super().__init__()
+        self.step = torch.nn.Parameter(torch.tensor(0.05))
+
+    def forward(self, x):
+        q = torch.clamp(torch.round(x / self.step), -128, 127) * self.step
+        return x + (q - x).detach()
+
+
+def test_an_undeclared_quantizer_module_is_a_ga302_warn_without_ga105():
+    report = gradaudit.audit(LearnedStepQuantizer(), dtypes=FAST)
+    assert ("GA302", "warn") in problems(report) and not any(f.code == "GA105" for f in report.findings)

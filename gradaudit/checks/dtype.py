@@ -22,7 +22,7 @@ from ..engine.calling import CallError, describe_exception
 from ..engine.inputs import representable_part
 from ..engine.messages import describe_intervals, example_index, intervals, number
 from ..engine.options import dtype_name
-from ..engine.small_inputs import clause, close
+from ..engine.small_inputs import clause, close, forward_is_random
 from ..engine.vjp import vjp
 from ..model.report import Finding
 from . import Check, inputs_values
@@ -72,7 +72,7 @@ def run_dtype(ctx: "AuditContext") -> Iterator[Finding]:
         if ev.grad_error is not None and base.grad_error is None:
             yield DTYPE.finding("backward-fails", "warn", reason=ev.grad_error, dtype=name,
                                 location=ctx.target.source("backward"))
-        if dtype in LOW_PRECISION:
+        if dtype in LOW_PRECISION and not forward_is_random(ctx):  # other draws are no precision loss
             yield from _low_precision(ctx, dtype)
     if torch.bfloat16 in ctx.options.dtypes and torch.float32 in ctx.options.dtypes:
         yield from _autocast(ctx)

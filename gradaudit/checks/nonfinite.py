@@ -207,6 +207,19 @@ def _depends_on(ctx: "AuditContext", x64: torch.Tensor, k: int) -> str:
             if inputs else "")
 
 
+def _downcast(ctx: "AuditContext", ev: "Evaluation", fail: torch.Tensor, info: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """For a target that computes float64 in float32 inside, a float64 input past float32's range
+    is inf inside it (silu(-inf) is NaN): the downcast's consequence, which GA403's
+    computed-in-float32 warn names, so it is shown as info rather than failed twice."""
+    if ev.dtype != torch.float64 or ctx.working_eps <= torch.finfo(torch.float64).eps or not scans.any_true(fail):
+        return fail, info
+    beyond = ev.x.to(torch.float64).abs() > torch.finfo(torch.float32).max
+    if ev.x.shape != fail.shape:
+        return fail, info
+    return fail & ~beyond, info | (fail & beyond)
+
+
 def run_output(ctx: "AuditContext") -> Iterator[Finding]:
     yield from special_values(ctx)
     for dtype in ctx.options.dtypes:
@@ -222,7 +235,7 @@ def run_output(ctx: "AuditContext") -> Iterator[Finding]:
         exact = exact_values(ctx, dtype, bad, lambda e: e.y)
         if exact is None:
             continue
-        fail, info = defects(ev.x, dtype, ev.y, exact, ctx.elementwise, bad)
+        fail, info = _downcast(ctx, ev, *defects(ev.x, dtype, ev.y, exact, ctx.elementwise, bad))
         yield from _report(NONFINITE_OUTPUT, "output", ev, fail, info, exact, ctx.target.source("forward"))
 
 
@@ -245,7 +258,8 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         by_slope = ctx.elementwise and dtype == torch.float64
         if by_slope:
             exact = torch.where(torch.isfinite(exact), exact, slope_reference(ctx, ev, bad & ~torch.isfinite(exact)))
-        fail, info = defects(ev.x, dtype, ev.grad, exact, ctx.elementwise, bad, exact_is_reference=by_slope)
+        fail, info = _downcast(ctx, ev, *defects(ev.x, dtype, ev.grad, exact, ctx.elementwise, bad,
+                                                 exact_is_reference=by_slope))
         finite_output = ~scans.nonfinite(ev.y)
         yield from _report(NONFINITE_GRADIENT, "gradient", ev, fail & finite_output, info & finite_output, exact,
                            ctx.target.source("backward"))

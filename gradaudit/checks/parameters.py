@@ -38,14 +38,14 @@ def run_parameter_gradient(ctx: "AuditContext") -> Iterator[Finding]:
     """A module's parameters, and a target's parameter-like (broadcast) inputs: the same kind of
     thing, a tensor whose gradient is the sum over every element of x it meets."""
     module = ctx.raw_callable_for(torch.float64)
-    if isinstance(module, torch.nn.Module):
-        parameters = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
-        if parameters:
-            x = small_input(ctx, torch.float64, moderate=True)
-            yield from _judge(ctx, parameters, lambda: ctx.call(x.clone()), x, "parameter")
     binding = ctx.binding
-    if binding.broadcast and surrogate_along_x(ctx):
-        return  # a straight-through estimator's parameter gradients are surrogates (GA302 says so)
+    has_parameters = isinstance(module, torch.nn.Module) and any(p.requires_grad for p in module.parameters())
+    if (has_parameters or binding.broadcast) and surrogate_along_x(ctx):
+        return  # a straight-through estimator's parameter gradients are surrogates (GA302 says so: LSQ, PACT)
+    if has_parameters:
+        parameters = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+        x = small_input(ctx, torch.float64, moderate=True)
+        yield from _judge(ctx, parameters, lambda: ctx.call(x.clone()), x, "parameter")
     for extra in binding.broadcast:
         x = binding.lay_out(small_input(ctx, torch.float64, moderate=True))
         value = extra.leaf(torch.float64)

@@ -66,7 +66,7 @@ def is_elementwise(caller: Caller, x: torch.Tensor, options: Options) -> bool:
     moderate = moderate.index_select(0, picks)
     with torch.no_grad():
         try:
-            y = caller.call(moderate)
+            y = caller.call(moderate.clone())  # an in-place target (Hardswish(inplace=True)) overwrites its input
         except CallError:
             return False
     return y.shape == moderate.shape and _only_perturbed_outputs_change(

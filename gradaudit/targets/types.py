@@ -39,6 +39,7 @@ class Target:
     obj: Any
     options: dict[str, Any] = field(default_factory=dict)
     _sources: dict[str, dict[str, Any] | None] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _built: torch.nn.Module | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -61,7 +62,7 @@ class Target:
             return obj.apply
         if kind == "nn.Module class":
             try:
-                obj = obj()
+                obj = self._instance()
             except Exception as exc:  # the user's constructor
                 raise TargetError(
                     f"{self.name}: the nn.Module subclass {obj.__qualname__} cannot be "
@@ -78,6 +79,15 @@ class Target:
                 f"a function, an nn.Module, or an autograd.Function subclass."
             )
         return obj
+
+    def _instance(self) -> torch.nn.Module:
+        """The module class built once, with seeded initial weights (the caller's generator left as
+        it was): every dtype's copy is cast from it, so all dtypes audit one function."""
+        if self._built is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                self._built = self.obj()
+        return self._built
 
     def source(self, role: str = "forward") -> dict[str, Any] | None:
         """``{"path", "line"}`` of the target's ``forward`` or ``backward`` source, if known
