@@ -433,3 +433,10 @@ class LearnedStepQuantizer(torch.nn.Module):
 def test_an_undeclared_quantizer_module_is_a_ga302_warn_without_ga105():
     report = gradaudit.audit(LearnedStepQuantizer(), dtypes=FAST)
     assert ("GA302", "warn") in problems(report) and not any(f.code == "GA105" for f in report.findings)
+
+
+def test_a_snake_of_another_frequency_has_no_second_order_warning():
+    report = gradaudit.audit(lambda x: x + torch.sin(3 * x) ** 2 / 3, dtypes=["float64"], select=["GA101", "GA102"])
+    assert report.status == "pass"
+    assert ("GA102", "warn") in problems(gradaudit.audit(sample("hygiene:DetachedSiLU"), dtypes=["float64"],
+                                                         select=["GA102"]))

@@ -16,7 +16,7 @@ from torch.autograd.gradcheck import GradcheckError
 
 from ..engine.calling import describe_exception
 from ..engine.messages import describe_intervals, example_index, intervals, number
-from ..engine.numerics import gradcheck_tolerances, numerical_derivative, smooth_points
+from ..engine.numerics import UNIT_SCALE, gradcheck_tolerances, numerical_derivative, smooth_points
 from ..engine.small_inputs import clause, small_matrix
 from ..engine.vjp import vjp, vjps
 from ..model.report import Finding
@@ -100,8 +100,13 @@ def run_second_order(ctx: "AuditContext") -> Iterator[Finding]:
     smooth = smooth_points(ctx, x, numeric) & torch.isfinite(first) & torch.isfinite(second)
     first_order = ctx.memo("gradient.compare", lambda: compare(ctx))
     if first_order is not None:  # where the backward disagrees with the forward, GA101 reports it
-        smooth_first, wrong_first = at_base(ctx, first_order["smooth"], first_order["wrong"])
-        smooth &= smooth_first & ~wrong_first
+        if first_order["smooth"] is not None:
+            smooth_first, wrong_first = at_base(ctx, first_order["smooth"], first_order["wrong"])
+            smooth &= smooth_first & ~wrong_first
+        unresolved = first_order["unresolved"]
+        if unresolved.numel():  # where float64 cannot resolve the derivative, nor can it the second
+            smooth &= ~torch.isin(x, first_order["x"][unresolved])
+            smooth &= numeric["h"] <= UNIT_SCALE  # nor, around them, steps longer than a period
     central = numeric["central"]
     error = (second - central).abs()
     tolerance = ATOL + RTOL * central.abs() + 16 * numeric["rounding"] + 0.01 * (numeric["forward"] - numeric["backward"]).abs()
