@@ -85,7 +85,7 @@ def test_remembered_search_is_the_search(fn) -> None:
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_ga403_compare_in_numpy_is_the_torch_formula(dtype: torch.dtype) -> None:
     from gradaudit.checks.dtype import TOLERANCE_UNITS, _compare
-    from gradaudit.checks.nonfinite import HEADROOM
+    from gradaudit.engine.numerics import HEADROOM
 
     a, e, x = _pairs(torch.float64)
     low, high = a.to(dtype), e.to(torch.float32)

@@ -21,13 +21,13 @@ from ..engine import scans
 from ..engine.calling import CallError, describe_exception
 from ..engine.inputs import representable_part
 from ..engine.messages import describe_intervals, example_index, intervals, number
+from ..engine.numerics import HEADROOM, float32_inside
 from ..engine.options import dtype_name
 from ..engine.small_inputs import clause, close, forward_is_random
 from ..engine.vjp import vjp
 from ..model.report import Finding
 from . import Check, inputs_values
 from .layouts_judge import as_float64, close64
-from .nonfinite import HEADROOM
 from .several import INPUT_MESSAGES, with_inputs
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def run_dtype(ctx: "AuditContext") -> Iterator[Finding]:
             yield DTYPE.finding("output-dtype", "warn", output_dtype=dtype_name(ev.y.dtype), dtype=name,
                                 location=location,
                           examples=[{"input_dtype": name, "output_dtype": dtype_name(ev.y.dtype)}])
-        elif dtype == torch.float64 and ctx.working_eps > torch.finfo(torch.float64).eps:
+        elif dtype == torch.float64 and float32_inside(ctx):
             yield DTYPE.finding("computed-in-float32", "warn", dtype=name, location=location)
         if ev.grad_error is not None and base.grad_error is None:
             yield DTYPE.finding("backward-fails", "warn", reason=ev.grad_error, dtype=name,

@@ -152,15 +152,15 @@ def straight_through(result: dict[str, torch.Tensor]) -> bool:
     """Whether the forward is piecewise constant (where a difference step resolves its stairs)
     and every mismatch there is a non-zero backward at a constant point (past it, the shorter
     steps that land between stairs see the same surrogate)."""
-    near = result["x"].abs() <= STAIR_SCALE
-    smooth = result["smooth"] & near
-    if int(smooth.sum()) < 100:  # a domain away from the dense grid: every point counts
-        smooth = result["smooth"]
+    region = result["x"].abs() <= STAIR_SCALE
+    if int((result["smooth"] & region).sum()) < 100:  # a domain away from the dense grid: every point counts
+        region = torch.ones_like(region)
+    smooth = result["smooth"] & region
     constant = result["constant"] & smooth
     if int(smooth.sum()) == 0:
         return False
     share = float(constant.sum()) / float(smooth.sum())
-    wrong = result["wrong"] & near
+    wrong = result["wrong"] & region
     stray = int((wrong & ~constant).sum())  # points a step away from a stair's edge, straddling it
     return share >= CONSTANT_SHARE and stray <= STRAY_SHARE * max(int(wrong.sum()), 1)
 
@@ -172,17 +172,25 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         yield from inputs_gradient.run_input_gradients(ctx, GRADIENT)
 
 
-def surrogate_along_x(ctx: "AuditContext") -> bool:
-    """Whether the forward is piecewise constant along x with a non-zero backward: an undeclared
-    straight-through estimator (GA302's finding). Its other inputs' gradients (a spike's
-    threshold) are then surrogates too, not GA101's or GA105's to fail."""
-    if not ctx.elementwise or ctx.options.surrogate:
-        return False
-    first = ctx.first_evaluation()
-    if first is not None and first.grad_error:
-        return False
+def staircase(ctx: "AuditContext") -> dict[str, torch.Tensor] | None:
+    """GA101's comparison along x where the forward is piecewise constant and the backward is not
+    zero there (a straight-through estimator, GA302's finding); None otherwise."""
+    if not ctx.elementwise:
+        return None
     result = ctx.memo("gradient.compare", lambda: compare(ctx))
-    return result is not None and result["wrong"] is not None and scans.any_true(result["wrong"]) and straight_through(result)
+    if result is None or result["wrong"] is None or not scans.any_true(result["wrong"]):
+        return None
+    return result if straight_through(result) else None
+
+
+def surrogate_along_x(ctx: "AuditContext") -> bool:
+    """Whether x's forward is an undeclared straight-through estimator's (:func:`staircase`). Its
+    other inputs' and parameters' gradients (a spike's threshold, a quantizer's step) are then
+    surrogates too, not GA101's or GA105's to fail."""
+    first = ctx.first_evaluation()
+    if ctx.options.surrogate or (first is not None and first.grad_error):
+        return False
+    return staircase(ctx) is not None
 
 
 def _along_x(ctx: "AuditContext") -> Iterator[Finding]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 
 from ..engine.messages import number
+from ..engine.numerics import HEADROOM
 from ..engine.options import dtype_name
 from ..engine.pair_zeros import EXAMINED, examined_zeros, judge_together, zero_classes
 from ..engine.pairs import FIRST, PairEvaluation, describe_point, example, pair_evaluation, reference_at
@@ -63,11 +64,6 @@ def _evaluations(ctx: "AuditContext", signs: tuple[float, ...]) -> Iterator[tupl
 
 def _signs(ctx: "AuditContext") -> tuple[float, ...]:
     return (1.0, -1.0)
-
-
-HEADROOM = 64.0
-"""As GA201's along x (checks.nonfinite.HEADROOM, which imports this module): an inf where some
-input is within this factor of the dtype's max may be a formula without headroom, not judged."""
 
 
 def _fits(exact: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

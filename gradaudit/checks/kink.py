@@ -6,13 +6,12 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
-from ..engine import scans
 from ..engine.calling import CallError
 from ..engine.messages import number
 from ..engine.options import dtype_name
 from ..model.report import Finding
 from . import Check, inputs_kinks
-from .gradient import compare, straight_through, surrogate_along_x
+from .gradient import staircase, surrogate_along_x
 from .several import with_inputs
 
 if TYPE_CHECKING:
@@ -153,8 +152,7 @@ def run_discontinuity(ctx: "AuditContext", straight_through_too: bool = True) ->
         return
     status = "info" if ctx.options.surrogate else "warn"  # the verdict in the details, as the finding's
     location = ctx.target.source("backward")
-    result = ctx.memo("gradient.compare", lambda: compare(ctx)) if straight_through_too else None
-    stairs = result is not None and scans.any_true(result["wrong"]) and straight_through(result)
+    stairs = staircase(ctx) if straight_through_too else None
     jumps: list[float] = []
     for kink in ctx.kinks:
         if kink.kind != "jump":
@@ -165,9 +163,10 @@ def run_discontinuity(ctx: "AuditContext", straight_through_too: bool = True) ->
             continue
         details = {"location": kink.location, "kind": "jump", "left": kink.left_value,
                    "right": kink.right_value, "implemented": {"float64": {"alone": g}}}
-        if math.isfinite(g) and g != 0 and stairs:
-            jumps.append(kink.location)  # one finding for the whole staircase, below
-        elif math.isfinite(g) and g != 0:
+        if math.isfinite(g) and g != 0:
+            if stairs is not None:
+                jumps.append(kink.location)  # one finding for the whole staircase, below
+                continue
             details["verdict"] = status
             yield DISCONTINUITY.finding("jump-gradient", "warn", audit=ctx, left=number(kink.left_value),
                                         right=number(kink.right_value), x=number(kink.location),
@@ -177,11 +176,11 @@ def run_discontinuity(ctx: "AuditContext", straight_through_too: bool = True) ->
             yield DISCONTINUITY.finding("jump", "info", left=number(kink.left_value), right=number(kink.right_value),
                                         x=number(kink.location), gradient=number(g), dtype="float64",
                                         location=location, details=details)
-    if stairs:
-        wrong = result["wrong"]
+    if stairs is not None:
+        wrong = stairs["wrong"]
         i = int(torch.nonzero(wrong)[0])
         yield DISCONTINUITY.finding("straight-through", "warn", audit=ctx, count=int(wrong.sum()),
-                                    gradient=number(float(result["analytic"][i])), x=number(float(result["x"][i])),
+                                    gradient=number(float(stairs["analytic"][i])), x=number(float(stairs["x"][i])),
                                     dtype="float64", details={"points": int(wrong.sum()), "jumps": jumps})
 
 

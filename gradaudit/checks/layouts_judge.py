@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from ..engine import scans
+from ..engine.numerics import HEADROOM
 from ..engine.options import dtype_name
 from ..engine.small_inputs import describe_mismatch
-from .nonfinite import HEADROOM
 
 if TYPE_CHECKING:
     from ..engine.context import AuditContext

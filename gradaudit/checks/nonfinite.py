@@ -11,7 +11,7 @@ from ..engine.blame import offending_inputs
 from ..engine.calling import CallError
 from ..engine.inputs import SPECIAL_VALUES
 from ..engine.messages import describe_intervals, example_index, flagged, intervals, number
-from ..engine.numerics import numerical_derivative, smooth_points
+from ..engine.numerics import HEADROOM, float32_inside, numerical_derivative, smooth_points
 from ..engine.options import dtype_name
 from ..model.report import Finding
 from . import Check, inputs_values, parameter_values
@@ -21,9 +21,6 @@ if TYPE_CHECKING:
     from ..engine.context import AuditContext
     from ..engine.evaluation import Evaluation
 
-HEADROOM = inputs_values.HEADROOM
-"""Inputs within this factor of the dtype's max may overflow in any formula that scales them
-(x * relu6(x + 3) / 6 needs a factor 6): reported as info, not as a defect."""
 DOMAIN_HINT = "If the target is undefined there, declare it: domain=(lo, hi) or --domain LO HI."
 
 
@@ -158,6 +155,8 @@ def _reshaped(ctx: "AuditContext", check: Check, ev: "Evaluation") -> Iterator[F
     bad = scans.nonfinite(values)
     if not scans.any_true(bad):
         return
+    if gradient and ev.dtype == torch.float64 and not bool(torch.isfinite(ev.y).all()):
+        return  # a NaN gradient beside an overflowing output may be inf - inf: not judged
     x64 = ev.x.detach().to(torch.float64)
     try:
         if ev.dtype == torch.float64:
@@ -169,8 +168,6 @@ def _reshaped(ctx: "AuditContext", check: Check, ev: "Evaluation") -> Iterator[F
     if exact.shape != values.shape:
         return
     fail, _ = defects(ev.x, ev.dtype, values, exact, elementwise=False, values_nonfinite=bad)
-    if gradient and ev.dtype == torch.float64 and not bool(torch.isfinite(ev.y).all()):
-        return  # a NaN gradient beside an overflowing output may be inf - inf: not judged
     fail = flagged(fail)
     if not fail.numel():
         return
@@ -212,11 +209,9 @@ def _downcast(ctx: "AuditContext", ev: "Evaluation", fail: torch.Tensor, info: t
     """For a target that computes float64 in float32 inside, a float64 input past float32's range
     is inf inside it (silu(-inf) is NaN): the downcast's consequence, which GA403's
     computed-in-float32 warn names, so it is shown as info rather than failed twice."""
-    if ev.dtype != torch.float64 or ctx.working_eps <= torch.finfo(torch.float64).eps or not scans.any_true(fail):
+    if ev.dtype != torch.float64 or ev.x.shape != fail.shape or not float32_inside(ctx) or not scans.any_true(fail):
         return fail, info
     beyond = ev.x.to(torch.float64).abs() > torch.finfo(torch.float32).max
-    if ev.x.shape != fail.shape:
-        return fail, info
     return fail & ~beyond, info | (fail & beyond)
 
 
@@ -263,7 +258,7 @@ def run_gradient(ctx: "AuditContext") -> Iterator[Finding]:
         finite_output = ~scans.nonfinite(ev.y)
         yield from _report(NONFINITE_GRADIENT, "gradient", ev, fail & finite_output, info & finite_output, exact,
                            ctx.target.source("backward"))
-    yield from parameter_values.run_parameter_gradients(ctx, NONFINITE_GRADIENT, HEADROOM)
+    yield from parameter_values.run_parameter_gradients(ctx, NONFINITE_GRADIENT)
 
 
 FIX_OUTPUT = ("Compute in a stable form (log1p, expm1, softplus, logaddexp, clamp before exp) so "

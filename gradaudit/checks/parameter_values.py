@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 
 from ..engine.messages import describe_intervals, example_index, flagged, number
+from ..engine.numerics import HEADROOM
 from ..engine.options import dtype_name
 from ..model.check import Check
 from ..model.report import Finding
@@ -45,16 +46,13 @@ def _gradients(ctx: "AuditContext", dtype: torch.dtype, x: torch.Tensor, per_ele
     return {name: g.detach().reshape(-1) for name, g in zip(given, grads) if g is not None}
 
 
-HEADROOM = 64.0
-"""As along x (checks.nonfinite.HEADROOM): a gradient within this factor of the dtype's max may
-overflow in any formula that reaches it (x * x before a factor 0.5), so it is not judged."""
-
-
 def _defects(grad: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Non-finite where float64 is finite and within HEADROOM of the dtype's max (x * x before a
+    factor 0.5 may overflow on the way to a value that fits)."""
     return ~torch.isfinite(grad) & torch.isfinite(want) & (want.abs() * HEADROOM <= torch.finfo(dtype).max)
 
 
-def run_parameter_gradients(ctx: "AuditContext", check: Check, headroom: float) -> Iterator[Finding]:
+def run_parameter_gradients(ctx: "AuditContext", check: Check) -> Iterator[Finding]:
     """Per dtype below float64, each parameter's gradient against float64's at the same inputs."""
     module = ctx.raw_callable_for(torch.float64)
     if not isinstance(module, torch.nn.Module) or not any(p.requires_grad for p in module.parameters()):
@@ -67,7 +65,7 @@ def run_parameter_gradients(ctx: "AuditContext", check: Check, headroom: float) 
         x = ctx.base_probe(dtype)
         block = 1 if ctx.layout is None else int(torch.tensor([s for s in ctx.layout if s > 0]).prod())
         x = x[: x.numel() - x.numel() % block]
-        x = x[x.to(torch.float64).abs() * headroom < torch.finfo(dtype).max]  # no formula has room there
+        x = x[x.to(torch.float64).abs() * HEADROOM < torch.finfo(dtype).max]  # no formula has room there
         x = x[: x.numel() - x.numel() % block]
         try:
             yield from _per_element(ctx, check, dtype, x)

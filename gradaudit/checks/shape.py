@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import torch
 
 from ..engine.calling import CallError, describe_exception
+from ..engine.numerics import float32_inside
 from ..engine.options import dtype_name
 from ..engine.small_inputs import (
     backward_is_random, clause, forward_is_random, identical, known_grad_output, small_input
@@ -142,12 +143,13 @@ def _problem(ctx: "AuditContext", layout: Layout, values: torch.Tensor, dtype: t
         scales = None  # |x| of the output's and of the gradient's own element, as mismatch() is given
     if out.shape != expected_out.shape:
         words = f"the output has shape {tuple(out.shape)} instead of {tuple(expected_out.shape)}"
-        if x.dim() == 0 and tuple(out.shape) == (1,) and _one_element_parameter(ctx) is not None:
-            return "info", (f"{words}: it broadcasts against the parameter {_one_element_parameter(ctx)!r} "
-                            f"of shape (1,) (torch.ones(1), as timm's StarReLU); a 0-d parameter, "
-                            f"torch.tensor(1.0), keeps a 0-d input 0-d")
+        parameter = _one_element_parameter(ctx) if x.dim() == 0 and tuple(out.shape) == (1,) else None
+        if parameter is not None:
+            return "info", (f"{words}: it broadcasts against the parameter {parameter!r} of shape (1,) "
+                            f"(torch.ones(1), as timm's StarReLU); a 0-d parameter, torch.tensor(1.0), keeps "
+                            f"a 0-d input 0-d")
         return "fail", words
-    inside = torch.float32 if dtype == torch.float64 and ctx.working_eps > torch.finfo(torch.float64).eps else out.dtype
+    inside = torch.float32 if dtype == torch.float64 and float32_inside(ctx) else out.dtype
     judge = Judge(dtype, inside, against, once(truth), scales if scales is None else once(scales))
     problems = [judge.mismatch("output", out, expected_out, x if reference is not None else torch.ones_like(out), where)]
     if expected_grad is not None:
@@ -290,10 +292,9 @@ def _run_shape_and_grad_outputs(ctx: "AuditContext") -> Iterator[Finding]:
     from ..engine.sections import elementwise_partners
 
     binding = ctx.binding
-    if binding.layout is not None:
-        pass  # x is laid out against parameter-like inputs: its layouts are inputs_layouts.run_broadcast_layouts'
-    elif not binding.partners or len(elementwise_partners(ctx)) == len(binding.partners) or not ctx.elementwise:
-        yield from run_shape(ctx)
+    if binding.layout is None and (not binding.partners or not ctx.elementwise
+                                   or len(elementwise_partners(ctx)) == len(binding.partners)):
+        yield from run_shape(ctx)  # against parameter-like inputs, x's layouts are run_broadcast_layouts
     yield from inputs_layouts.run_grad_output_layouts(ctx, SHAPE)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .inputs import log_magnitudes, tail_grid
+from .numerics import relative_step
 
 if TYPE_CHECKING:
     from .context import AuditContext
@@ -171,7 +172,7 @@ def one_sided_array(ctx: "AuditContext", c: torch.Tensor, step: float) -> np.nda
 def one_sided_step(ctx: "AuditContext") -> float:
     """The relative step of :func:`one_sided`: 1e-6, or an eighth of the central differences'
     step at the forward's working precision where that is longer (6e-4 for float32 inside)."""
-    return max(1e-6, ctx.working_eps ** (1.0 / 3.0) / 8)
+    return max(1e-6, relative_step(ctx) / 8)
 
 
 def classify(ctx: "AuditContext", location: float, declared: bool) -> Kink | None:

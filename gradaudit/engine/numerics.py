@@ -12,8 +12,9 @@ if TYPE_CHECKING:
     from .context import AuditContext
 
 EPS64 = torch.finfo(torch.float64).eps
-STEP = EPS64 ** (1.0 / 3.0)
-"""Relative step of the central differences (optimal for O(h^2) truncation)."""
+HEADROOM = 64.0
+"""Inputs (or values) within this factor of a dtype's max may overflow in any formula that scales
+them (x * relu6(x + 3) / 6 needs a factor 6): an inf there is information, not a defect."""
 RTOL, ATOL = 1e-3, 1e-5
 LADDER = 10
 """Shorter steps tried, each a quarter of the one before (h/4 .. h/4**10)."""
@@ -21,6 +22,17 @@ UNIT_SCALE = 1.0
 """Activations vary on scales of order one (periods 2*pi/a, widths of bumps): where the
 shortest step that float64's rounding allows is longer than this, the float64 forward cannot
 show a derivative that changes within it."""
+
+
+def float32_inside(ctx: "AuditContext") -> bool:
+    """Whether the target computes float64 inputs in float32 inside (:attr:`AuditContext.working_eps`)."""
+    return ctx.working_eps > EPS64
+
+
+def relative_step(ctx: "AuditContext") -> float:
+    """The relative step of central differences at the forward's working precision, eps^(1/3)
+    (optimal for O(h^2) truncation): 6e-6 for float64, 5e-3 for float32 inside."""
+    return ctx.working_eps ** (1.0 / 3.0)
 
 
 def numerical_derivative(ctx: "AuditContext", x: torch.Tensor, y: torch.Tensor,
@@ -35,7 +47,7 @@ def numerical_derivative(ctx: "AuditContext", x: torch.Tensor, y: torch.Tensor,
     eps = ctx.working_eps
     xs, ys = _array(x), _array(y)
     with np.errstate(all="ignore"):  # inf and NaN where the target (or x near the max) has them, as torch gives
-        h = eps ** (1.0 / 3.0) * np.maximum(np.abs(xs), 1.0)
+        h = relative_step(ctx) * np.maximum(np.abs(xs), 1.0)
         plus, minus = xs + h, xs - h
         half_plus, half_minus = xs + h / 2, xs - h / 2
     points = torch.from_numpy(np.concatenate([plus, minus, half_plus, half_minus]))
@@ -59,9 +71,9 @@ def gradcheck_tolerances(ctx: "AuditContext") -> dict[str, float]:
     """``eps``, ``atol`` and ``rtol`` for torch.autograd.gradcheck on the target: torch's usual
     float64 ones, or longer steps and looser bounds for a forward computed in float32
     (:attr:`AuditContext.working_eps`), whose rounding over a step of 1e-6 is 10% of the slope."""
-    if ctx.working_eps <= EPS64:
+    if not float32_inside(ctx):
         return {"eps": 1e-6, "atol": 1e-5, "rtol": 1e-3}
-    return {"eps": ctx.working_eps ** (1.0 / 3.0), "atol": 1e-3, "rtol": 1e-2}
+    return {"eps": relative_step(ctx), "atol": 1e-3, "rtol": 1e-2}
 
 
 def _array(t: torch.Tensor) -> np.ndarray:

@@ -229,7 +229,7 @@ def _gentle_along(ctx: "AuditContext", point: dict[str, float], along: str, line
         brackets = memory.setdefault((gradient_of, along, side), [])  # closed with other inputs held
         confirmed = next((found for found, lo, hi in brackets if _confirms(value_fn, zero, nearest, found, lo, hi)), None)
         if confirmed is None:
-            confirmed, lo, hi = _search(value_fn, *_narrowed(value_fn, zero, nearest))
+            confirmed, lo, hi = search_edge(value_fn, *_narrowed(value_fn, zero, nearest), points=WIDE_SEARCH)
             brackets.append((confirmed, lo, hi))
         memory[search_key] = confirmed
     return memory[search_key]
@@ -238,13 +238,6 @@ def _gentle_along(ctx: "AuditContext", point: dict[str, float], along: str, line
 WIDE_SEARCH = 1024
 """Points per step of the pairs' edge search: a float64 bracket closes in about five calls
 (the target is elementwise in the pairs, so the batch size changes no value)."""
-
-
-def _search(value_fn: Any, zero_x: float, other_x: float) -> tuple[bool, float, float]:
-    """:func:`gradaudit.engine.zero_regions.search_edge` with :data:`WIDE_SEARCH` points a step."""
-    if (zero_x < 0) != (other_x < 0) or zero_x == 0 or other_x == 0:
-        return False, zero_x, other_x
-    return search_edge(value_fn, zero_x, other_x, points=WIDE_SEARCH)
 
 
 def _confirms(value_fn: Any, zero: float, nearest: float, found: bool, lo: float, hi: float) -> bool:

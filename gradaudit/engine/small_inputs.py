@@ -127,15 +127,13 @@ def two_forwards(ctx: "AuditContext") -> tuple[torch.Tensor, torch.Tensor]:
     next to inputs of 1e308)."""
 
     def run() -> tuple[torch.Tensor, torch.Tensor]:
-        pairs = []
         for moderate in (False, True):  # softmax over huge values is one-hot: noise shows only on moderate ones
             values = small_input(ctx, torch.float64, moderate=moderate)
             with torch.no_grad():
-                pairs.append((ctx.call(values.clone(), reseed=False), ctx.call(values.clone(), reseed=False)))
-        (a, b), (c, d) = pairs
-        if a.shape != b.shape or not bool(identical(a, b).all()):
-            return a, b
-        return c, d
+                first, second = ctx.call(values.clone(), reseed=False), ctx.call(values.clone(), reseed=False)
+            if first.shape != second.shape or not bool(identical(first, second).all()):
+                break
+        return first, second
 
     return ctx.memo("small_inputs.two_forwards", run)
 

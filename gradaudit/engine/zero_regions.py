@@ -98,25 +98,20 @@ def edge_decays(value_fn: ValueFn, zero_x: float, other_x: float, points: int = 
     ``points`` per step: more close the bracket in fewer calls, where the batch size changes no
     value (the target evaluated elementwise on any batch, as for the pairs of several inputs).
     """
-    if (zero_x < 0) != (other_x < 0) or zero_x == 0 or other_x == 0:
-        return False
     if isinstance(value_fn, Remembered):
         if (zero_x, other_x) not in value_fn.edges:
-            value_fn.edges[zero_x, other_x] = _search_edge(value_fn, zero_x, other_x, points, tiny)
+            value_fn.edges[zero_x, other_x] = search_edge(value_fn, zero_x, other_x, points, tiny)[0]
         return value_fn.edges[zero_x, other_x]
-    return _search_edge(value_fn, zero_x, other_x, points, tiny)
-
-
-def _search_edge(value_fn: ValueFn, zero_x: float, other_x: float, points: int = SEARCH_POINTS,
-                 tiny: float = TINY) -> bool:
-    """:func:`edge_decays` without memory."""
     return search_edge(value_fn, zero_x, other_x, points, tiny)[0]
 
 
 def search_edge(value_fn: ValueFn, zero_x: float, other_x: float, points: int = SEARCH_POINTS,
                 tiny: float = TINY) -> tuple[bool, float, float]:
     """:func:`edge_decays`'s verdict, and the bracket it closed: the last zero and the first non-zero
-    input (a later search of the same region, with other inputs held, can confirm it in one call)."""
+    input (a later search of the same region, with other inputs held, can confirm it in one call).
+    Not gentle where the bracket crosses or touches 0."""
+    if (zero_x < 0) != (other_x < 0) or zero_x == 0 or other_x == 0:
+        return False, zero_x, other_x
     zero, edge = zero_x, other_x
     for _ in range(BISECTION_STEPS):
         inside = np.linspace(zero, edge, points + 2)[1:-1]
